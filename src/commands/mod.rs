@@ -1,0 +1,4 @@
+//! The CLI's subcommands, one module each; `src/main.rs` only parses arguments and dispatches.
+
+pub mod prepare;
+pub mod tokenize;

@@ -1,0 +1,30 @@
+use clap::{Parser, Subcommand};
+use gpt2::commands;
+
+/// GPT-2 from scratch: train, sample, tokenize, prepare data, benchmark.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
+    Tokenize(commands::tokenize::Args),
+    /// Turn text / .jsonl files into llm.c token shards (train and val) plus llm.c's tokenizer file.
+    Prepare(commands::prepare::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Prepare(a) => commands::prepare::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
