@@ -82,7 +82,7 @@ impl ModelConfig {
                 s.padded_vocab_size, s.vocab_size
             ));
         }
-        if s.channels % s.num_heads != 0 {
+        if !s.channels.is_multiple_of(s.num_heads) {
             return Err(format!("channels {} are not divisible by heads {}", s.channels, s.num_heads));
         }
         // Keep every tensor addressable and the whole model under 64 Gi parameters.
