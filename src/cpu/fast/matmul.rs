@@ -247,7 +247,8 @@ pub fn gemm(
     }
     assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A too small");
     assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B too small");
-    let problem = Problem { m, n, k, a, b, c: SendPtr(c.as_mut_ptr()), ldc, bias, accumulate };
+    let simd = isa != Isa::Portable;
+    let problem = Problem { m, n, k, a, b, c: SendPtr(c.as_mut_ptr()), ldc, bias, accumulate, simd };
     match isa {
         Isa::Portable => problem.run::<4, 8>(kernel_portable::<4, 8>),
         #[cfg(target_arch = "x86_64")]
@@ -293,6 +294,8 @@ struct Problem<'a> {
     ldc: usize,
     bias: Option<&'a [f32]>,
     accumulate: bool,
+    /// pack with AVX (8 × 8 transposes in registers): for the AVX2 and AVX-512 paths
+    simd: bool,
 }
 
 thread_local! {
@@ -348,8 +351,8 @@ impl Problem<'_> {
             let bp = &mut rest[skip..skip + b_len];
             for p0 in (0..self.k).step_by(KC) {
                 let kc = KC.min(self.k - p0);
-                pack_a::<MR>(&mut ap[..mc.div_ceil(MR) * MR * kc], self.a, i0, mc, p0, kc);
-                pack_b::<NR>(&mut bp[..nc.div_ceil(NR) * NR * kc], self.b, p0, kc, j0, nc);
+                pack_a::<MR>(&mut ap[..mc.div_ceil(MR) * MR * kc], self.a, i0, mc, p0, kc, self.simd);
+                pack_b::<NR>(&mut bp[..nc.div_ceil(NR) * NR * kc], self.b, p0, kc, j0, nc, self.simd);
                 // the first slab writes C (and adds the bias) unless accumulating; later ones add to it
                 let first = p0 == 0;
                 let acc = self.accumulate || !first;
@@ -396,7 +399,7 @@ impl Problem<'_> {
 
 /// Pack A[i0..i0+mc, p0..p0+kc] into micro-panels of MR rows: panel q holds, for each p, the MR values
 /// A[i0 + q·MR + r, p0 + p] (r = 0..MR) contiguously; rows past the edge are zero.
-fn pack_a<const MR: usize>(dst: &mut [f32], a: Strided, i0: usize, mc: usize, p0: usize, kc: usize) {
+fn pack_a<const MR: usize>(dst: &mut [f32], a: Strided, i0: usize, mc: usize, p0: usize, kc: usize, simd: bool) {
     for (q, panel) in dst.chunks_exact_mut(MR * kc).enumerate() {
         let r0 = i0 + q * MR;
         let rows = MR.min(i0 + mc - r0);
@@ -404,30 +407,19 @@ fn pack_a<const MR: usize>(dst: &mut [f32], a: Strided, i0: usize, mc: usize, p0
             // A's columns are contiguous (A = doutᵀ): each p is a straight copy of `rows` floats
             for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
                 let start = r0 + (p0 + p) * a.cs;
-                out[..rows].copy_from_slice(&a.data[start..start + rows]);
-                out[rows..].fill(0.0);
+                copy_padded::<MR>(out, &a.data[start..start + rows]);
             }
         } else {
-            // A's rows are contiguous in p: read `rows` streams side by side, write each p's MR values
-            for r in 0..MR {
-                if r < rows {
-                    let src = &a.data[(r0 + r) * a.rs + p0 * a.cs..];
-                    for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
-                        out[r] = src[p * a.cs];
-                    }
-                } else {
-                    for out in panel.chunks_exact_mut(MR) {
-                        out[r] = 0.0;
-                    }
-                }
-            }
+            // A's rows are contiguous in p (A = inp or dout): a transpose of `rows` rows
+            let src = &a.data[r0 * a.rs + p0 * a.cs..];
+            transpose_into(panel, MR, src, a.rs, a.cs, rows, kc, simd);
         }
     }
 }
 
 /// Pack B[p0..p0+kc, j0..j0+nc] into micro-panels of NR columns: panel q holds, for each p, the NR
 /// values B[p0 + p, j0 + q·NR + jj] (jj = 0..NR) contiguously; columns past the edge are zero.
-fn pack_b<const NR: usize>(dst: &mut [f32], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize) {
+fn pack_b<const NR: usize>(dst: &mut [f32], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, simd: bool) {
     for (q, panel) in dst.chunks_exact_mut(NR * kc).enumerate() {
         let c0 = j0 + q * NR;
         let cols = NR.min(j0 + nc - c0);
@@ -435,23 +427,70 @@ fn pack_b<const NR: usize>(dst: &mut [f32], b: Strided, p0: usize, kc: usize, j0
             // B's rows are contiguous (W in dinp, inp in dweight): each p is a straight copy
             for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
                 let start = (p0 + p) * b.rs + c0;
-                out[..cols].copy_from_slice(&b.data[start..start + cols]);
-                out[cols..].fill(0.0);
+                copy_padded::<NR>(out, &b.data[start..start + cols]);
             }
         } else {
-            // B = Wᵀ (forward): B's columns are W's rows, contiguous in p. A transpose, done
-            // column by column: read one contiguous row of W, scatter it into the panel with step NR.
-            for jj in 0..NR {
-                if jj < cols {
-                    let src = &b.data[(c0 + jj) * b.cs + p0 * b.rs..];
-                    for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
-                        out[jj] = src[p * b.rs];
-                    }
-                } else {
-                    for out in panel.chunks_exact_mut(NR) {
-                        out[jj] = 0.0;
-                    }
+            // B = Wᵀ (forward): B's columns are W's rows, contiguous in p: a transpose of `cols` rows
+            let src = &b.data[c0 * b.cs + p0 * b.rs..];
+            transpose_into(panel, NR, src, b.cs, b.rs, cols, kc, simd);
+        }
+    }
+}
+
+/// `dst[..src.len()] = src`, the rest zero. Full-width copies have a length known at compile time,
+/// so they compile to a few vector moves instead of a call to memcpy.
+#[inline(always)]
+fn copy_padded<const W: usize>(dst: &mut [f32], src: &[f32]) {
+    if let (Ok(d), Ok(s)) = (<&mut [f32; W]>::try_from(&mut *dst), <&[f32; W]>::try_from(src)) {
+        *d = *s;
+    } else {
+        dst[..src.len()].copy_from_slice(src);
+        dst[src.len()..].fill(0.0);
+    }
+}
+
+/// The transposing half of packing: `lines` source lines, line l starting at `src[l * ls]` with
+/// elements `step` apart (step 1 in practice), become the columns of `panel` (kc rows of `width`):
+/// `panel[p * width + l] = src[l * ls + p * step]`; columns `lines..width` are zero.
+/// With `simd` (AVX) and unit step, full 8 × 8 blocks go through registers.
+#[allow(clippy::too_many_arguments)]
+fn transpose_into(
+    panel: &mut [f32],
+    width: usize,
+    src: &[f32],
+    ls: usize,
+    step: usize,
+    lines: usize,
+    kc: usize,
+    simd: bool,
+) {
+    let mut l0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if simd && step == 1 {
+        let full_p = kc / 8 * 8;
+        while l0 + 8 <= lines {
+            for p in (0..full_p).step_by(8) {
+                x86::transpose_8x8(&src[l0 * ls + p..], ls, &mut panel[p * width + l0..], width);
+            }
+            for p in full_p..kc {
+                for l in l0..l0 + 8 {
+                    panel[p * width + l] = src[l * ls + p];
                 }
+            }
+            l0 += 8;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    for l in l0..width {
+        if l < lines {
+            let line = &src[l * ls..];
+            for (p, out) in panel.chunks_exact_mut(width).take(kc).enumerate() {
+                out[l] = line[p * step];
+            }
+        } else {
+            for out in panel.chunks_exact_mut(width).take(kc) {
+                out[l] = 0.0;
             }
         }
     }
@@ -497,6 +536,55 @@ mod x86 {
     //! The x86-64 micro-kernels. Both are the same loop: per p, load NV vectors of B, then for each of
     //! the MR rows broadcast one A value and FMA it into that row's NV accumulators.
     use std::arch::x86_64::*;
+
+    /// `dst[p * ldd + l] = src[l * lds + p]` for an 8 × 8 block: eight rows loaded, transposed in
+    /// registers (the classic unpack / shuffle / permute sequence), eight rows stored.
+    /// Panics if a slice is too short; the caller must have checked that the CPU has AVX.
+    #[inline]
+    pub fn transpose_8x8(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize) {
+        assert!(src.len() >= 7 * lds + 8 && dst.len() >= 7 * ldd + 8);
+        // SAFETY: `simd` is only set for the AVX2 / AVX-512 paths, whose CPUs have AVX; the bounds
+        // are checked above.
+        unsafe { transpose_8x8_avx(src.as_ptr(), lds, dst.as_mut_ptr(), ldd) }
+    }
+
+    #[target_feature(enable = "avx")]
+    unsafe fn transpose_8x8_avx(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+        // SAFETY: the caller checked AVX and that 8 rows of 8 floats are readable / writable.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|l| _mm256_loadu_ps(src.add(l * lds)));
+            // interleave pairs of rows, then pairs of pairs, then swap 128-bit halves
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let o = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (p, v) in o.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(p * ldd), v);
+            }
+        }
+    }
 
     /// AVX-512 micro-kernel, MR × (16·NV).
     ///
