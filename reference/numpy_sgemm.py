@@ -21,13 +21,16 @@ BT = 256
 SHAPES = [("qkv", 768, 2304), ("attproj", 768, 768), ("fc", 768, 3072), ("fcproj", 3072, 768), ("lmhead", 768, 50304)]
 
 
-def gflops(f, flops, reps):
+def gflops(f, flops, reps=5, seconds=1.0):
+    """Best of as many runs as fit in `seconds` (at least `reps`): the best run is the one least
+    disturbed by other processes on a shared machine."""
     f()
-    best = float("inf")
-    for _ in range(reps):
+    best, start, runs = float("inf"), time.perf_counter(), 0
+    while runs < reps or time.perf_counter() - start < seconds:
         t = time.perf_counter()
         f()
         best = min(best, time.perf_counter() - t)
+        runs += 1
     return flops / best / 1e9
 
 
@@ -42,16 +45,15 @@ def main():
         dinp = np.empty((BT, c), np.float32)
         dw = np.empty((oc, c), np.float32)
         flops = 2.0 * BT * c * oc
-        reps = 3 if oc > 10000 else 10
-        fwd = gflops(lambda: np.matmul(inp, w.T, out=out), flops, reps)
-        di = gflops(lambda: np.matmul(dout, w, out=dinp), flops, reps)
-        dwt = gflops(lambda: np.matmul(dout.T, inp, out=dw), flops, reps)
+        fwd = gflops(lambda: np.matmul(inp, w.T, out=out), flops)
+        di = gflops(lambda: np.matmul(dout, w, out=dinp), flops)
+        dwt = gflops(lambda: np.matmul(dout.T, inp, out=dw), flops)
         print(f"{name:8} C={c:5} OC={oc:6}  fwd {fwd:7.1f}  dinp {di:7.1f}  dweight {dwt:7.1f}  GFLOP/s")
     n = 2048
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     o = np.empty((n, n), np.float32)
-    print(f"square   {n}^3: {gflops(lambda: np.matmul(a, b, out=o), 2.0 * n**3, 5):7.1f} GFLOP/s")
+    print(f"square   {n}^3: {gflops(lambda: np.matmul(a, b, out=o), 2.0 * n**3):7.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -548,6 +548,25 @@ mod x86 {
         unsafe { transpose_8x8_avx(src.as_ptr(), lds, dst.as_mut_ptr(), ldd) }
     }
 
+    /// Ask for the `rows` × `cols` tile of C at `c` (rows `ldc` apart) to be brought into L1 while the
+    /// kernel's k loop runs, so that adding the result to C does not wait for memory (C is touched once
+    /// per slab, so it is usually not in cache; dweight of the LM head is 150 MB of it).
+    ///
+    /// Safety: the tile must be inside one allocation (prefetches themselves never fault).
+    #[inline(always)]
+    unsafe fn prefetch_tile(c: *const f32, ldc: usize, rows: usize, cols: usize) {
+        // SAFETY: the caller guarantees the tile's addresses are inside C.
+        unsafe {
+            for r in 0..rows {
+                let row = c.add(r * ldc);
+                for j in (0..cols).step_by(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(row.add(j) as *const i8);
+                }
+                _mm_prefetch::<_MM_HINT_T0>(row.add(cols - 1) as *const i8);
+            }
+        }
+    }
+
     #[target_feature(enable = "avx")]
     unsafe fn transpose_8x8_avx(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
         // SAFETY: the caller checked AVX and that 8 rows of 8 floats are readable / writable.
@@ -602,6 +621,7 @@ mod x86 {
         // SAFETY: the caller guarantees AVX-512F and that a, b hold kc·MR and kc·16·NV floats, and
         // c is MR rows of 16·NV floats (ldc apart), bias null or 16·NV floats.
         unsafe {
+            prefetch_tile(c, ldc, MR, 16 * NV);
             let mut acc = [[_mm512_setzero_ps(); NV]; MR];
             let (mut a, mut b) = (a, b);
             for _ in 0..kc {
@@ -650,6 +670,7 @@ mod x86 {
         // SAFETY: the caller guarantees AVX2 + FMA and that a, b hold kc·MR and kc·8·NV floats, and
         // c is MR rows of 8·NV floats (ldc apart), bias null or 8·NV floats.
         unsafe {
+            prefetch_tile(c, ldc, MR, 8 * NV);
             let mut acc = [[_mm256_setzero_ps(); NV]; MR];
             let (mut a, mut b) = (a, b);
             for _ in 0..kc {
