@@ -4,4 +4,9 @@
 pub mod commands;
 pub mod config;
 pub mod cpu;
+pub mod data;
+pub mod files;
 pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod train;

@@ -11,6 +11,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train GPT-2 (on the shipped Shakespeare text unless --train-data is given).
+    Train(commands::train::Args),
     /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
     Tokenize(commands::tokenize::Args),
     /// Turn text / .jsonl files into llm.c token shards (train and val) plus llm.c's tokenizer file.
@@ -20,6 +22,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Train(a) => commands::train::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Prepare(a) => commands::prepare::run(a),
     };

@@ -2,3 +2,4 @@
 
 pub mod prepare;
 pub mod tokenize;
+pub mod train;
