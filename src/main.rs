@@ -12,7 +12,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train GPT-2 (on the shipped Shakespeare text unless --train-data is given).
-    Train(commands::train::Args),
+    Train(Box<commands::train::Args>),
     /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
     Tokenize(commands::tokenize::Args),
     /// Turn text / .jsonl files into llm.c token shards (train and val) plus llm.c's tokenizer file.

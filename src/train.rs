@@ -160,7 +160,7 @@ pub fn train(
     if t > model_cfg.max_seq_len {
         bail!("--seq {t} is longer than the model's maximum sequence length {}", model_cfg.max_seq_len);
     }
-    if cfg.total_batch == 0 || cfg.total_batch % (b * t) != 0 {
+    if cfg.total_batch == 0 || !cfg.total_batch.is_multiple_of(b * t) {
         bail!("--total-batch {} must be a positive multiple of batch * seq = {}", cfg.total_batch, b * t);
     }
     let accum = cfg.total_batch / (b * t);
