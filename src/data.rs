@@ -198,3 +198,16 @@ impl DataLoader {
         }
     }
 }
+
+/// Writes tokens as an llm.c token shard, atomically.
+pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), FileError> {
+    let num_tokens = i32::try_from(tokens.len())
+        .map_err(|_| FileError::new(path, format!("{} tokens do not fit one shard (at most 2^31-1)", tokens.len())))?;
+    let header = crate::files::header_bytes(&[SHARD_MAGIC, SHARD_VERSION, num_tokens]);
+    crate::files::write_atomic(path, |w| {
+        w.write_all(&header)?;
+        let mut bytes = vec![0u8; 2 * tokens.len()];
+        LittleEndian::write_u16_into(tokens, &mut bytes);
+        w.write_all(&bytes)
+    })
+}

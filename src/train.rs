@@ -121,6 +121,8 @@ pub struct TrainConfig {
     /// Also write an llm.c model file here when saving.
     pub export_llmc: Option<PathBuf>,
     pub sample_every: usize,
+    /// End this run after this many steps, as if interrupted (the schedule still spans `steps`).
+    pub stop_at: Option<usize>,
     pub quiet: bool,
 }
 
@@ -230,7 +232,8 @@ pub fn train(
         Ok(())
     };
 
-    for step in start_step..cfg.steps {
+    let end_step = cfg.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
+    for step in start_step..end_step {
         // validation, before this step's update
         let mut val_loss = None;
         if let Some(loader) = val_loader.as_mut().filter(|_| cfg.val_every > 0 && step % cfg.val_every == 0) {
@@ -259,7 +262,7 @@ pub fn train(
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
         // the first step pays for allocation and warm-up; leave it out of the average
-        if step > start_step || cfg.steps - start_step == 1 {
+        if step > start_step || end_step - start_step == 1 {
             total_ms += ms;
             timed_steps += 1;
         }
@@ -277,7 +280,7 @@ pub fn train(
         }
         if !cfg.quiet {
             let avg_ms = if timed_steps > 0 { total_ms / timed_steps as f64 } else { ms };
-            let left = format_duration(avg_ms / 1e3 * (cfg.steps - step - 1) as f64);
+            let left = format_duration(avg_ms / 1e3 * (end_step - step - 1) as f64);
             let val = val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
             eprintln!(
                 "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s | {left} left",
@@ -290,7 +293,7 @@ pub fn train(
         }
 
         let done = step + 1;
-        if cfg.save_every > 0 && done % cfg.save_every == 0 && done < cfg.steps {
+        if cfg.save_every > 0 && done % cfg.save_every == 0 && done < end_step {
             save(backend, done, train_loader.position, &rng)?;
         }
         if cfg.sample_every > 0 && done % cfg.sample_every == 0 {
@@ -299,8 +302,8 @@ pub fn train(
             }
         }
     }
-    if cfg.steps > start_step {
-        save(backend, cfg.steps, train_loader.position, &rng)?;
+    if end_step > start_step {
+        save(backend, end_step, train_loader.position, &rng)?;
     }
     summary.mean_ms_per_step = if timed_steps > 0 { total_ms / timed_steps as f64 } else { 0.0 };
     summary.tokens_per_second =

@@ -202,6 +202,7 @@ fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
         save_every: args.save_every,
         export_llmc: args.export_llmc.clone(),
         sample_every: args.sample_every,
+        stop_at: None,
         quiet: false,
     })
 }
