@@ -12,4 +12,5 @@ pub mod files;
 pub mod model;
 pub mod optim;
 pub mod rng;
+pub mod sample;
 pub mod train;
