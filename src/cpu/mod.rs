@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod encoder;
+pub mod fast;
 pub mod gelu;
 pub mod gpt2;
 pub mod layernorm;

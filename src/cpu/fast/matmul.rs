@@ -1,0 +1,799 @@
+//! Fast matmul: the same `matmul_forward` / `matmul_backward` as `src/cpu/matmul.rs` (same signatures,
+//! same semantics, backward accumulates), computed by one cache-blocked GEMM. Tested against the
+//! readable twin in the tests at the bottom; benchmarked beside it in `benches/matmul.rs`.
+//!
+//! # One GEMM for all three products
+//!
+//! Everything is `C (m,n) = [C +] A (m,k) · B (k,n) [+ bias (n)]`, with C row-major and A, B read
+//! through strides (`A(i,p) = a[i*rs + p*cs]`), so a transpose is just swapped strides:
+//!
+//! | product                     | m  | n  | k  | A                 | B                   |
+//! |-----------------------------|----|----|----|-------------------|---------------------|
+//! | out = inp · Wᵀ + bias       | BT | OC | C  | inp (rs=C, cs=1)  | Wᵀ (rs=1, cs=C)     |
+//! | dinp += dout · W            | BT | C  | OC | dout (rs=OC,cs=1) | W (rs=C, cs=1)      |
+//! | dweight += doutᵀ · inp      | OC | C  | BT | doutᵀ (rs=1,cs=OC)| inp (rs=C, cs=1)    |
+//!
+//! # The blocking scheme (GotoBLAS / BLIS)
+//!
+//! A naive triple loop reads each element of A and B from memory once per multiply-add. The fast
+//! way reads each from *registers* many times, and arranges that what does not fit in registers is
+//! in the nearest cache that holds it. The loop nest, outermost first:
+//!
+//! ```text
+//! for each tile of C, mc × nc (≤ MC × NC)          -- the parallel loop: one rayon task per tile
+//!   for p0 in 0..k step KC                         -- a slab of the shared dimension
+//!     pack A[tile rows, p0..p0+KC] -> Ap            (MC × KC, micro-panels of MR rows: lives in L2/L3)
+//!     pack B[p0..p0+KC, tile cols] -> Bp            (KC × NC, micro-panels of NR cols: lives in L2)
+//!     for ir in 0..mc step MR                       -- one A micro-panel (MR × KC) sits in L1
+//!       for jr in 0..nc step NR                     -- B micro-panels stream in from L2
+//!         micro-kernel: C[ir.., jr..] (MR × NR) += Ap(ir) · Bp(jr)   -- the tile lives in registers
+//! ```
+//!
+//! *Packing* copies a block of A (or B) into a contiguous buffer in exactly the order the
+//! micro-kernel reads it: for each p, the MR values of an A column, then the NR values of a B row.
+//! The kernel then walks both buffers sequentially, whatever the original strides (so the transposes
+//! cost nothing in the kernel), and ragged edges are zero-padded so the kernel always does a full
+//! MR × NR tile. The packing costs O(mk + kn) against the kernel's O(mnk).
+//!
+//! The *micro-kernel* keeps an MR × NR tile of C in vector registers. For each p it loads NR values
+//! of B (NR/16 AVX-512 vectors), broadcasts each of the MR values of A, and does MR·NR/16 fused
+//! multiply-adds: (MR + NR/16) loads for MR·NR/16 FMAs. The accumulators must all fit in registers
+//! (32 zmm with AVX-512, 16 ymm with AVX2) along with the B vectors.
+//!
+//! # Sizes, for this CPU (AMD EPYC Zen 4: 32 KiB L1d, 1 MiB L2 per core, 32 MiB L3)
+//!
+//! - AVX-512: MR × NR = 8 × 48: 24 zmm accumulators + 3 for B + 1 broadcast ≤ 32 registers; 8 and 48
+//!   divide every GPT-2 size (BT = 256, C = 768, 3C, 4C, Vp = 50304) so there are no ragged tiles.
+//!   Zen 4 does 512-bit FMAs as two 256-bit halves, so the peak is the same as AVX2's; the gain is
+//!   the larger tile (fewer loads per FMA).
+//! - AVX2 + FMA: 6 × 16: 12 ymm accumulators + 2 for B + 1 broadcast ≤ 16 registers.
+//! - Portable: 4 × 8 in plain Rust arrays that LLVM turns into SSE/NEON vectors.
+//! - KC = 256: the A micro-panel (MR × KC × 4 B = 8 KiB) stays in the 32 KiB L1 next to the B
+//!   micro-panel streaming through it (48 KiB, read once per A micro-panel).
+//! - NC = 384 (rounded to NR): the packed B block KC × NC × 4 B = 384 KiB stays in the 1 MiB L2 and is
+//!   reread for every A micro-panel.
+//! - MC = 256: the packed A block (256 KiB) is reread once per tile from L2/L3.
+//!
+//! # Threads
+//!
+//! Tiles of C are independent, so rayon runs one task per tile (each task does all of k for its
+//! tile: no reduction, no synchronisation). Tiles are split so that their count is a multiple of the
+//! thread count when there are few of them (C = 768 is 16 NR-columns: 4 tiles, not 3, on 2 threads).
+//!
+//! # Memory
+//!
+//! No heap allocation in steady state: each thread packs into a thread-local `Vec<f32>` that is grown
+//! on first use to the largest block it needs and then reused by every later call on that thread
+//! (rayon's worker threads live as long as the pool, so a training step allocates nothing).
+
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// out (BT, OC) = inp (BT, C) @ weight (OC, C)^T + bias (OC). Same as `cpu::matmul::matmul_forward`.
+pub fn matmul_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    bt: usize,
+    c: usize,
+    oc: usize,
+) {
+    matmul_forward_with(Isa::best(), out, inp, weight, bias, bt, c, oc);
+}
+
+/// Backward of `matmul_forward`, accumulating (+=) into dinp (BT, C), dweight (OC, C) and dbias (OC).
+/// Same as `cpu::matmul::matmul_backward`.
+pub fn matmul_backward(
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    bt: usize,
+    c: usize,
+    oc: usize,
+) {
+    matmul_backward_with(Isa::best(), dinp, dweight, dbias, dout, inp, weight, bt, c, oc);
+}
+
+/// `matmul_forward` with a chosen micro-kernel (tests use it to check every code path).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_forward_with(
+    isa: Isa,
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    bt: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert_eq!(out.len(), bt * oc);
+    assert_eq!(inp.len(), bt * c);
+    assert_eq!(weight.len(), oc * c);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), oc);
+    }
+    // out (BT, OC) = inp (BT, C) · weight^T (C, OC) + bias
+    let a = Strided { data: inp, rs: c, cs: 1 };
+    let b = Strided { data: weight, rs: 1, cs: c };
+    gemm(isa, bt, oc, c, a, b, out, oc, bias, false);
+}
+
+/// `matmul_backward` with a chosen micro-kernel (tests use it to check every code path).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_backward_with(
+    isa: Isa,
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    bt: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert_eq!(dinp.len(), bt * c);
+    assert_eq!(dweight.len(), oc * c);
+    assert_eq!(dout.len(), bt * oc);
+    assert_eq!(inp.len(), bt * c);
+    assert_eq!(weight.len(), oc * c);
+    // dinp (BT, C) += dout (BT, OC) · weight (OC, C)
+    let a = Strided { data: dout, rs: oc, cs: 1 };
+    let b = Strided { data: weight, rs: c, cs: 1 };
+    gemm(isa, bt, c, oc, a, b, dinp, c, None, true);
+    // dweight (OC, C) += dout^T (OC, BT) · inp (BT, C)
+    let a = Strided { data: dout, rs: 1, cs: oc };
+    let b = Strided { data: inp, rs: c, cs: 1 };
+    gemm(isa, oc, c, bt, a, b, dweight, c, None, true);
+    // dbias (OC) += the sum of dout over rows; parallel over column chunks, rows streamed in order
+    if let Some(dbias) = dbias {
+        assert_eq!(dbias.len(), oc);
+        const COLS: usize = 256;
+        dbias.par_chunks_mut(COLS).enumerate().for_each(|(chunk, db)| {
+            let cols = chunk * COLS..chunk * COLS + db.len();
+            for row in dout.chunks_exact(oc) {
+                for (d, x) in db.iter_mut().zip(&row[cols.clone()]) {
+                    *d += x;
+                }
+            }
+        });
+    }
+}
+
+/// Which micro-kernel a GEMM runs. `Isa::best()` picks the fastest this CPU supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust, vectorized by LLVM for whatever the target baseline is (SSE2, NEON, ...).
+    Portable,
+    /// x86-64 AVX2 + FMA, 256-bit vectors.
+    Avx2,
+    /// x86-64 AVX-512F, 512-bit vectors.
+    Avx512,
+}
+
+impl Isa {
+    /// The fastest micro-kernel this CPU runs (detected at run time; the detection is cached by std).
+    pub fn best() -> Isa {
+        [Isa::Avx512, Isa::Avx2].into_iter().find(|isa| isa.is_available()).unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU can run this micro-kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every micro-kernel this CPU can run.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|isa| isa.is_available()).collect()
+    }
+}
+
+/// A read-only matrix seen through strides: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    /// step between rows
+    pub rs: usize,
+    /// step between columns
+    pub cs: usize,
+}
+
+/// The general matrix multiply behind both passes:
+/// `C (m,n) = [C if accumulate] + A (m,k) · B (k,n) [+ bias (n), broadcast over rows]`,
+/// with C row-major (`c[i * ldc + j]`) and A, B strided. Runs on the current rayon pool.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided,
+    b: Strided,
+    c: &mut [f32],
+    ldc: usize,
+    bias: Option<&[f32]>,
+    accumulate: bool,
+) {
+    assert!(isa.is_available(), "{isa:?} is not supported by this CPU");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Bounds: every index the packing and the kernels touch is checked here, once.
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C too small");
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "bias too short");
+    }
+    if k == 0 {
+        // nothing to multiply: C = [C] + bias
+        for row in c.chunks_mut(ldc).take(m) {
+            for (j, x) in row[..n].iter_mut().enumerate() {
+                let bj = bias.map_or(0.0, |b| b[j]);
+                *x = if accumulate { *x + bj } else { bj };
+            }
+        }
+        return;
+    }
+    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A too small");
+    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B too small");
+    let simd = isa != Isa::Portable;
+    let problem = Problem { m, n, k, a, b, c: SendPtr(c.as_mut_ptr()), ldc, bias, accumulate, simd };
+    match isa {
+        Isa::Portable => problem.run::<4, 8>(kernel_portable::<4, 8>),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => problem.run::<6, 16>(x86::kernel_avx2::<6, 2>),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => problem.run::<8, 48>(x86::kernel_avx512::<8, 3>),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("checked by is_available"),
+    }
+}
+
+/// Depth of a packed slab (the shared dimension). See the top of the file for why.
+const KC: usize = 256;
+/// Most rows of C in one tile (rounded down to MR).
+const MC: usize = 256;
+/// Most columns of C in one tile (rounded down to NR).
+const NC: usize = 384;
+
+/// A micro-kernel: computes the MR × NR tile `acc = Ap · Bp` over `kc` steps from packed panels
+/// (`a`: kc × MR, `b`: kc × NR), then writes `c[r * ldc + j] = [c +] acc + [bias[j]]`.
+/// `bias` is null for no bias.
+///
+/// Safety: `a` and `b` must be readable for kc·MR and kc·NR floats, `c` readable and writable for
+/// MR rows of NR floats `ldc` apart, `bias` null or readable for NR floats.
+type Kernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32, acc: bool);
+
+/// A raw pointer to C that tasks on other threads may write through (each to its own tile).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only written through in disjoint tiles (one task per tile), and the `&mut`
+// borrow of C that it came from outlives the parallel loop in `Problem::run`.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// One GEMM call: the operands, checked for bounds by `gemm`.
+struct Problem<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided<'a>,
+    b: Strided<'a>,
+    c: SendPtr,
+    ldc: usize,
+    bias: Option<&'a [f32]>,
+    accumulate: bool,
+    /// pack with AVX (8 × 8 transposes in registers): for the AVX2 and AVX-512 paths
+    simd: bool,
+}
+
+thread_local! {
+    /// Per-thread packing buffer, grown once to the largest size needed and reused afterwards.
+    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Floats of padding so packed panels can start on a 64-byte (cache-line) boundary.
+const ALIGN: usize = 16;
+
+impl Problem<'_> {
+    /// Split C into tiles and run them in parallel, each with the MR × NR micro-kernel `kernel`.
+    fn run<const MR: usize, const NR: usize>(&self, kernel: Kernel) {
+        let (m_units, n_units) = (self.m.div_ceil(MR), self.n.div_ceil(NR));
+        let mut tm = m_units.div_ceil(MC / MR);
+        let mut tn = n_units.div_ceil(NC / NR);
+        // With few tiles, make their count a multiple of the thread count so no thread idles at the end.
+        let threads = rayon::current_num_threads();
+        while (tm * tn) % threads != 0 && tm * tn < 8 * threads {
+            if tn < n_units && (n_units / tn >= m_units / tm || tm == m_units) {
+                tn += 1;
+            } else if tm < m_units {
+                tm += 1;
+            } else {
+                break;
+            }
+        }
+        // tile t covers units [t * units / tiles, (t + 1) * units / tiles): sizes differ by at most one unit
+        let span = |t: usize, units: usize, tiles: usize, unit: usize, len: usize| {
+            ((t * units / tiles) * unit, ((t + 1) * units / tiles * unit).min(len))
+        };
+        (0..tm * tn).into_par_iter().for_each(|t| {
+            let (i0, i1) = span(t / tn, m_units, tm, MR, self.m);
+            let (j0, j1) = span(t % tn, n_units, tn, NR, self.n);
+            self.tile::<MR, NR>(kernel, i0, i1, j0, j1);
+        });
+    }
+
+    /// C[i0..i1, j0..j1]: all of k, slab by slab, through this thread's packing buffer.
+    fn tile<const MR: usize, const NR: usize>(&self, kernel: Kernel, i0: usize, i1: usize, j0: usize, j1: usize) {
+        let (mc, nc) = (i1 - i0, j1 - j0);
+        let a_len = mc.div_ceil(MR) * MR * KC;
+        let b_len = nc.div_ceil(NR) * NR * KC;
+        PACK.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < a_len + b_len + 2 * ALIGN {
+                // first use on this thread (or a bigger tile than before): grow once
+                buf.resize(a_len + b_len + 2 * ALIGN, 0.0);
+            }
+            let skip = buf.as_ptr().align_offset(64).min(ALIGN);
+            let (ap, rest) = buf[skip..].split_at_mut(a_len);
+            let skip = rest.as_ptr().align_offset(64).min(ALIGN);
+            let bp = &mut rest[skip..skip + b_len];
+            for p0 in (0..self.k).step_by(KC) {
+                let kc = KC.min(self.k - p0);
+                pack_a::<MR>(&mut ap[..mc.div_ceil(MR) * MR * kc], self.a, i0, mc, p0, kc, self.simd);
+                pack_b::<NR>(&mut bp[..nc.div_ceil(NR) * NR * kc], self.b, p0, kc, j0, nc, self.simd);
+                // the first slab writes C (and adds the bias) unless accumulating; later ones add to it
+                let first = p0 == 0;
+                let acc = self.accumulate || !first;
+                for (ir, a_panel) in (0..mc).step_by(MR).zip(ap.chunks_exact(MR * kc)) {
+                    for (jr, b_panel) in (0..nc).step_by(NR).zip(bp.chunks_exact(NR * kc)) {
+                        let (mr, nr) = (MR.min(mc - ir), NR.min(nc - jr));
+                        let bias = if first { self.bias.map(|b| &b[j0 + jr..j0 + jr + nr]) } else { None };
+                        let (i, j) = (i0 + ir, j0 + jr);
+                        if mr == MR && nr == NR {
+                            let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+                            // SAFETY: the panels hold kc·MR and kc·NR floats (chunks_exact); the MR × NR
+                            // tile at (i, j) is inside C (i + MR <= m, j + NR <= n, bounds checked in
+                            // `gemm`) and belongs to this task alone; the bias slice holds NR floats.
+                            unsafe {
+                                let c = self.c.0.add(i * self.ldc + j);
+                                kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), c, self.ldc, bias_ptr, acc);
+                            }
+                        } else {
+                            // ragged edge: full tile into a scratch array, then copy the part inside C
+                            let mut scratch = [[0.0f32; NR]; MR];
+                            // SAFETY: as above for the panels; the scratch array is MR rows of NR floats.
+                            unsafe {
+                                let s = scratch.as_mut_ptr() as *mut f32;
+                                kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), s, NR, std::ptr::null(), false);
+                            }
+                            for (r, srow) in scratch.iter().enumerate().take(mr) {
+                                for (jj, &v) in srow.iter().enumerate().take(nr) {
+                                    let v = v + bias.map_or(0.0, |b| b[jj]);
+                                    // SAFETY: (i + r, j + jj) is inside C (r < mr, jj < nr) and in this
+                                    // task's tile.
+                                    unsafe {
+                                        let cp = self.c.0.add((i + r) * self.ldc + j + jj);
+                                        *cp = if acc { *cp + v } else { v };
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Pack A[i0..i0+mc, p0..p0+kc] into micro-panels of MR rows: panel q holds, for each p, the MR values
+/// A[i0 + q·MR + r, p0 + p] (r = 0..MR) contiguously; rows past the edge are zero.
+fn pack_a<const MR: usize>(dst: &mut [f32], a: Strided, i0: usize, mc: usize, p0: usize, kc: usize, simd: bool) {
+    for (q, panel) in dst.chunks_exact_mut(MR * kc).enumerate() {
+        let r0 = i0 + q * MR;
+        let rows = MR.min(i0 + mc - r0);
+        if a.rs == 1 {
+            // A's columns are contiguous (A = doutᵀ): each p is a straight copy of `rows` floats
+            for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
+                let start = r0 + (p0 + p) * a.cs;
+                copy_padded::<MR>(out, &a.data[start..start + rows]);
+            }
+        } else {
+            // A's rows are contiguous in p (A = inp or dout): a transpose of `rows` rows
+            let src = &a.data[r0 * a.rs + p0 * a.cs..];
+            transpose_into(panel, MR, src, a.rs, a.cs, rows, kc, simd);
+        }
+    }
+}
+
+/// Pack B[p0..p0+kc, j0..j0+nc] into micro-panels of NR columns: panel q holds, for each p, the NR
+/// values B[p0 + p, j0 + q·NR + jj] (jj = 0..NR) contiguously; columns past the edge are zero.
+fn pack_b<const NR: usize>(dst: &mut [f32], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, simd: bool) {
+    for (q, panel) in dst.chunks_exact_mut(NR * kc).enumerate() {
+        let c0 = j0 + q * NR;
+        let cols = NR.min(j0 + nc - c0);
+        if b.cs == 1 {
+            // B's rows are contiguous (W in dinp, inp in dweight): each p is a straight copy
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                let start = (p0 + p) * b.rs + c0;
+                copy_padded::<NR>(out, &b.data[start..start + cols]);
+            }
+        } else {
+            // B = Wᵀ (forward): B's columns are W's rows, contiguous in p: a transpose of `cols` rows
+            let src = &b.data[c0 * b.cs + p0 * b.rs..];
+            transpose_into(panel, NR, src, b.cs, b.rs, cols, kc, simd);
+        }
+    }
+}
+
+/// `dst[..src.len()] = src`, the rest zero. Full-width copies have a length known at compile time,
+/// so they compile to a few vector moves instead of a call to memcpy.
+#[inline(always)]
+fn copy_padded<const W: usize>(dst: &mut [f32], src: &[f32]) {
+    if let (Ok(d), Ok(s)) = (<&mut [f32; W]>::try_from(&mut *dst), <&[f32; W]>::try_from(src)) {
+        *d = *s;
+    } else {
+        dst[..src.len()].copy_from_slice(src);
+        dst[src.len()..].fill(0.0);
+    }
+}
+
+/// The transposing half of packing: `lines` source lines, line l starting at `src[l * ls]` with
+/// elements `step` apart (step 1 in practice), become the columns of `panel` (kc rows of `width`):
+/// `panel[p * width + l] = src[l * ls + p * step]`; columns `lines..width` are zero.
+/// With `simd` (AVX) and unit step, full 8 × 8 blocks go through registers.
+#[allow(clippy::too_many_arguments)]
+fn transpose_into(
+    panel: &mut [f32],
+    width: usize,
+    src: &[f32],
+    ls: usize,
+    step: usize,
+    lines: usize,
+    kc: usize,
+    simd: bool,
+) {
+    let mut l0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if simd && step == 1 {
+        let full_p = kc / 8 * 8;
+        while l0 + 8 <= lines {
+            for p in (0..full_p).step_by(8) {
+                x86::transpose_8x8(&src[l0 * ls + p..], ls, &mut panel[p * width + l0..], width);
+            }
+            for p in full_p..kc {
+                for l in l0..l0 + 8 {
+                    panel[p * width + l] = src[l * ls + p];
+                }
+            }
+            l0 += 8;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    for l in l0..width {
+        if l < lines {
+            let line = &src[l * ls..];
+            for (p, out) in panel.chunks_exact_mut(width).take(kc).enumerate() {
+                out[l] = line[p * step];
+            }
+        } else {
+            for out in panel.chunks_exact_mut(width).take(kc) {
+                out[l] = 0.0;
+            }
+        }
+    }
+}
+
+/// The portable micro-kernel: the MR × NR tile in a plain array, which LLVM keeps in vector registers
+/// (4 × 8 floats: 8 SSE or NEON registers).
+///
+/// Safety: see `Kernel`.
+unsafe fn kernel_portable<const MR: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+) {
+    // SAFETY: the caller guarantees `a`, `b` hold kc·MR and kc·NR floats.
+    let (a, b) = unsafe { (std::slice::from_raw_parts(a, kc * MR), std::slice::from_raw_parts(b, kc * NR)) };
+    let mut acc = [[0.0f32; NR]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (acc_row, &ar) in acc.iter_mut().zip(ap) {
+            for (x, &bv) in acc_row.iter_mut().zip(bp) {
+                *x += ar * bv;
+            }
+        }
+    }
+    for (r, acc_row) in acc.iter().enumerate() {
+        for (jj, &v) in acc_row.iter().enumerate() {
+            // SAFETY: the caller guarantees the MR × NR tile of C and NR bias values are valid.
+            unsafe {
+                let v = if bias.is_null() { v } else { v + *bias.add(jj) };
+                let cp = c.add(r * ldc + jj);
+                *cp = if accumulate { *cp + v } else { v };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The x86-64 micro-kernels. Both are the same loop: per p, load NV vectors of B, then for each of
+    //! the MR rows broadcast one A value and FMA it into that row's NV accumulators.
+    use std::arch::x86_64::*;
+
+    /// `dst[p * ldd + l] = src[l * lds + p]` for an 8 × 8 block: eight rows loaded, transposed in
+    /// registers (the classic unpack / shuffle / permute sequence), eight rows stored.
+    /// Panics if a slice is too short; the caller must have checked that the CPU has AVX.
+    #[inline]
+    pub fn transpose_8x8(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize) {
+        assert!(src.len() >= 7 * lds + 8 && dst.len() >= 7 * ldd + 8);
+        // SAFETY: `simd` is only set for the AVX2 / AVX-512 paths, whose CPUs have AVX; the bounds
+        // are checked above.
+        unsafe { transpose_8x8_avx(src.as_ptr(), lds, dst.as_mut_ptr(), ldd) }
+    }
+
+    #[target_feature(enable = "avx")]
+    unsafe fn transpose_8x8_avx(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+        // SAFETY: the caller checked AVX and that 8 rows of 8 floats are readable / writable.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|l| _mm256_loadu_ps(src.add(l * lds)));
+            // interleave pairs of rows, then pairs of pairs, then swap 128-bit halves
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let o = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (p, v) in o.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(p * ldd), v);
+            }
+        }
+    }
+
+    /// AVX-512 micro-kernel, MR × (16·NV).
+    ///
+    /// Safety: the CPU must support AVX-512F; pointers as in `Kernel`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn kernel_avx512<const MR: usize, const NV: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        bias: *const f32,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller guarantees AVX-512F and that a, b hold kc·MR and kc·16·NV floats, and
+        // c is MR rows of 16·NV floats (ldc apart), bias null or 16·NV floats.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            let (mut a, mut b) = (a, b);
+            for _ in 0..kc {
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(b.add(16 * v));
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let ar = _mm512_set1_ps(*a.add(r));
+                    for (x, &bvv) in acc_row.iter_mut().zip(&bv) {
+                        *x = _mm512_fmadd_ps(ar, bvv, *x);
+                    }
+                }
+                a = a.add(MR);
+                b = b.add(16 * NV);
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (v, &x) in acc_row.iter().enumerate() {
+                    let mut x = x;
+                    if !bias.is_null() {
+                        x = _mm512_add_ps(x, _mm512_loadu_ps(bias.add(16 * v)));
+                    }
+                    let cp = c.add(r * ldc + 16 * v);
+                    if accumulate {
+                        x = _mm512_add_ps(x, _mm512_loadu_ps(cp));
+                    }
+                    _mm512_storeu_ps(cp, x);
+                }
+            }
+        }
+    }
+
+    /// AVX2 + FMA micro-kernel, MR × (8·NV).
+    ///
+    /// Safety: the CPU must support AVX2 and FMA; pointers as in `Kernel`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel_avx2<const MR: usize, const NV: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        bias: *const f32,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller guarantees AVX2 + FMA and that a, b hold kc·MR and kc·8·NV floats, and
+        // c is MR rows of 8·NV floats (ldc apart), bias null or 8·NV floats.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+            let (mut a, mut b) = (a, b);
+            for _ in 0..kc {
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(b.add(8 * v));
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let ar = _mm256_broadcast_ss(&*a.add(r));
+                    for (x, &bvv) in acc_row.iter_mut().zip(&bv) {
+                        *x = _mm256_fmadd_ps(ar, bvv, *x);
+                    }
+                }
+                a = a.add(MR);
+                b = b.add(8 * NV);
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (v, &x) in acc_row.iter().enumerate() {
+                    let mut x = x;
+                    if !bias.is_null() {
+                        x = _mm256_add_ps(x, _mm256_loadu_ps(bias.add(8 * v)));
+                    }
+                    let cp = c.add(r * ldc + 8 * v);
+                    if accumulate {
+                        x = _mm256_add_ps(x, _mm256_loadu_ps(cp));
+                    }
+                    _mm256_storeu_ps(cp, x);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::matmul as readable;
+
+    /// A deterministic pseudo-random fill in [-1, 1) (a tiny LCG: no dependency, same on every run).
+    fn fill(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Compare `got` with `want` element by element. Both sum the same products in a different order,
+    /// and fp32 rounding of a sum of n terms is bounded by about n · eps · Σ|term|; with Σ|term| for
+    /// an output bounded by `scale` (the dot product length times max|x|·max|w| = k here, as the inputs
+    /// are in [-1, 1], plus what was already in the buffer) the tolerance is k · 2 eps · scale: loose
+    /// enough for any summation order, tight enough that one wrong or missing product (size ~1e-1 or
+    /// more on average) fails.
+    fn assert_close(name: &str, got: &[f32], want: &[f32], k: usize, scale: f32) {
+        assert_eq!(got.len(), want.len());
+        let tol = (k as f32) * 2.0 * f32::EPSILON * scale;
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tol, "{name}[{i}]: fast {g} vs readable {w} (tolerance {tol})");
+        }
+    }
+
+    fn check_forward(isa: Isa, bt: usize, c: usize, oc: usize, with_bias: bool) {
+        let inp = fill(bt * c, 1);
+        let weight = fill(oc * c, 2);
+        let bias = fill(oc, 3);
+        let bias = with_bias.then_some(&bias[..]);
+        let mut want = fill(bt * oc, 4); // garbage that forward must overwrite
+        let mut got = fill(bt * oc, 5);
+        readable::matmul_forward(&mut want, &inp, &weight, bias, bt, c, oc);
+        matmul_forward_with(isa, &mut got, &inp, &weight, bias, bt, c, oc);
+        assert_close(&format!("{isa:?} out ({bt},{c},{oc}) bias={with_bias}"), &got, &want, c + 1, c as f32 + 1.0);
+    }
+
+    fn check_backward(isa: Isa, bt: usize, c: usize, oc: usize, with_bias: bool) {
+        let dout = fill(bt * oc, 6);
+        let inp = fill(bt * c, 7);
+        let weight = fill(oc * c, 8);
+        // nonzero starting gradients: backward must add to them
+        let (mut dinp_want, mut dw_want, mut db_want) = (fill(bt * c, 9), fill(oc * c, 10), fill(oc, 11));
+        let (mut dinp_got, mut dw_got, mut db_got) = (dinp_want.clone(), dw_want.clone(), db_want.clone());
+        let (db_want_arg, db_got_arg) =
+            if with_bias { (Some(&mut db_want[..]), Some(&mut db_got[..])) } else { (None, None) };
+        readable::matmul_backward(&mut dinp_want, &mut dw_want, db_want_arg, &dout, &inp, &weight, bt, c, oc);
+        matmul_backward_with(isa, &mut dinp_got, &mut dw_got, db_got_arg, &dout, &inp, &weight, bt, c, oc);
+        let tag = format!("{isa:?} ({bt},{c},{oc}) bias={with_bias}");
+        assert_close(&format!("dinp {tag}"), &dinp_got, &dinp_want, oc + 1, oc as f32 + 1.0);
+        assert_close(&format!("dweight {tag}"), &dw_got, &dw_want, bt + 1, bt as f32 + 1.0);
+        assert_close(&format!("dbias {tag}"), &db_got, &db_want, bt + 1, bt as f32 + 1.0);
+    }
+
+    /// Sizes that are multiples of no block size (37, 53, 71), a single row, sizes that cross the MC,
+    /// NC and KC blocks (300 > KC, 257 > MC), and multiples of every tile size (GPT-2-like).
+    const SIZES: [(usize, usize, usize); 6] =
+        [(37, 53, 71), (1, 53, 71), (1, 1, 1), (130, 300, 257), (260, 520, 400), (64, 96, 96)];
+
+    #[test]
+    fn fast_matmul_forward_matches_readable_on_every_kernel() {
+        for isa in Isa::available() {
+            for &(bt, c, oc) in &SIZES {
+                check_forward(isa, bt, c, oc, true);
+                check_forward(isa, bt, c, oc, false);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_matmul_backward_matches_readable_on_every_kernel() {
+        for isa in Isa::available() {
+            for &(bt, c, oc) in &SIZES {
+                check_backward(isa, bt, c, oc, true);
+                check_backward(isa, bt, c, oc, false);
+            }
+        }
+    }
+
+    #[test]
+    fn portable_kernel_is_always_available_and_best_is_available() {
+        assert!(Isa::Portable.is_available());
+        assert!(Isa::best().is_available());
+        assert!(Isa::available().contains(&Isa::best()));
+    }
+
+    #[test]
+    fn fast_matmul_is_the_same_on_one_and_two_threads() {
+        // the tiling depends on the thread count; the result per tile must not
+        let (bt, c, oc) = (37, 300, 257);
+        let (inp, weight) = (fill(bt * c, 1), fill(oc * c, 2));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![0.0; bt * oc];
+            pool.install(|| matmul_forward(&mut out, &inp, &weight, None, bt, c, oc));
+            out
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn gemm_with_empty_shared_dimension_writes_the_bias() {
+        let bias = [1.0, 2.0, 3.0];
+        let mut c = vec![5.0; 6];
+        let empty = Strided { data: &[], rs: 0, cs: 0 };
+        gemm(Isa::best(), 2, 3, 0, empty, empty, &mut c, 3, Some(&bias), false);
+        assert_eq!(c, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
+}

@@ -1,0 +1,8 @@
+//! Fast CPU versions of the hot layers, with exactly the signatures and semantics of the readable
+//! ones in `src/cpu/`. Each file here is tested against its readable twin (same name one directory up)
+//! and benchmarked beside it in `benches/`.
+//!
+//! - `matmul.rs`: a cache-blocked, packed, register-tiled GEMM (the BLIS/GotoBLAS scheme) with
+//!   AVX-512 / AVX2+FMA micro-kernels picked at run time and a portable fallback.
+
+pub mod matmul;
