@@ -10,7 +10,7 @@
 //! index, a missing term) moves these numbers by 1e-3 or more.
 
 use byteorder::{ByteOrder, LittleEndian};
-use gpt2::cpu::gpt2::Gpt2;
+use gpt2::cpu::gpt2::{CpuKernels, Gpt2};
 use gpt2::model::checkpoint;
 use gpt2::model::{ParamLayout, PARAM_NAMES};
 use gpt2::optim::{adamw_update, AdamWConfig};
@@ -63,12 +63,23 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
-fn cpu_model_matches_pytorch_logits_loss_gradients_and_ten_adamw_steps() {
+fn reference_layers_match_pytorch_logits_loss_gradients_and_ten_adamw_steps() {
+    check_against_pytorch(CpuKernels::Reference);
+}
+
+#[test]
+fn fast_layers_match_pytorch_logits_loss_gradients_and_ten_adamw_steps() {
+    check_against_pytorch(CpuKernels::Fast);
+}
+
+fn check_against_pytorch(kernels: CpuKernels) {
     let ckpt = checkpoint::load(Path::new("tests/fixtures/parity_model.bin")).expect("model fixture loads");
     let config = ckpt.config;
     let layout = ParamLayout::new(&config);
     let s = load_state(layout.total, config.padded_vocab_size);
     let mut model = Gpt2::new(config, ckpt.params);
+    model.kernels = kernels;
+    println!("{kernels:?} layers");
 
     // forward: logits and loss
     let loss = model.forward(&s.x, Some(&s.y), s.b, s.t).unwrap();

@@ -8,9 +8,9 @@ use super::attention::{attention_backward, attention_forward};
 use super::encoder::{encoder_backward, encoder_forward};
 use super::gelu::{gelu_backward, gelu_forward};
 use super::layernorm::{layernorm_backward, layernorm_forward};
-use super::matmul::{matmul_backward, matmul_forward};
 use super::residual::{residual_backward, residual_forward};
 use super::softmax_crossentropy::{crossentropy_forward, crossentropy_softmax_backward, softmax_forward};
+use super::{fast, matmul};
 use crate::config::ModelConfig;
 use crate::model::{activation_sizes, ActivationViews, ParamLayout, ParamViews, ParamViewsMut};
 
@@ -26,8 +26,32 @@ fn at_mut(t: &mut [f32], l: usize, n: usize) -> &mut [f32] {
     &mut t[l * size..(l + 1) * size]
 }
 
+/// Which implementation of the layers the model calls: the readable reference in this folder, or
+/// the fast versions in `src/cpu/fast/`, which are tested against the reference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuKernels {
+    Reference,
+    #[default]
+    Fast,
+}
+
+pub type MatmulForward = fn(&mut [f32], &[f32], &[f32], Option<&[f32]>, usize, usize, usize);
+pub type MatmulBackward = fn(&mut [f32], &mut [f32], Option<&mut [f32]>, &[f32], &[f32], &[f32], usize, usize, usize);
+
+impl CpuKernels {
+    /// The matmul forward and backward of this implementation.
+    pub fn matmul(self) -> (MatmulForward, MatmulBackward) {
+        match self {
+            CpuKernels::Reference => (matmul::matmul_forward, matmul::matmul_backward),
+            CpuKernels::Fast => (fast::matmul::matmul_forward, fast::matmul::matmul_backward),
+        }
+    }
+}
+
 pub struct Gpt2 {
     pub config: ModelConfig,
+    /// Reference or fast layers (fast by default).
+    pub kernels: CpuKernels,
     pub layout: ParamLayout,
     /// All parameters, llm.c's order (see `ParamLayout`).
     pub params: Vec<f32>,
@@ -52,6 +76,7 @@ impl Gpt2 {
         let grads = vec![0.0; layout.total];
         Gpt2 {
             config,
+            kernels: CpuKernels::default(),
             layout,
             params,
             grads,
@@ -98,6 +123,7 @@ impl Gpt2 {
             self.targets[..bt].copy_from_slice(targets);
         }
 
+        let (matmul_forward, _) = self.kernels.matmul();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
 
@@ -173,6 +199,7 @@ impl Gpt2 {
         // activation gradients are recomputed from scratch each backward (parameter gradients accumulate)
         self.grad_acts[..used].fill(0.0);
 
+        let (_, matmul_backward) = self.kernels.matmul();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let gp = ParamViewsMut::new(&self.layout.sizes(), &mut self.grads);
         let a = ActivationViews::new(&sizes, &mut self.acts);
