@@ -10,6 +10,7 @@ pattern. Needs `pip install tiktoken` (made with tiktoken 0.14.0).
 import glob
 import json
 import os
+import random
 
 import tiktoken
 import tiktoken.load
@@ -111,9 +112,34 @@ CASES = [
 ]
 
 
+# Pieces for random strings: every rule of the split pattern meets every other at piece edges.
+PALETTE = ["a", "Z", "hello", " the", "'s", "'S", "'ll", "'re", "'", "1", "42", " ", "  ", "   ", "\t", "\n",
+           "\r\n", "\u00a0", "\u3000", "\u2028", "\x0b", ".", "!?", "<|endoftext|>", "\u00e9", "e\u0301", "\u00df",
+           "\u65e5\u672c", "\ud55c", "\u0928\u092e\u0938\u094d\u0924\u0947", "\u094d", "\u0e2a\u0e27\u0e31",
+           "\u0661\u0662", "\u216b", "\u00bd", "\U0001F44B\U0001F3FD", "\U0001F468\u200d\U0001F469",
+           "\U0001F1FA\U0001F1F8", "\u200d", "\x00", "\U0001D400", "( ", " )", "--", "\u2019s"]
+
+
+def random_cases(n, seed=1234):
+    """n random strings (seeded) from PALETTE and arbitrary code points."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randrange(1, 25)):
+            if rng.random() < 0.2:
+                cp = rng.randrange(0x110000)
+                if not 0xD800 <= cp <= 0xDFFF:
+                    parts.append(chr(cp))
+            else:
+                parts.append(rng.choice(PALETTE))
+        out.append("".join(parts))
+    return out
+
+
 def main():
     enc = gpt2_encoding()
-    cases = [{"text": t, "ids": enc.encode_ordinary(t)} for t in CASES]
+    cases = [{"text": t, "ids": enc.encode_ordinary(t)} for t in CASES + random_cases(300)]
     r50k = gpt2_encoding(TIKTOKEN_R50K_PATTERN)
     for c in cases:
         assert enc.decode(c["ids"]) == c["text"], c["text"]
@@ -141,9 +167,14 @@ def main():
         "shakespeare": shakespeare,
     }
     path = os.path.join(ROOT, "tests/fixtures/tokenizer_golden.json")
+    # One case per line, so a diff of the fixture shows which cases changed.
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(out, f, ensure_ascii=True, indent=1)
-        f.write("\n")
+        f.write("{\n")
+        for key in ["generator", "tiktoken_version", "pattern", "shakespeare"]:
+            f.write(f" {json.dumps(key)}: {json.dumps(out[key])},\n")
+        f.write(' "cases": [\n')
+        f.write(",\n".join("  " + json.dumps(c) for c in cases))
+        f.write("\n ]\n}\n")
     print(f"wrote {path}: {len(cases)} cases, Shakespeare {len(files)} files, {len(all_ids)} tokens")
 
 

@@ -263,3 +263,36 @@ fn from_files_loads_the_shipped_files_and_names_the_file_of_a_bad_one() {
     let err = Tokenizer::from_files(&missing, &bpe).err().unwrap().to_string();
     assert!(err.contains("missing.json"), "{err}");
 }
+
+/// The code points of a one-class regex (`\p{L}`, ...) as the regex crate, and so tiktoken, sees them.
+fn regex_class(pattern: &str) -> Vec<(u32, u32)> {
+    use regex_syntax::hir::{Class, HirKind};
+    let hir = regex_syntax::Parser::new().parse(pattern).unwrap();
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)).collect(),
+        other => panic!("{pattern} parsed to {other:?}"),
+    }
+}
+
+#[test]
+fn unicode_tables_agree_with_the_regex_engine_for_every_code_point() {
+    use gpt2::tokenizer::{char_class, CharClass};
+    let classes = [(CharClass::Letter, r"\p{L}"), (CharClass::Number, r"\p{N}"), (CharClass::Space, r"\s")];
+    let mut expected = vec![CharClass::Other; 0x110000];
+    for (class, pattern) in classes {
+        for (first, last) in regex_class(pattern) {
+            for cp in first..=last {
+                assert_eq!(expected[cp as usize], CharClass::Other, "U+{cp:04X} in two classes");
+                expected[cp as usize] = class;
+            }
+        }
+    }
+    let mut checked = 0;
+    for cp in 0..0x110000u32 {
+        if let Some(c) = char::from_u32(cp) {
+            assert_eq!(char_class(c), expected[cp as usize], "U+{cp:04X}");
+            checked += 1;
+        }
+    }
+    println!("{checked} code points: same class as regex-syntax (Unicode 16.0.0)");
+}
