@@ -296,3 +296,27 @@ fn unicode_tables_agree_with_the_regex_engine_for_every_code_point() {
     }
     println!("{checked} code points: same class as regex-syntax (Unicode 16.0.0)");
 }
+
+#[test]
+fn encoding_in_parallel_chunks_gives_the_same_ids_as_encoding_whole() {
+    use gpt2::tokenizer::split_for_parallel;
+    let tok = Tokenizer::gpt2();
+    let hamlet = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/shakespeare/hamlet_gut.txt"));
+    let hamlet = hamlet.unwrap();
+    let whole = tok.encode(&hamlet);
+    let chunks = split_for_parallel(&hamlet, 1000);
+    assert!(chunks.len() > 100);
+    assert_eq!(chunks.concat(), hamlet);
+    let joined: Vec<u32> = chunks.iter().flat_map(|c| tok.encode(c)).collect();
+    assert_eq!(joined, whole);
+    assert_eq!(tok.encode_parallel(&hamlet), whole);
+
+    // Random text with plenty of newlines next to every kind of character.
+    let mut rng = Rng(99);
+    for _ in 0..300 {
+        let text: String =
+            (0..20).map(|_| random_text(&mut rng) + ["\n", "x\n", "\ny", ".\n."][rng.below(4)]).collect();
+        let joined: Vec<u32> = split_for_parallel(&text, 10).iter().flat_map(|c| tok.encode(c)).collect();
+        assert_eq!(joined, tok.encode(&text), "{text:?}");
+    }
+}

@@ -140,6 +140,38 @@ fn piece_end(text: &str, start: usize) -> usize {
     }
 }
 
+/// Cuts `text` into chunks of about `target_bytes` at places where GPT-2's split cuts anyway, so that
+/// encoding the chunks one by one (in parallel, say) gives exactly the ids of encoding `text` whole.
+///
+/// A safe place is just after a single `\n` with a non-white-space ASCII character on each side
+/// ("end.\nNext"): the pieces there are always "...end.", "\n", "Next..." (the newline stands alone
+/// because it is followed by a non-space, and nothing in the pattern looks behind), and a chunk that
+/// ends with that lone "\n" still makes it one piece. Text with no such place stays one chunk.
+pub fn split_for_parallel(text: &str, target_bytes: usize) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let solid = |b: u8| b < 128 && ASCII_CLASS[b as usize] != CharClass::Space;
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while bytes.len() - start > target_bytes.max(1) {
+        // The first safe place at or after start + target_bytes.
+        let from = start + target_bytes.max(1);
+        let cut = (from..bytes.len().saturating_sub(1))
+            .find(|&j| bytes[j] == b'\n' && solid(bytes[j - 1]) && solid(bytes[j + 1]))
+            .map(|j| j + 1);
+        match cut {
+            Some(cut) => {
+                chunks.push(&text[start..cut]);
+                start = cut;
+            }
+            None => break,
+        }
+    }
+    if start < bytes.len() || chunks.is_empty() {
+        chunks.push(&text[start..]);
+    }
+    chunks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +195,15 @@ mod tests {
         assert_eq!(split("IT'S"), ["IT", "'", "S"]);
         assert_eq!(split("we'll've"), ["we", "'ll", "'ve"]);
         assert_eq!(split("x '.s"), ["x", " '.", "s"]);
+    }
+
+    #[test]
+    fn parallel_chunks_end_after_a_lone_newline_between_solid_characters() {
+        let text = "one two.\n\nthree\nfour five\n six\nseven";
+        let chunks = split_for_parallel(text, 3);
+        assert_eq!(chunks, ["one two.\n\nthree\n", "four five\n six\n", "seven"]);
+        assert_eq!(split_for_parallel("", 10), [""]);
+        assert_eq!(split_for_parallel("short", 10), ["short"]);
     }
 
     #[test]
