@@ -4,6 +4,7 @@
 // Indexed loops are kept where the index arithmetic is the point of the lesson.
 #![allow(clippy::needless_range_loop)]
 
+pub mod atomic_file;
 pub mod commands;
 pub mod config;
 pub mod cpu;
@@ -14,3 +15,4 @@ pub mod optim;
 pub mod rng;
 pub mod sample;
 pub mod train;
+pub mod tokenizer;
