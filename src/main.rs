@@ -11,6 +11,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train GPT-2 (on the shipped Shakespeare text unless --train-data is given).
+    Train(Box<commands::train::Args>),
+    /// Time training steps and each layer kind; the last line is JSON.
+    Bench(commands::bench::Args),
     /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
     Tokenize(commands::tokenize::Args),
     /// Turn text / .jsonl files into llm.c token shards (train and val) plus llm.c's tokenizer file.
@@ -20,6 +24,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Train(a) => commands::train::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Prepare(a) => commands::prepare::run(a),
     };

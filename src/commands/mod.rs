@@ -1,4 +1,6 @@
 //! The CLI's subcommands, one module each; `src/main.rs` only parses arguments and dispatches.
 
+pub mod bench;
 pub mod prepare;
 pub mod tokenize;
+pub mod train;

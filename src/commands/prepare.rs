@@ -1,9 +1,491 @@
-//! `prepare` command (written by the tokenizer issue).
+//! `prepare`: turns text into llm.c token shards, the files `train` reads.
+//!
+//! Input: plain text files (each file is one document) and `.jsonl` files (one JSON object per line,
+//! its "text" field is one document; blank lines are skipped). Every document becomes
+//! `<|endoftext|>` followed by its GPT-2 tokens, and the documents are laid end to end:
+//!
+//! ```text
+//! [EOT] doc 1 tokens [EOT] doc 2 tokens [EOT] ...
+//! |<- first --val-tokens -->|<- train shards of --shard-tokens each ... ->|
+//! ```
+//!
+//! The first `--val-tokens` tokens go to `val_000000.bin` and the rest to `train_000000.bin`,
+//! `train_000001.bin`, ... The cuts are exact token counts, as llm.c's scripts do: a document can
+//! start in the validation shard and end in the first training shard, or span two training shards.
+//! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
+//!
+//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, [0] = 20240520,
+//! [1] = 1, [2] = number of tokens; then the tokens as little-endian u16.
+//! `src/data.rs` is the reader of these files.
+//!
+//! Encoding runs on all cores: documents (and long documents cut where GPT-2's split cuts anyway) are
+//! encoded in parallel with rayon, then written in order. Every file is written atomically.
+//!
+//! `default_training_data` prepares the Shakespeare text shipped in data/shakespeare (embedded in the
+//! binary) once into a cache directory, for `train` run without data flags.
+
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use rayon::prelude::*;
+
+use crate::tokenizer::{split_for_parallel, Tokenizer};
+
+/// Magic number and version of llm.c's token shard files.
+pub const SHARD_MAGIC: i32 = 20240520;
+pub const SHARD_VERSION: i32 = 1;
+/// The header is 256 i32 (1024 bytes).
+pub const SHARD_HEADER_INTS: usize = 256;
 
 /// Arguments of `prepare`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Input files: text files (each file is one document) and .jsonl files (one JSON object a line, its
+    /// "text" field one document).
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output directory for val_000000.bin, train_NNNNNN.bin and tokenizer.bin (created if missing).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Tokens for the validation shard: the first N tokens of the input (0: no validation shard).
+    #[arg(long, default_value_t = 32_768)]
+    pub val_tokens: usize,
+    /// Most tokens in one training shard.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub shard_tokens: usize,
+}
 
-pub fn run(_args: &Args) -> anyhow::Result<()> {
-    anyhow::bail!("the prepare command is not built yet")
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let inputs: Vec<Input> = args.input.iter().cloned().map(Input::File).collect();
+    let options = Options { val_tokens: args.val_tokens, shard_tokens: args.shard_tokens, progress: true };
+    let summary = prepare(&inputs, &args.out, &options)?;
+    println!(
+        "prepared {} documents, {} tokens ({} validation, {} training in {} shard{}) in {} in {:.1} s ({:.1} MB/s)",
+        summary.documents,
+        summary.tokens,
+        summary.val_tokens,
+        summary.tokens - summary.val_tokens,
+        summary.train_shards,
+        if summary.train_shards == 1 { "" } else { "s" },
+        args.out.display(),
+        summary.seconds,
+        summary.text_bytes as f64 / 1e6 / summary.seconds.max(1e-9),
+    );
+    Ok(())
+}
+
+/// Where documents come from.
+pub enum Input {
+    /// A file on disk: `.jsonl` (one document per line) or text (one document).
+    File(PathBuf),
+    /// A text compiled into the binary: (name for messages, the document).
+    Embedded(&'static str, &'static str),
+}
+
+impl Input {
+    /// Size in bytes, for the progress line (0 if unknown).
+    fn size(&self) -> u64 {
+        match self {
+            Input::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            Input::Embedded(_, text) => text.len() as u64,
+        }
+    }
+
+    /// The documents in this input, in order.
+    fn documents(&self) -> anyhow::Result<Vec<Cow<'static, str>>> {
+        match self {
+            Input::Embedded(_, text) => Ok(vec![Cow::Borrowed(*text)]),
+            Input::File(path) => {
+                let name = path.display();
+                let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read the file"))?;
+                if bytes.is_empty() {
+                    bail!("{name}: the file is empty");
+                }
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    let offset = e.utf8_error().valid_up_to();
+                    let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+                    anyhow::anyhow!("{name}:{line}: invalid UTF-8 at byte offset {offset} (line {line})")
+                })?;
+                if path.extension().is_some_and(|e| e == "jsonl") {
+                    let docs = jsonl_documents(&text, path)?;
+                    if docs.is_empty() {
+                        bail!("{name}: no documents (every line is blank)");
+                    }
+                    Ok(docs.into_iter().map(Cow::Owned).collect())
+                } else {
+                    Ok(vec![Cow::Owned(text)])
+                }
+            }
+        }
+    }
+}
+
+/// The "text" field of each non-blank line of a .jsonl file.
+fn jsonl_documents(text: &str, path: &Path) -> anyhow::Result<Vec<String>> {
+    let mut docs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("{}:{line_no}: not a JSON object: {e}", path.display()))?;
+        match value.get("text") {
+            Some(serde_json::Value::String(s)) => docs.push(s.clone()),
+            Some(_) => bail!("{}:{line_no}: the \"text\" field is not a string", path.display()),
+            None => bail!("{}:{line_no}: the JSON object has no \"text\" field", path.display()),
+        }
+    }
+    Ok(docs)
+}
+
+/// How to cut the token stream, and whether to show progress on stderr.
+pub struct Options {
+    pub val_tokens: usize,
+    pub shard_tokens: usize,
+    pub progress: bool,
+}
+
+/// What `prepare` did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub documents: usize,
+    /// All tokens written, EOTs included.
+    pub tokens: usize,
+    pub val_tokens: usize,
+    pub train_shards: usize,
+    /// Every file written, in order: val (if any), train shards, tokenizer.bin.
+    pub files: Vec<PathBuf>,
+    /// Bytes of input text, and the time it took.
+    pub text_bytes: u64,
+    pub seconds: f64,
+}
+
+/// Tokenizes `inputs` into shards in `out` (see the module comment).
+pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Result<Summary> {
+    if options.shard_tokens == 0 || options.shard_tokens > i32::MAX as usize {
+        bail!("--shard-tokens must be between 1 and {}, found {}", i32::MAX, options.shard_tokens);
+    }
+    if options.val_tokens > i32::MAX as usize {
+        bail!("--val-tokens must be at most {}, found {}", i32::MAX, options.val_tokens);
+    }
+    let tok = Tokenizer::gpt2();
+    // Token ids are stored as u16.
+    assert!(tok.vocab_size() <= 1 << 16, "GPT-2's vocabulary fits in u16");
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+
+    let start = Instant::now();
+    let total_bytes: u64 = inputs.iter().map(Input::size).sum();
+    let mut progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes };
+    let mut shards = ShardSink::new(out, options.val_tokens, options.shard_tokens);
+    let mut documents = 0;
+    let mut text_bytes = 0u64;
+
+    // Documents wait in `pending` until there are about 64 MiB of them (or the input ends), then
+    // are encoded together in parallel: many small files and one huge file both keep every core busy,
+    // and memory stays bounded.
+    let mut pending: Vec<Cow<'static, str>> = Vec::new();
+    let mut pending_bytes = 0;
+    for (i, input) in inputs.iter().enumerate() {
+        for doc in input.documents()? {
+            pending_bytes += doc.len();
+            pending.push(doc);
+        }
+        if pending_bytes < 64 << 20 && i + 1 < inputs.len() {
+            continue;
+        }
+        // Work items: (is the start of a document, a chunk of text). Long documents are cut into chunks
+        // of about 1 MiB where GPT-2's split cuts anyway (`split_for_parallel`).
+        let mut items: Vec<(bool, &str)> = Vec::new();
+        for doc in &pending {
+            for (j, chunk) in split_for_parallel(doc, 1 << 20).into_iter().enumerate() {
+                items.push((j == 0, chunk));
+            }
+        }
+        let encoded: Vec<Vec<u32>> = items.par_iter().map(|(_, text)| tok.encode(text)).collect();
+        for ((doc_start, _), ids) in items.iter().zip(&encoded) {
+            if *doc_start {
+                shards.push(tok.eot_token() as u16)?;
+                documents += 1;
+            }
+            for &id in ids {
+                shards.push(id as u16)?;
+            }
+        }
+        text_bytes += pending_bytes as u64;
+        progress.show(text_bytes, shards.tokens, start.elapsed().as_secs_f64());
+        pending.clear();
+        pending_bytes = 0;
+    }
+    progress.done();
+    let tokens = shards.tokens;
+    if tokens == 0 {
+        bail!("no text in the input files");
+    }
+    let (val_tokens, train_shards, mut files) = shards.finish()?;
+    let tokenizer_path = out.join("tokenizer.bin");
+    tok.write_llmc_tokenizer(&tokenizer_path)?;
+    files.push(tokenizer_path);
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Summary { documents, tokens, val_tokens, train_shards, files, text_bytes, seconds })
+}
+
+/// Collects tokens and writes them out as they fill shards: first the validation shard, then
+/// training shards of `shard_tokens` each.
+struct ShardSink {
+    out: PathBuf,
+    val_target: usize,
+    shard_tokens: usize,
+    /// Tokens of the validation shard (written once it is full, or at the end).
+    val: Vec<u16>,
+    val_written: bool,
+    /// Tokens of the training shard being filled.
+    train: Vec<u16>,
+    train_shards: usize,
+    /// All tokens pushed so far.
+    tokens: usize,
+    files: Vec<PathBuf>,
+}
+
+impl ShardSink {
+    fn new(out: &Path, val_target: usize, shard_tokens: usize) -> Self {
+        ShardSink {
+            out: out.to_path_buf(),
+            val_target,
+            shard_tokens,
+            val: Vec::with_capacity(val_target.min(1 << 24)),
+            val_written: false,
+            train: Vec::new(),
+            train_shards: 0,
+            tokens: 0,
+            files: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, token: u16) -> anyhow::Result<()> {
+        self.tokens += 1;
+        if self.val.len() < self.val_target {
+            self.val.push(token);
+            if self.val.len() == self.val_target {
+                self.write_val()?;
+            }
+        } else {
+            self.train.push(token);
+            if self.train.len() == self.shard_tokens {
+                self.write_train()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_val(&mut self) -> anyhow::Result<()> {
+        let path = self.out.join("val_000000.bin");
+        write_shard(&path, &self.val)?;
+        self.files.push(path);
+        self.val_written = true;
+        Ok(())
+    }
+
+    fn write_train(&mut self) -> anyhow::Result<()> {
+        let path = self.out.join(format!("train_{:06}.bin", self.train_shards));
+        write_shard(&path, &self.train)?;
+        self.files.push(path);
+        self.train.clear();
+        self.train_shards += 1;
+        Ok(())
+    }
+
+    /// Writes what is left; returns (validation tokens, training shards, files written).
+    fn finish(mut self) -> anyhow::Result<(usize, usize, Vec<PathBuf>)> {
+        if self.train_shards == 0 && self.train.is_empty() {
+            bail!(
+                "all {} tokens would go to the validation shard (--val-tokens {}), leaving none for training: \
+                 give more text or a smaller --val-tokens",
+                self.tokens,
+                self.val_target
+            );
+        }
+        if !self.val_written && !self.val.is_empty() {
+            self.write_val()?;
+        }
+        if !self.train.is_empty() {
+            self.write_train()?;
+        }
+        Ok((self.val.len(), self.train_shards, self.files))
+    }
+}
+
+/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 ([0] = 20240520,
+/// [1] = 1, [2] = number of tokens), then the tokens as little-endian u16.
+/// The file is exactly 1024 + 2 * tokens.len() bytes.
+pub fn write_shard(path: &Path, tokens: &[u16]) -> anyhow::Result<()> {
+    let ntok = i32::try_from(tokens.len())
+        .map_err(|_| anyhow::anyhow!("{}: {} tokens do not fit one shard", path.display(), tokens.len()))?;
+    let mut header = [0i32; SHARD_HEADER_INTS];
+    header[0] = SHARD_MAGIC;
+    header[1] = SHARD_VERSION;
+    header[2] = ntok;
+    crate::atomic_file::write_atomic(path, |w| {
+        for h in header {
+            w.write_all(&h.to_le_bytes())?;
+        }
+        // Convert in blocks so a large shard does not need a second copy in memory.
+        let mut buf = Vec::with_capacity(2 * 65536);
+        for block in tokens.chunks(65536) {
+            buf.clear();
+            buf.extend(block.iter().flat_map(|t| t.to_le_bytes()));
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("{}: cannot write the token shard", path.display()))
+}
+
+/// The progress line on stderr: rewritten in place on a terminal, one line per update otherwise.
+struct Progress {
+    enabled: bool,
+    tty: bool,
+    total_bytes: u64,
+}
+
+impl Progress {
+    fn show(&mut self, done_bytes: u64, tokens: usize, seconds: f64) {
+        if !self.enabled {
+            return;
+        }
+        let percent = 100.0 * done_bytes as f64 / self.total_bytes.max(1) as f64;
+        let line = format!(
+            "prepare: {:.1} of {:.1} MB ({:.0}%), {} tokens, {:.1} MB/s",
+            done_bytes as f64 / 1e6,
+            self.total_bytes as f64 / 1e6,
+            percent.min(100.0),
+            tokens,
+            done_bytes as f64 / 1e6 / seconds.max(1e-9)
+        );
+        if self.tty {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn done(&mut self) {
+        if self.enabled && self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// The shipped Shakespeare text (data/shakespeare, embedded in the binary): (file name, text), one
+/// document each, in file-name order.
+pub const SHAKESPEARE: [(&str, &str); 42] = [
+    ("alls_well_that_ends_well_gut.txt", include_str!("../../data/shakespeare/alls_well_that_ends_well_gut.txt")),
+    ("antony_and_cleopatra_gut.txt", include_str!("../../data/shakespeare/antony_and_cleopatra_gut.txt")),
+    ("as_you_like_it_gut.txt", include_str!("../../data/shakespeare/as_you_like_it_gut.txt")),
+    ("comedy_of_errors_gut.txt", include_str!("../../data/shakespeare/comedy_of_errors_gut.txt")),
+    ("coriolanus_gut.txt", include_str!("../../data/shakespeare/coriolanus_gut.txt")),
+    ("cymbeline_gut.txt", include_str!("../../data/shakespeare/cymbeline_gut.txt")),
+    ("hamlet_gut.txt", include_str!("../../data/shakespeare/hamlet_gut.txt")),
+    ("henry_iv_part_1_gut.txt", include_str!("../../data/shakespeare/henry_iv_part_1_gut.txt")),
+    ("henry_iv_part_2_gut.txt", include_str!("../../data/shakespeare/henry_iv_part_2_gut.txt")),
+    ("henry_v_gut.txt", include_str!("../../data/shakespeare/henry_v_gut.txt")),
+    ("henry_vi_part_1_gut.txt", include_str!("../../data/shakespeare/henry_vi_part_1_gut.txt")),
+    ("henry_vi_part_2_gut.txt", include_str!("../../data/shakespeare/henry_vi_part_2_gut.txt")),
+    ("henry_vi_part_3_gut.txt", include_str!("../../data/shakespeare/henry_vi_part_3_gut.txt")),
+    ("henry_viii_gut.txt", include_str!("../../data/shakespeare/henry_viii_gut.txt")),
+    ("john_gut.txt", include_str!("../../data/shakespeare/john_gut.txt")),
+    ("julius_caesar_gut.txt", include_str!("../../data/shakespeare/julius_caesar_gut.txt")),
+    ("lear_gut.txt", include_str!("../../data/shakespeare/lear_gut.txt")),
+    ("lovers_complaint_gut.txt", include_str!("../../data/shakespeare/lovers_complaint_gut.txt")),
+    ("loves_labours_lost_gut.txt", include_str!("../../data/shakespeare/loves_labours_lost_gut.txt")),
+    ("macbeth_gut.txt", include_str!("../../data/shakespeare/macbeth_gut.txt")),
+    ("measure_for_measure_gut.txt", include_str!("../../data/shakespeare/measure_for_measure_gut.txt")),
+    ("merchant_of_venice_gut.txt", include_str!("../../data/shakespeare/merchant_of_venice_gut.txt")),
+    ("merry_wives_of_windsor_gut.txt", include_str!("../../data/shakespeare/merry_wives_of_windsor_gut.txt")),
+    ("midsummer_nights_dream_gut.txt", include_str!("../../data/shakespeare/midsummer_nights_dream_gut.txt")),
+    ("much_ado_about_nothing_gut.txt", include_str!("../../data/shakespeare/much_ado_about_nothing_gut.txt")),
+    ("othello_gut.txt", include_str!("../../data/shakespeare/othello_gut.txt")),
+    ("passionate_pilgrim_gut.txt", include_str!("../../data/shakespeare/passionate_pilgrim_gut.txt")),
+    ("pericles_gut.txt", include_str!("../../data/shakespeare/pericles_gut.txt")),
+    ("phoenix_and_the_turtle_gut.txt", include_str!("../../data/shakespeare/phoenix_and_the_turtle_gut.txt")),
+    ("rape_of_lucrece_gut.txt", include_str!("../../data/shakespeare/rape_of_lucrece_gut.txt")),
+    ("richard_ii_gut.txt", include_str!("../../data/shakespeare/richard_ii_gut.txt")),
+    ("richard_iii_gut.txt", include_str!("../../data/shakespeare/richard_iii_gut.txt")),
+    ("romeo_and_juliet_gut.txt", include_str!("../../data/shakespeare/romeo_and_juliet_gut.txt")),
+    ("sonnets_gut.txt", include_str!("../../data/shakespeare/sonnets_gut.txt")),
+    ("taming_of_the_shrew_gut.txt", include_str!("../../data/shakespeare/taming_of_the_shrew_gut.txt")),
+    ("tempest_gut.txt", include_str!("../../data/shakespeare/tempest_gut.txt")),
+    ("timon_of_athens_gut.txt", include_str!("../../data/shakespeare/timon_of_athens_gut.txt")),
+    ("tragedy_of_titus_andronicus_gut.txt", include_str!("../../data/shakespeare/tragedy_of_titus_andronicus_gut.txt")),
+    ("troilus_and_cressida_gut.txt", include_str!("../../data/shakespeare/troilus_and_cressida_gut.txt")),
+    ("twelfth_night_gut.txt", include_str!("../../data/shakespeare/twelfth_night_gut.txt")),
+    ("two_gentlemen_of_verona_gut.txt", include_str!("../../data/shakespeare/two_gentlemen_of_verona_gut.txt")),
+    ("winters_tale_gut.txt", include_str!("../../data/shakespeare/winters_tale_gut.txt")),
+];
+
+/// Tokens of the default validation shard: the first 65,536 tokens of the Shakespeare text
+/// ("All's Well That Ends Well" and the start of "Antony and Cleopatra"), 128 batches of B=8, T=64.
+pub const DEFAULT_VAL_TOKENS: usize = 65_536;
+
+/// Written last into the cache directory; its contents describe the shards, so a cache from an
+/// interrupted run or an older version is prepared again.
+const CACHE_MARKER: &str = "READY";
+
+/// The shipped Shakespeare text as token shards, for `train` run without data flags: returns
+/// (train glob, val glob). On first use it prepares the shards into the cache directory
+/// (`$GPT2_CACHE_DIR` if set, else `cache/shakespeare` in the current directory) and prints one line
+/// naming it; later calls find the shards there and return at once.
+pub fn default_training_data() -> anyhow::Result<(String, String)> {
+    let dir = std::env::var_os("GPT2_CACHE_DIR").map_or_else(|| PathBuf::from("cache/shakespeare"), PathBuf::from);
+    default_training_data_in(&dir)
+}
+
+/// `default_training_data` with the cache directory given.
+pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> {
+    let globs = (dir.join("train_*.bin").display().to_string(), dir.join("val_*.bin").display().to_string());
+    let marker = dir.join(CACHE_MARKER);
+    if let Ok(contents) = std::fs::read_to_string(&marker) {
+        if cache_is_valid(dir, &contents) {
+            return Ok(globs);
+        }
+    }
+    let inputs: Vec<Input> = SHAKESPEARE.iter().map(|&(name, text)| Input::Embedded(name, text)).collect();
+    let options = Options { val_tokens: DEFAULT_VAL_TOKENS, shard_tokens: 100_000_000, progress: false };
+    let summary = prepare(&inputs, dir, &options)?;
+    let mut contents = format!("{}\n", cache_key());
+    for file in &summary.files {
+        let size = std::fs::metadata(file).with_context(|| format!("{}: cannot read back", file.display()))?.len();
+        let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        contents.push_str(&format!("{name} {size}\n"));
+    }
+    crate::atomic_file::write_atomic(&marker, |w| w.write_all(contents.as_bytes()))
+        .with_context(|| format!("{}: cannot write", marker.display()))?;
+    println!(
+        "prepared the default training text (Shakespeare, {} documents, {} tokens) in {}",
+        summary.documents,
+        summary.tokens,
+        dir.display()
+    );
+    Ok(globs)
+}
+
+/// What the cache was made from: the text's size and the split. A change to either remakes it.
+fn cache_key() -> String {
+    let bytes: usize = SHAKESPEARE.iter().map(|(_, text)| text.len()).sum();
+    format!("gpt2 shakespeare cache v1: {} files, {bytes} bytes, val {DEFAULT_VAL_TOKENS} tokens", SHAKESPEARE.len())
+}
+
+/// The marker matches `cache_key` and every file it lists is there with its size.
+fn cache_is_valid(dir: &Path, marker: &str) -> bool {
+    let mut lines = marker.lines();
+    if lines.next() != Some(cache_key().as_str()) {
+        return false;
+    }
+    lines.all(|line| match line.split_once(' ') {
+        Some((name, size)) => std::fs::metadata(dir.join(name)).is_ok_and(|m| size.parse() == Ok(m.len())),
+        None => false,
+    })
 }

@@ -1,9 +1,109 @@
-//! `tokenize` command (written by the tokenizer issue).
+//! `tokenize`: print the GPT-2 token ids of a text, or with `--decode`, the text of some ids.
+//!
+//! ```text
+//! $ echo "Hello world" | gpt2 tokenize
+//! 15496 995 198
+//! $ echo "15496 995 198" | gpt2 tokenize --decode
+//! Hello world
+//! ```
+//!
+//! Decoding writes the tokens' bytes as they are, so `tokenize f | tokenize --decode` gives back `f`
+//! byte for byte. The tokenizer itself is `src/tokenizer/`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// Arguments of `tokenize`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Text file to encode (with --decode: a file of token ids); `-` or nothing reads standard input.
+    pub file: Option<PathBuf>,
+    /// Read token ids (decimal, separated by white space) and print the text they stand for.
+    #[arg(long)]
+    pub decode: bool,
+}
 
-pub fn run(_args: &Args) -> anyhow::Result<()> {
-    anyhow::bail!("the tokenize command is not built yet")
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let (name, bytes) = read_input(args.file.as_ref())?;
+    let text = utf8(&name, bytes)?;
+    let tok = Tokenizer::gpt2();
+    let mut stdout = std::io::stdout().lock();
+    let result = if args.decode {
+        let ids = parse_ids(&name, &text)?;
+        let bytes = tok.decode_bytes(&ids).map_err(|e| match e {
+            TokenizerError::IdOutOfRange { id, position, vocab_size } => anyhow::anyhow!(
+                "{name}: token id {id} (number {} in the input) is out of range: GPT-2's ids are 0..{}",
+                position + 1,
+                vocab_size - 1
+            ),
+            other => other.into(),
+        })?;
+        stdout.write_all(&bytes)
+    } else {
+        let ids = tok.encode_parallel(&text);
+        let mut line = String::with_capacity(ids.len() * 6 + 1);
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(&id.to_string());
+        }
+        line.push('\n');
+        stdout.write_all(line.as_bytes())
+    };
+    match result.and_then(|()| stdout.flush()) {
+        // `gpt2 tokenize big.txt | head` closes the pipe early: that is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to standard output"),
+    }
+}
+
+/// Reads the file (or standard input for `-` or no file); returns a name for messages and the bytes.
+fn read_input(file: Option<&PathBuf>) -> anyhow::Result<(String, Vec<u8>)> {
+    match file {
+        Some(path) if path.as_os_str() != "-" => {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read the file"))?;
+            Ok((name, bytes))
+        }
+        _ => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+            Ok(("<stdin>".to_string(), bytes))
+        }
+    }
+}
+
+/// The bytes as text, or an error naming the first invalid byte's offset and line.
+fn utf8(name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        anyhow::anyhow!(
+            "{name}:{line}: invalid UTF-8 at byte offset {offset} (line {line}); the input must be UTF-8 text"
+        )
+    })
+}
+
+/// Whitespace-separated decimal token ids.
+fn parse_ids(name: &str, text: &str) -> anyhow::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for (line_no, line) in text.lines().enumerate() {
+        for word in line.split_whitespace() {
+            match word.parse::<u32>() {
+                Ok(id) => ids.push(id),
+                Err(_) => bail!(
+                    "{name}:{}: {word:?} (number {} in the input) is not a token id: expected whole numbers \
+                     separated by spaces",
+                    line_no + 1,
+                    ids.len() + 1
+                ),
+            }
+        }
+    }
+    Ok(ids)
 }

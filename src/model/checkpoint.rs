@@ -1,1 +1,187 @@
-pub fn _placeholder() {}
+//! Model files. Two formats:
+//!
+//! * llm.c's model file (read and write version 3, fp32; read version 5, bf16): a 256-int header
+//!   `[20240326, version, maxT, V, L, NH, C, Vp, 0...]` then the 16 parameter tensors in order.
+//! * Our training checkpoint: the same parameters plus AdamW's two moments and where training was
+//!   (step, data position, RNG state), so a resumed run continues bit for bit. Header
+//!   `[20261127, 1, maxT, V, L, NH, C, Vp, step (2 ints), epoch, shard, batch, rng (2 ints), B, T, 0...]`,
+//!   then params, m, v as f32.
+//!
+//! Every write is atomic (`files::write_atomic`).
+
+use crate::config::ModelConfig;
+use crate::files::{header_bytes, read_file, read_header, write_atomic, write_f32s, FileError, HEADER_BYTES};
+use byteorder::{ByteOrder, LittleEndian};
+use std::path::Path;
+
+pub const LLMC_MODEL_MAGIC: i32 = 20240326;
+pub const CHECKPOINT_MAGIC: i32 = 20261127;
+pub const CHECKPOINT_VERSION: i32 = 1;
+
+/// Where training stands, saved with the checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrainState {
+    /// The number of optimizer steps done.
+    pub step: u64,
+    /// The data loader's position: epoch, shard index, batch index within the shard.
+    pub epoch: u32,
+    pub shard: u32,
+    pub batch: u32,
+    /// The RNG's state.
+    pub rng: u64,
+    /// The batch shape training ran with (the data position counts batches of this shape).
+    pub b: u32,
+    pub t: u32,
+}
+
+/// What a model file holds.
+pub struct Checkpoint {
+    pub config: ModelConfig,
+    pub params: Vec<f32>,
+    /// AdamW moments and the training position: only in our checkpoints, not in llm.c model files.
+    pub optimizer: Option<(Vec<f32>, Vec<f32>, TrainState)>,
+}
+
+fn config_from_header(path: &Path, h: &[i32]) -> Result<ModelConfig, FileError> {
+    let field = |i: usize, name: &str| -> Result<usize, FileError> {
+        usize::try_from(h[i])
+            .map_err(|_| FileError::new(path, format!("header says {name} = {}, expected a positive number", h[i])))
+    };
+    let config = ModelConfig {
+        max_seq_len: field(2, "maxT")?,
+        vocab_size: field(3, "V")?,
+        num_layers: field(4, "L")?,
+        num_heads: field(5, "NH")?,
+        channels: field(6, "C")?,
+        padded_vocab_size: field(7, "Vp")?,
+    };
+    config.validate().map_err(|e| FileError::new(path, format!("header describes an invalid model: {e}")))?;
+    Ok(config)
+}
+
+fn config_header(magic: i32, version: i32, c: &ModelConfig) -> Vec<i32> {
+    let n = |x: usize| x as i32;
+    vec![
+        magic,
+        version,
+        n(c.max_seq_len),
+        n(c.vocab_size),
+        n(c.num_layers),
+        n(c.num_heads),
+        n(c.channels),
+        n(c.padded_vocab_size),
+    ]
+}
+
+/// Checks that `bytes` holds exactly the header plus `count` values of `width` bytes.
+fn expect_size(path: &Path, bytes: &[u8], count: usize, width: usize, what: &str) -> Result<(), FileError> {
+    let expected = HEADER_BYTES + count * width;
+    if bytes.len() != expected {
+        let how = if bytes.len() < expected { "truncated" } else { "too long" };
+        return Err(FileError::new(
+            path,
+            format!(
+                "{how}: {what} needs {expected} bytes (header + {count} values of {width} bytes), file has {}",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads an llm.c model file (version 3 fp32 or 5 bf16) or one of our checkpoints.
+pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
+    let bytes = read_file(path)?;
+    let h = read_header(path, &bytes)?;
+    let config = match h[0] {
+        LLMC_MODEL_MAGIC | CHECKPOINT_MAGIC => config_from_header(path, &h)?,
+        other => {
+            return Err(FileError::new(
+                path,
+                format!("bad magic number {other}: expected {LLMC_MODEL_MAGIC} (llm.c model) or {CHECKPOINT_MAGIC} (our checkpoint)"),
+            ))
+        }
+    };
+    let n = config.num_parameters();
+    let body = &bytes[HEADER_BYTES..];
+    if h[0] == LLMC_MODEL_MAGIC {
+        let params = match h[1] {
+            3 => {
+                expect_size(path, &bytes, n, 4, "an fp32 model")?;
+                let mut params = vec![0.0f32; n];
+                LittleEndian::read_f32_into(body, &mut params);
+                params
+            }
+            5 => {
+                expect_size(path, &bytes, n, 2, "a bf16 model")?;
+                // bf16 is the top half of an f32: shift it back into place
+                body.chunks_exact(2).map(|b| f32::from_bits((LittleEndian::read_u16(b) as u32) << 16)).collect()
+            }
+            v => {
+                return Err(FileError::new(
+                    path,
+                    format!("unsupported llm.c model version {v}: expected 3 (fp32) or 5 (bf16)"),
+                ))
+            }
+        };
+        return Ok(Checkpoint { config, params, optimizer: None });
+    }
+    if h[1] != CHECKPOINT_VERSION {
+        return Err(FileError::new(
+            path,
+            format!("unsupported checkpoint version {}: expected {CHECKPOINT_VERSION}", h[1]),
+        ));
+    }
+    expect_size(path, &bytes, 3 * n, 4, "a checkpoint (params, m, v)")?;
+    let u64_at = |i: usize| (h[i] as u32 as u64) | ((h[i + 1] as u32 as u64) << 32);
+    let state = TrainState {
+        step: u64_at(8),
+        epoch: h[10] as u32,
+        shard: h[11] as u32,
+        batch: h[12] as u32,
+        rng: u64_at(13),
+        b: h[15] as u32,
+        t: h[16] as u32,
+    };
+    let mut all = vec![0.0f32; 3 * n];
+    LittleEndian::read_f32_into(body, &mut all);
+    let v = all.split_off(2 * n);
+    let m = all.split_off(n);
+    Ok(Checkpoint { config, params: all, optimizer: Some((m, v, state)) })
+}
+
+/// Writes an llm.c version 3 (fp32) model file that llm.c and this project both read.
+pub fn save_llmc(path: &Path, config: &ModelConfig, params: &[f32]) -> Result<(), FileError> {
+    assert_eq!(params.len(), config.num_parameters());
+    let header = header_bytes(&config_header(LLMC_MODEL_MAGIC, 3, config));
+    write_atomic(path, |w| {
+        w.write_all(&header)?;
+        write_f32s(w, params)
+    })
+}
+
+/// Writes our checkpoint: parameters, AdamW moments and the training state.
+pub fn save_checkpoint(
+    path: &Path,
+    config: &ModelConfig,
+    params: &[f32],
+    m: &[f32],
+    v: &[f32],
+    state: &TrainState,
+) -> Result<(), FileError> {
+    let n = config.num_parameters();
+    assert!(params.len() == n && m.len() == n && v.len() == n);
+    let mut h = config_header(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, config);
+    let split = |x: u64| [x as u32 as i32, (x >> 32) as u32 as i32];
+    h.extend(split(state.step));
+    h.extend([state.epoch as i32, state.shard as i32, state.batch as i32]);
+    h.extend(split(state.rng));
+    h.extend([state.b as i32, state.t as i32]);
+    let header = header_bytes(&h);
+    write_atomic(path, |w| {
+        w.write_all(&header)?;
+        write_f32s(w, params)?;
+        write_f32s(w, m)?;
+        write_f32s(w, v)
+    })
+}

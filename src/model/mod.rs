@@ -72,71 +72,111 @@ impl ParamLayout {
     }
 }
 
-macro_rules! named_views {
-    ($name:ident, $slice:ty, $split:ident, $($field:ident),+) => {
-        /// One slice per parameter tensor, cut from a flat buffer in llm.c's order.
+/// Defines a struct of named slices cut, in field order, from one flat buffer, given each field's size.
+macro_rules! flat_views {
+    ($(#[$doc:meta])* $name:ident, $slice:ty, $split:ident, [$($field:ident),+ $(,)?]) => {
+        $(#[$doc])*
         pub struct $name<'a> {
             $(pub $field: $slice,)+
         }
         impl<'a> $name<'a> {
-            pub fn new(layout: &ParamLayout, flat: $slice) -> Self {
-                assert_eq!(flat.len(), layout.total, "flat buffer does not match the layout");
+            /// Cuts `flat` into the fields, the i-th field taking `sizes[i]` elements.
+            pub fn new(sizes: &[usize], flat: $slice) -> Self {
+                assert!(flat.len() >= sizes.iter().sum::<usize>(), "flat buffer smaller than its layout");
                 let mut rest = flat;
-                let mut i = 0;
+                let mut sizes = sizes.iter();
                 $(
-                    let (head, tail) = rest.$split(layout.numel(i));
+                    let (head, tail) = rest.$split(*sizes.next().expect("one size per field"));
                     let $field = head;
                     rest = tail;
-                    i += 1;
                 )+
-                let _ = (rest, i);
+                let _ = rest;
                 $name { $($field,)+ }
             }
         }
     };
 }
 
-named_views!(
-    ParamViews,
-    &'a [f32],
-    split_at,
-    wte,
-    wpe,
-    ln1w,
-    ln1b,
-    qkvw,
-    qkvb,
-    attprojw,
-    attprojb,
-    ln2w,
-    ln2b,
-    fcw,
-    fcb,
-    fcprojw,
-    fcprojb,
-    lnfw,
-    lnfb
+flat_views!(
+    /// The 16 parameter tensors (or their gradients, or AdamW moments) as named slices.
+    ParamViews, &'a [f32], split_at,
+    [wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb]
 );
-named_views!(
-    ParamViewsMut,
-    &'a mut [f32],
-    split_at_mut,
-    wte,
-    wpe,
-    ln1w,
-    ln1b,
-    qkvw,
-    qkvb,
-    attprojw,
-    attprojb,
-    ln2w,
-    ln2b,
-    fcw,
-    fcb,
-    fcprojw,
-    fcprojb,
-    lnfw,
-    lnfb
+flat_views!(
+    /// Mutable version of `ParamViews`.
+    ParamViewsMut, &'a mut [f32], split_at_mut,
+    [wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb]
+);
+
+impl ParamLayout {
+    /// The element count of each tensor, in order: what `ParamViews::new` takes.
+    pub fn sizes(&self) -> [usize; 16] {
+        std::array::from_fn(|i| self.numel(i))
+    }
+}
+
+/// The activations the forward pass keeps for the backward pass, llm.c's 23 tensors.
+pub const ACTIVATION_NAMES: [&str; 23] = [
+    "encoded",
+    "ln1",
+    "ln1_mean",
+    "ln1_rstd",
+    "qkv",
+    "atty",
+    "preatt",
+    "att",
+    "attproj",
+    "residual2",
+    "ln2",
+    "ln2_mean",
+    "ln2_rstd",
+    "fch",
+    "fch_gelu",
+    "fcproj",
+    "residual3",
+    "lnf",
+    "lnf_mean",
+    "lnf_rstd",
+    "logits",
+    "probs",
+    "losses",
+];
+
+/// Sizes of the activation tensors for a batch of B sequences of T tokens.
+pub fn activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 23] {
+    let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
+    [
+        b * t * c,          // encoded (B, T, C)
+        l * b * t * c,      // ln1 (L, B, T, C)
+        l * b * t,          // ln1_mean (L, B, T)
+        l * b * t,          // ln1_rstd (L, B, T)
+        l * b * t * 3 * c,  // qkv (L, B, T, 3C)
+        l * b * t * c,      // atty (L, B, T, C)
+        l * b * nh * t * t, // preatt (L, B, NH, T, T)
+        l * b * nh * t * t, // att (L, B, NH, T, T)
+        l * b * t * c,      // attproj (L, B, T, C)
+        l * b * t * c,      // residual2 (L, B, T, C)
+        l * b * t * c,      // ln2 (L, B, T, C)
+        l * b * t,          // ln2_mean (L, B, T)
+        l * b * t,          // ln2_rstd (L, B, T)
+        l * b * t * 4 * c,  // fch (L, B, T, 4C)
+        l * b * t * 4 * c,  // fch_gelu (L, B, T, 4C)
+        l * b * t * c,      // fcproj (L, B, T, C)
+        l * b * t * c,      // residual3 (L, B, T, C)
+        b * t * c,          // lnf (B, T, C)
+        b * t,              // lnf_mean (B, T)
+        b * t,              // lnf_rstd (B, T)
+        b * t * vp,         // logits (B, T, Vp)
+        b * t * vp,         // probs (B, T, Vp)
+        b * t,              // losses (B, T)
+    ]
+}
+
+flat_views!(
+    /// The activations (or their gradients) as named slices.
+    ActivationViews, &'a mut [f32], split_at_mut,
+    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, preatt, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
+     fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
 );
 
 /// Layer `l`'s slice of a tensor stacked over layers.
@@ -162,7 +202,7 @@ mod tests {
         assert_eq!(layout.total, cfg.num_parameters());
         assert_eq!(layout.offsets[1], 50304 * 768);
         let flat = vec![0.0f32; layout.total];
-        let v = ParamViews::new(&layout, &flat);
+        let v = ParamViews::new(&layout.sizes(), &flat);
         assert_eq!(v.qkvw.len(), 12 * 3 * 768 * 768);
         assert_eq!(v.lnfb.len(), 768);
     }

@@ -1,0 +1,37 @@
+//! Encode and decode throughput of the GPT-2 tokenizer on the shipped Shakespeare text (about 5 MB),
+//! one thread. Compare with tiktoken on the same text: `python3 reference/tiktoken_speed.py`.
+//!
+//!     cargo bench --bench tokenizer
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use gpt2::tokenizer::Tokenizer;
+
+/// All plays joined into one text, in file-name order (as reference/tiktoken_speed.py does).
+fn shakespeare() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/shakespeare");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("data/shakespeare")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.to_string_lossy().ends_with("_gut.txt"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read_to_string(p).expect("UTF-8 text")).collect()
+}
+
+fn bench_tokenizer(c: &mut Criterion) {
+    let tok = Tokenizer::gpt2();
+    let text = shakespeare();
+    let ids = tok.encode(&text);
+
+    let mut group = c.benchmark_group("tokenizer");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("encode_shakespeare", |b| b.iter(|| tok.encode(black_box(&text))));
+    group.bench_function("decode_shakespeare", |b| b.iter(|| tok.decode(black_box(&ids))));
+    group.finish();
+
+    c.bench_function("load_gpt2_vocabulary", |b| b.iter(Tokenizer::gpt2));
+}
+
+criterion_group!(benches, bench_tokenizer);
+criterion_main!(benches);

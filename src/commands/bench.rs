@@ -1,0 +1,203 @@
+//! `bench`: how fast is a training step, and where does the time go.
+//!
+//! It times whole training steps (forward, backward, AdamW) on random tokens, then times each kind
+//! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
+//! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
+
+use crate::config::ModelConfig;
+use crate::cpu::gpt2::CpuKernels;
+use crate::cpu::{attention, encoder, gelu, layernorm, residual, softmax_crossentropy as sce};
+use crate::model::{init::gpt2_init, ParamLayout};
+use crate::optim::{adamw_update, AdamWConfig};
+use crate::rng::Rng;
+use crate::train::{Backend, CpuBackend};
+use anyhow::{bail, Result};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Where to run: cpu (cuda and auto arrive with the CUDA path).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Model size: tiny, d6, d12, d24, d36, d48 or L<l>H<h>C<c>.
+    #[arg(long, default_value = "d12")]
+    pub model: String,
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 64)]
+    pub seq: usize,
+    /// Timed steps, after one untimed warm-up step.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// CPU layer implementations: the readable reference or the fast ones.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub kernels: CpuKernels,
+    /// Skip the per-layer table (whole steps only).
+    #[arg(long)]
+    pub no_layers: bool,
+}
+
+/// Runs `f` `reps` times and returns the mean milliseconds (after one warm-up run).
+fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e3 / reps as f64
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.device != "cpu" {
+        bail!("bench --device {}: only the CPU is supported so far", args.device);
+    }
+    let cfg = ModelConfig::from_name(&args.model).map_err(anyhow::Error::msg)?;
+    let (b, t) = (args.batch, args.seq);
+    if b == 0 || t == 0 || t > cfg.max_seq_len {
+        bail!("--batch must be positive and --seq in 1..={}", cfg.max_seq_len);
+    }
+    if args.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let mut rng = Rng::new(1);
+    let tokens: Vec<u32> = (0..b * t + 1).map(|_| rng.below(cfg.vocab_size) as u32).collect();
+    let (inputs, targets) = (&tokens[..b * t], &tokens[1..]);
+    let mut backend = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
+    backend.model.kernels = args.kernels;
+    let adamw = AdamWConfig::default();
+    println!(
+        "bench: {cfg} ({:.1}M params), B={b} T={t}, {:?} kernels, {}",
+        cfg.num_parameters_unpadded() as f64 / 1e6,
+        args.kernels,
+        backend.describe()
+    );
+
+    // whole steps: forward + backward + AdamW
+    let mut step = 0u64;
+    let mut one_step = || {
+        step += 1;
+        backend.zero_grad();
+        backend.forward_backward(inputs, targets, b, t, 1.0);
+        backend.update(&adamw, 1e-4, step, 1.0);
+    };
+    one_step(); // warm-up: allocates activations, touches every page
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        one_step();
+    }
+    let ms_per_step = start.elapsed().as_secs_f64() * 1e3 / args.steps as f64;
+    let tok_per_s = (b * t) as f64 / (ms_per_step / 1e3);
+    let gflops = cfg.flops_per_token(t) * tok_per_s / 1e9;
+
+    if !args.no_layers {
+        layer_table(&cfg, b, t, args.kernels, ms_per_step);
+    }
+    println!("step: {ms_per_step:.1} ms, {tok_per_s:.0} tok/s, {gflops:.1} GFLOP/s (model FLOPs 6N + 6LTC per token)");
+    println!("{}", serde_json::json!({"ms_per_step": ms_per_step, "tok_per_s": tok_per_s, "gflops": gflops}));
+    Ok(())
+}
+
+/// Times each layer kind alone at one step's shapes and call counts, and prints a table.
+fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_ms: f64) {
+    let (l, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
+    let bt = b * t;
+    let mut rng = Rng::new(2);
+    let mut rand = |n: usize| (0..n).map(|_| 0.1 * rng.normal()).collect::<Vec<f32>>();
+    let (mm_fwd, mm_bwd) = kernels.matmul();
+    let reps = 2;
+    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+
+    // matmuls: 4 per layer plus the LM head, as (C_in, C_out, count)
+    let shapes = [(c, 3 * c, l), (c, c, l), (c, 4 * c, l), (4 * c, c, l), (c, vp, 1)];
+    let (mut fwd, mut bwd) = (0.0, 0.0);
+    for (ci, co, count) in shapes {
+        let (inp, w, bias, dout) = (rand(bt * ci), rand(co * ci), rand(co), rand(bt * co));
+        let (mut out, mut dinp, mut dw, mut db) =
+            (vec![0.0; bt * co], vec![0.0; bt * ci], vec![0.0; co * ci], vec![0.0; co]);
+        fwd += count as f64 * time_ms(reps, || mm_fwd(&mut out, &inp, &w, Some(&bias), bt, ci, co));
+        bwd += count as f64 * time_ms(reps, || mm_bwd(&mut dinp, &mut dw, Some(&mut db), &dout, &inp, &w, bt, ci, co));
+    }
+    rows.push(("matmul", fwd, bwd));
+
+    // attention, once per layer
+    let (qkv, dout) = (rand(bt * 3 * c), rand(bt * c));
+    let (mut out, mut preatt, mut att) = (vec![0.0; bt * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
+    let (mut dqkv, mut dpreatt, mut datt) =
+        (vec![0.0; bt * 3 * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
+    let fwd =
+        l as f64 * time_ms(reps, || attention::attention_forward(&mut out, &mut preatt, &mut att, &qkv, b, t, c, nh));
+    let bwd = l as f64
+        * time_ms(reps, || {
+            attention::attention_backward(&mut dqkv, &mut dpreatt, &mut datt, &dout, &qkv, &att, b, t, c, nh)
+        });
+    rows.push(("attention", fwd, bwd));
+
+    // layernorm: 2 per layer plus the final one
+    let (x, w, bias, dout) = (rand(bt * c), rand(c), rand(c), rand(bt * c));
+    let (mut out, mut mean, mut rstd) = (vec![0.0; bt * c], vec![0.0; bt], vec![0.0; bt]);
+    let (mut dx, mut dw, mut db) = (vec![0.0; bt * c], vec![0.0; c], vec![0.0; c]);
+    let n = (2 * l + 1) as f64;
+    let fwd = n * time_ms(reps, || layernorm::layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &bias, bt, c));
+    let bwd = n * time_ms(reps, || {
+        layernorm::layernorm_backward(&mut dx, &mut dw, &mut db, &dout, &x, &w, &mean, &rstd, bt, c)
+    });
+    rows.push(("layernorm", fwd, bwd));
+
+    // GELU, once per layer over (BT, 4C)
+    let (x, dout) = (rand(bt * 4 * c), rand(bt * 4 * c));
+    let (mut out, mut dx) = (vec![0.0; bt * 4 * c], vec![0.0; bt * 4 * c]);
+    let fwd = l as f64 * time_ms(reps, || gelu::gelu_forward(&mut out, &x));
+    let bwd = l as f64 * time_ms(reps, || gelu::gelu_backward(&mut dx, &x, &dout));
+    rows.push(("gelu", fwd, bwd));
+
+    // residual, twice per layer
+    let (x1, x2) = (rand(bt * c), rand(bt * c));
+    let (mut out, mut d1, mut d2) = (vec![0.0; bt * c], vec![0.0; bt * c], vec![0.0; bt * c]);
+    let fwd = 2.0 * l as f64 * time_ms(reps, || residual::residual_forward(&mut out, &x1, &x2));
+    let bwd = 2.0 * l as f64 * time_ms(reps, || residual::residual_backward(&mut d1, &mut d2, &x1));
+    rows.push(("residual", fwd, bwd));
+
+    // softmax + cross-entropy over the vocabulary
+    let logits = rand(bt * vp);
+    let targets: Vec<u32> = (0..bt).map(|i| (i * 7 % v) as u32).collect();
+    let (mut probs, mut losses, mut dlogits) = (vec![0.0; bt * vp], vec![0.0; bt], vec![0.0; bt * vp]);
+    let dlosses = vec![1.0 / bt as f32; bt];
+    let fwd = time_ms(reps, || {
+        sce::softmax_forward(&mut probs, &logits, bt, v, vp);
+        sce::crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
+    });
+    let bwd = time_ms(reps, || sce::crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp));
+    rows.push(("softmax+xent", fwd, bwd));
+
+    // embeddings
+    let tokens: Vec<u32> = (0..bt).map(|i| (i * 13 % v) as u32).collect();
+    let layout = ParamLayout::new(cfg);
+    let (wte, wpe) = (rand(layout.numel(0)), rand(layout.numel(1)));
+    let (mut out, dout) = (vec![0.0; bt * c], rand(bt * c));
+    let (mut dwte, mut dwpe) = (vec![0.0; wte.len()], vec![0.0; wpe.len()]);
+    let fwd = time_ms(reps, || encoder::encoder_forward(&mut out, &tokens, &wte, &wpe, b, t, c));
+    let bwd = time_ms(reps, || encoder::encoder_backward(&mut dwte, &mut dwpe, &dout, &tokens, b, t, c));
+    rows.push(("encoder", fwd, bwd));
+    drop((wte, wpe, dwte, dwpe));
+
+    // AdamW over every parameter
+    let n = layout.total;
+    let (mut p, g, mut m, mut vv) = (vec![0.01f32; n], vec![0.001f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let adamw = AdamWConfig::default();
+    let opt = time_ms(reps, || adamw_update(&mut p, &g, &mut m, &mut vv, &layout, &adamw, 1e-4, 1, 1.0));
+    rows.push(("adamw", opt, 0.0));
+
+    println!("{:<14} {:>10} {:>10} {:>10} {:>7}", "layer", "fwd ms", "bwd ms", "total ms", "share");
+    let sum: f64 = rows.iter().map(|r| r.1 + r.2).sum();
+    for (name, f, bw) in &rows {
+        println!("{name:<14} {f:>10.1} {bw:>10.1} {:>10.1} {:>6.1}%", f + bw, 100.0 * (f + bw) / step_ms);
+    }
+    println!(
+        "{:<14} {:>10} {:>10} {:>10.1} {:>6.1}%  (the rest: zeroing gradients, memory traffic, scheduling)",
+        "other",
+        "",
+        "",
+        step_ms - sum,
+        100.0 * (step_ms - sum) / step_ms
+    );
+}

@@ -1,0 +1,208 @@
+//! `train`: parse the flags (their names are a contract other tools rely on), pick the device,
+//! build or load the model, and hand over to the training loop in `src/train.rs`.
+
+use crate::config::ModelConfig;
+use crate::model::checkpoint::{self, TrainState};
+use crate::model::init::gpt2_init;
+use crate::optim::{AdamWConfig, Schedule};
+use crate::train::{train, Backend, CpuBackend, TrainConfig};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// The GPU when one is usable, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Arguments of `train`. Defaults not given here depend on the device (see `resolve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: Device,
+    /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
+    /// [default: tiny on the CPU, d12 on a GPU].
+    #[arg(long, conflicts_with_all = ["init", "resume"])]
+    pub model: Option<String>,
+    /// Start from these weights: an llm.c model file or one of our checkpoints (optimizer state is not used).
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
+    /// Training token shards (llm.c format), a path or glob [default: the shipped Shakespeare text].
+    #[arg(long)]
+    pub train_data: Option<String>,
+    /// Validation token shards, a path or glob [default: with the shipped text, its val shard].
+    #[arg(long)]
+    pub val_data: Option<String>,
+    /// Sequences per micro-batch [default: 8 on the CPU].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Tokens per sequence [default: 64 on the CPU].
+    #[arg(long)]
+    pub seq: Option<usize>,
+    /// Tokens per optimizer step; a multiple of batch*seq, the rest is gradient accumulation [default: batch*seq].
+    #[arg(long)]
+    pub total_batch: Option<usize>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Warmup steps (linear from lr/warmup to lr).
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: Schedule,
+    /// The learning rate at the end of the cosine, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_lr_frac: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f32,
+    #[arg(long, default_value_t = 0.95)]
+    pub beta2: f32,
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f32,
+    /// AdamW's decoupled weight decay (on 2-D weights only, unless --decay-all).
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f32,
+    /// Decay every parameter, biases and LayerNorms too, as llm.c's CPU trainer does.
+    #[arg(long)]
+    pub decay_all: bool,
+    /// Clip the global gradient norm to this (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f32,
+    /// Measure validation loss every N steps (0 = never).
+    #[arg(long, default_value_t = 50)]
+    pub val_every: usize,
+    /// Validation batches, read in order from the start of the val data.
+    #[arg(long, default_value_t = 10)]
+    pub val_batches: usize,
+    /// Visit the training batches in a seeded random order.
+    #[arg(long, overrides_with = "no_shuffle")]
+    pub shuffle: bool,
+    /// Visit the training batches in file order (the default).
+    #[arg(long, overrides_with = "shuffle")]
+    pub no_shuffle: bool,
+    /// Seed of the weight init, the shuffle order and sampling.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Append one JSON object per step to this file.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Write a checkpoint (weights, optimizer state, data position) here at the end and every --save-every steps.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Save every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+    /// Also write the weights as an llm.c model file (version 3, fp32) whenever saving.
+    #[arg(long)]
+    pub export_llmc: Option<PathBuf>,
+    /// Resume from one of our checkpoints: weights, optimizer state, step and data position.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print a short sample every N steps (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub sample_every: usize,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let device = select_device(args.device)?;
+    let _ = device;
+    // the model: a checkpoint to resume, weights to start from, or a fresh init
+    let (config, params, resume) = if let Some(path) = &args.resume {
+        let ckpt = checkpoint::load(path)?;
+        let Some((m, v, state)) = ckpt.optimizer else {
+            bail!("{}: is an llm.c model file without optimizer state; use --init to start from it", path.display());
+        };
+        (ckpt.config, ckpt.params, Some((m, v, state)))
+    } else if let Some(path) = &args.init {
+        let ckpt = checkpoint::load(path)?;
+        (ckpt.config, ckpt.params, None)
+    } else {
+        let config = ModelConfig::from_name(args.model.as_deref().unwrap_or("tiny")).map_err(anyhow::Error::msg)?;
+        (config, gpt2_init(&config, args.seed), None)
+    };
+    let mut backend = CpuBackend::new(config, params);
+    let state: Option<TrainState> = match resume {
+        Some((m, v, state)) => {
+            backend.set_optimizer_state(&m, &v);
+            eprintln!(
+                "resuming {} at step {}",
+                args.resume.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                state.step
+            );
+            Some(state)
+        }
+        None => None,
+    };
+    let cfg = resolve(args, state.as_ref())?;
+    let summary = train(&mut backend, &cfg, state, None)?;
+    eprintln!(
+        "done: {} steps, {:.1} ms/step, {:.0} tok/s{}",
+        summary.train_losses.len(),
+        summary.mean_ms_per_step,
+        summary.tokens_per_second,
+        cfg.save.as_ref().map_or(String::new(), |p| format!(", saved to {}", p.display()))
+    );
+    Ok(())
+}
+
+/// Which device `--device` means on this machine.
+fn select_device(device: Device) -> Result<Device> {
+    match device {
+        Device::Cuda => bail!("the CUDA path is not there yet: train with --device cpu"),
+        Device::Auto => {
+            eprintln!("device: CPU (the CUDA path is not built yet)");
+            Ok(Device::Cpu)
+        }
+        Device::Cpu => Ok(Device::Cpu),
+    }
+}
+
+/// Fills in the defaults that depend on the device and the data, and checks the flags.
+fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
+    let batch = args.batch.or(state.map(|s| s.b as usize)).unwrap_or(8);
+    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(64);
+    let (train_data, val_data) = match &args.train_data {
+        Some(train) => (train.clone(), args.val_data.clone()),
+        None => bail!("--train-data is required until the shipped text is prepared automatically"),
+    };
+    if args.save_every > 0 && args.save.is_none() {
+        bail!("--save-every needs --save PATH");
+    }
+    Ok(TrainConfig {
+        train_data,
+        val_data,
+        batch,
+        seq,
+        total_batch: args.total_batch.unwrap_or(batch * seq),
+        steps: args.steps,
+        lr: args.lr,
+        warmup: args.warmup,
+        schedule: args.schedule,
+        min_lr_frac: args.min_lr_frac,
+        adamw: AdamWConfig {
+            beta1: args.beta1,
+            beta2: args.beta2,
+            eps: args.eps,
+            weight_decay: args.weight_decay,
+            decay_all: args.decay_all,
+        },
+        grad_clip: args.grad_clip,
+        val_every: args.val_every,
+        val_batches: args.val_batches,
+        shuffle: args.shuffle && !args.no_shuffle,
+        seed: args.seed,
+        log: args.log.clone(),
+        save: args.save.clone(),
+        save_every: args.save_every,
+        export_llmc: args.export_llmc.clone(),
+        sample_every: args.sample_every,
+        stop_at: None,
+        quiet: false,
+    })
+}

@@ -1,0 +1,130 @@
+//! AdamW (https://arxiv.org/abs/1711.05101), the learning-rate schedule and gradient clipping.
+//! Twin: `kernels/adamw.cu` and `kernels/global_norm.cu`.
+
+use crate::model::ParamLayout;
+use rayon::prelude::*;
+
+/// AdamW's hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// Decay every parameter (llm.c's CPU trainer) instead of only the 2-D weights (GPT-2's recipe).
+    pub decay_all: bool,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, decay_all: false }
+    }
+}
+
+/// One AdamW update of every parameter, with `t` = 1, 2, ... the update's number (for bias correction)
+/// and every gradient first multiplied by `grad_scale` (gradient clipping).
+///   m = beta1 m + (1 - beta1) g          (running mean of gradients)
+///   v = beta2 v + (1 - beta2) g^2        (running mean of squared gradients)
+///   p -= lr (m / (1 - beta1^t) / (sqrt(v / (1 - beta2^t)) + eps) + wd p)
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update(
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    layout: &ParamLayout,
+    cfg: &AdamWConfig,
+    lr: f32,
+    t: u64,
+    grad_scale: f32,
+) {
+    let beta1_correction = 1.0 - cfg.beta1.powi(t as i32);
+    let beta2_correction = 1.0 - cfg.beta2.powi(t as i32);
+    for i in 0..layout.shapes.len() {
+        let range = layout.range(i);
+        let wd = if cfg.decay_all || layout.decays(i) { cfg.weight_decay } else { 0.0 };
+        let (p, g) = (&mut params[range.clone()], &grads[range.clone()]);
+        let (m, v) = (&mut m[range.clone()], &mut v[range]);
+        p.par_iter_mut().zip(g.par_iter()).zip(m.par_iter_mut()).zip(v.par_iter_mut()).for_each(|(((p, &g), m), v)| {
+            let g = g * grad_scale;
+            *m = cfg.beta1 * *m + (1.0 - cfg.beta1) * g;
+            *v = cfg.beta2 * *v + (1.0 - cfg.beta2) * g * g;
+            let m_hat = *m / beta1_correction;
+            let v_hat = *v / beta2_correction;
+            *p -= lr * (m_hat / (v_hat.sqrt() + cfg.eps) + wd * *p);
+        });
+    }
+}
+
+/// The L2 norm of all gradients together, accumulated in f64 so 124M squares add up exactly enough.
+pub fn global_norm(grads: &[f32]) -> f32 {
+    grads.par_chunks(1 << 16).map(|c| c.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>()).sum::<f64>().sqrt()
+        as f32
+}
+
+/// The factor gradients are multiplied by so their global norm is at most `max_norm` (0 = no clipping).
+pub fn clip_scale(norm: f32, max_norm: f32) -> f32 {
+    if max_norm > 0.0 && norm > max_norm {
+        max_norm / norm
+    } else {
+        1.0
+    }
+}
+
+/// How the learning rate moves over training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schedule {
+    /// Linear warmup, then cosine decay to `min_lr_frac * lr` at the last step.
+    Cosine,
+    /// Linear warmup, then constant.
+    Constant,
+}
+
+/// The learning rate of step `step` (0-based) of `total_steps`.
+pub fn learning_rate(
+    schedule: Schedule,
+    lr: f32,
+    step: usize,
+    warmup: usize,
+    total_steps: usize,
+    min_lr_frac: f32,
+) -> f32 {
+    if step < warmup {
+        // linear warmup from lr/warmup to lr
+        return lr * (step + 1) as f32 / warmup as f32;
+    }
+    match schedule {
+        Schedule::Constant => lr,
+        Schedule::Cosine => {
+            let min_lr = lr * min_lr_frac;
+            let decay_steps = total_steps.saturating_sub(warmup).max(1);
+            let progress = ((step - warmup) as f32 / decay_steps as f32).min(1.0);
+            let coeff = 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()); // 1 -> 0
+            min_lr + coeff * (lr - min_lr)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_linearly_then_decays_to_the_floor() {
+        let s = |step| learning_rate(Schedule::Cosine, 1.0, step, 10, 110, 0.1);
+        assert!((s(0) - 0.1).abs() < 1e-6);
+        assert!((s(9) - 1.0).abs() < 1e-6);
+        assert!((s(10) - 1.0).abs() < 1e-6);
+        assert!((s(60) - 0.55).abs() < 1e-6);
+        assert!((s(110) - 0.1).abs() < 1e-6);
+        assert_eq!(learning_rate(Schedule::Constant, 0.5, 50, 10, 100, 0.0), 0.5);
+    }
+
+    #[test]
+    fn clipping_scales_only_norms_above_the_limit() {
+        assert_eq!(clip_scale(0.5, 1.0), 1.0);
+        assert_eq!(clip_scale(4.0, 1.0), 0.25);
+        assert_eq!(clip_scale(4.0, 0.0), 1.0);
+        assert!((global_norm(&[3.0, 4.0]) - 5.0).abs() < 1e-6);
+    }
+}

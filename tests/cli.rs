@@ -1,0 +1,133 @@
+//! The `train` command as a user runs it: its flags (a contract other tools rely on), its log,
+//! checkpoints and resume, and its errors.
+
+use gpt2::data::write_shard;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gpt2(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpt2")).args(args).output().expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn shards(dir: &Path) -> (String, String) {
+    let tokens: Vec<u16> = (0..3000u32).map(|i| ((i * 7919) % 50257) as u16).collect();
+    let (train, val) = (dir.join("train.bin"), dir.join("val.bin"));
+    write_shard(&train, &tokens).unwrap();
+    write_shard(&val, &tokens[..500]).unwrap();
+    (train.to_str().unwrap().to_string(), val.to_str().unwrap().to_string())
+}
+
+#[test]
+fn train_help_lists_every_contract_flag() {
+    let out = gpt2(&["train", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--device",
+        "--model",
+        "--init",
+        "--train-data",
+        "--val-data",
+        "--batch",
+        "--seq",
+        "--total-batch",
+        "--steps",
+        "--lr",
+        "--warmup",
+        "--schedule",
+        "--min-lr-frac",
+        "--beta1",
+        "--beta2",
+        "--eps",
+        "--weight-decay",
+        "--grad-clip",
+        "--val-every",
+        "--val-batches",
+        "--shuffle",
+        "--no-shuffle",
+        "--seed",
+        "--log",
+        "--save",
+        "--save-every",
+        "--resume",
+    ] {
+        assert!(help.contains(flag), "train --help does not mention {flag}");
+    }
+}
+
+#[test]
+fn train_logs_json_saves_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = shards(dir.path());
+    let log = dir.path().join("log.jsonl");
+    let ckpt = dir.path().join("ckpt.bin");
+    let llmc = dir.path().join("model_llmc.bin");
+    let common = ["--device", "cpu", "--train-data", &train, "--val-data", &val, "--batch", "2", "--seq", "8"];
+    let mut args = vec!["train", "--model", "L2H2C16", "--steps", "4", "--val-every", "2", "--val-batches", "2"];
+    args.extend(common);
+    let log_s = log.to_str().unwrap();
+    let ckpt_s = ckpt.to_str().unwrap();
+    args.extend(["--log", log_s, "--save", ckpt_s, "--export-llmc", llmc.to_str().unwrap()]);
+    let out = gpt2(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tok/s"), "the console shows throughput");
+
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    for (s, line) in lines.iter().enumerate() {
+        assert_eq!(line["step"], s);
+        for key in ["train_loss", "lr", "ms", "tok_per_s"] {
+            assert!(line[key].is_number(), "step {s} lacks {key}: {line}");
+        }
+        // validation only on steps divisible by --val-every
+        assert_eq!(line.get("val_loss").is_some(), s % 2 == 0, "{line}");
+    }
+    assert!(ckpt.exists() && llmc.exists());
+
+    // resume for 2 more steps of a 6-step run: the log continues at step 4
+    let mut args = vec!["train", "--resume", ckpt_s, "--steps", "6", "--log", log_s, "--val-every", "0"];
+    args.extend(common);
+    let out = gpt2(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let steps: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![0, 1, 2, 3, 4, 5]);
+
+    // the exported llm.c file starts a new run with --init
+    let mut args = vec!["train", "--init", llmc.to_str().unwrap(), "--steps", "1", "--val-every", "0"];
+    args.extend(common);
+    assert!(gpt2(&args).status.success());
+}
+
+#[test]
+fn train_explains_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = shards(dir.path());
+    let missing = dir.path().join("missing_*.bin");
+    let out = gpt2(&["train", "--device", "cpu", "--model", "L2H2C16", "--train-data", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no file matches"), "{}", stderr(&out));
+
+    let out = gpt2(&["train", "--device", "cpu", "--model", "L2H2C16", "--train-data", &train, "--seq", "2000"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("longer than the model's maximum sequence length"), "{}", stderr(&out));
+
+    let out = gpt2(&["train", "--device", "cpu", "--model", "d13", "--train-data", &train]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown model 'd13'"), "{}", stderr(&out));
+
+    let not_a_model = dir.path().join("not_a_model.bin");
+    std::fs::write(&not_a_model, b"hello").unwrap();
+    let out = gpt2(&["train", "--device", "cpu", "--init", not_a_model.to_str().unwrap(), "--train-data", &train]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not_a_model.bin: file is 5 bytes"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+}
