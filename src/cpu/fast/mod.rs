@@ -4,5 +4,7 @@
 //!
 //! - `matmul.rs`: a cache-blocked, packed, register-tiled GEMM (the BLIS/GotoBLAS scheme) with
 //!   AVX-512 / AVX2+FMA micro-kernels picked at run time and a portable fallback.
+//! - `gelu.rs`: GELU with a vectorizable polynomial tanh instead of a libm call per element.
 
+pub mod gelu;
 pub mod matmul;
