@@ -4,7 +4,7 @@
 //!   cargo bench --bench fast_layers
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gpt2::cpu::{fast, gelu};
+use gpt2::cpu::{attention, fast, gelu};
 use std::time::Duration;
 
 const BT: usize = 256;
@@ -24,5 +24,32 @@ fn bench_gelu(crit: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gelu);
+fn bench_attention(crit: &mut Criterion) {
+    let (b, t, nh) = (4, 64, 12);
+    let inp: Vec<f32> = (0..b * t * 3 * C).map(|i| ((i % 997) as f32 - 498.0) / 500.0).collect();
+    let dout = vec![0.01f32; b * t * C];
+    let mut out = vec![0.0f32; b * t * C];
+    let (mut preatt, mut att) = (vec![0.0f32; b * nh * t * t], vec![0.0f32; b * nh * t * t]);
+    let (mut dinp, mut dpreatt, mut datt) =
+        (vec![0.0f32; b * t * 3 * C], vec![0.0f32; b * nh * t * t], vec![0.0f32; b * nh * t * t]);
+    let mut group = crit.benchmark_group("attention_B4_T64_NH12");
+    group.warm_up_time(Duration::from_millis(500));
+    group.bench_function("forward/readable", |bn| {
+        bn.iter(|| attention::attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, C, nh))
+    });
+    group.bench_function("forward/fast", |bn| {
+        bn.iter(|| fast::attention::attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, C, nh))
+    });
+    group.bench_function("backward/readable", |bn| {
+        bn.iter(|| attention::attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, C, nh))
+    });
+    group.bench_function("backward/fast", |bn| {
+        bn.iter(|| {
+            fast::attention::attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, C, nh)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_gelu, bench_attention);
 criterion_main!(benches);
