@@ -106,6 +106,7 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (mm_fwd, mm_bwd) = kernels.matmul();
     let (gelu_fwd, gelu_bwd) = kernels.gelu();
     let (att_fwd, att_bwd) = kernels.attention();
+    let softmax_fwd = kernels.softmax();
     let reps = 2;
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
 
@@ -161,7 +162,7 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (mut probs, mut losses, mut dlogits) = (vec![0.0; bt * vp], vec![0.0; bt], vec![0.0; bt * vp]);
     let dlosses = vec![1.0 / bt as f32; bt];
     let fwd = time_ms(reps, || {
-        sce::softmax_forward(&mut probs, &logits, bt, v, vp);
+        softmax_fwd(&mut probs, &logits, bt, v, vp);
         sce::crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
     });
     let bwd = time_ms(reps, || sce::crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp));

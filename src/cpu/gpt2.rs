@@ -37,6 +37,7 @@ pub enum CpuKernels {
 
 pub type MatmulForward = fn(&mut [f32], &[f32], &[f32], Option<&[f32]>, usize, usize, usize);
 pub type MatmulBackward = fn(&mut [f32], &mut [f32], Option<&mut [f32]>, &[f32], &[f32], &[f32], usize, usize, usize);
+pub type SoftmaxForward = fn(&mut [f32], &[f32], usize, usize, usize);
 pub type GeluForward = fn(&mut [f32], &[f32]);
 pub type GeluBackward = fn(&mut [f32], &[f32], &[f32]);
 pub type AttentionForward = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], usize, usize, usize, usize);
@@ -56,6 +57,14 @@ impl CpuKernels {
         match self {
             CpuKernels::Reference => (gelu_forward, gelu_backward),
             CpuKernels::Fast => (fast::gelu::gelu_forward, fast::gelu::gelu_backward),
+        }
+    }
+
+    /// The softmax over the vocabulary of this implementation.
+    pub fn softmax(self) -> SoftmaxForward {
+        match self {
+            CpuKernels::Reference => softmax_forward,
+            CpuKernels::Fast => fast::softmax_crossentropy::softmax_forward,
         }
     }
 
@@ -146,6 +155,7 @@ impl Gpt2 {
         let (matmul_forward, _) = self.kernels.matmul();
         let (gelu_forward, _) = self.kernels.gelu();
         let (attention_forward, _) = self.kernels.attention();
+        let softmax_forward = self.kernels.softmax();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
 
