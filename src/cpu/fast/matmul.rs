@@ -231,7 +231,9 @@ pub fn gemm(
         return;
     }
     // Bounds: every index the packing and the kernels touch is checked here, once.
-    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C too small");
+    // (checked arithmetic: the kernels write C through raw pointers, so a wrapped size must not pass)
+    let c_needed = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
+    assert!(ldc >= n && c_needed.is_some_and(|needed| c.len() >= needed), "C too small");
     if let Some(bias) = bias {
         assert!(bias.len() >= n, "bias too short");
     }
