@@ -90,8 +90,6 @@ pub fn attention_backward(
     c: usize,
     nh: usize,
 ) {
-    let hs = c / nh;
-    let scale = 1.0 / (hs as f32).sqrt();
     assert_eq!(dinp.len(), b * t * 3 * c);
     assert_eq!(inp.len(), b * t * 3 * c);
     assert_eq!(dout.len(), b * t * c);
@@ -99,54 +97,103 @@ pub fn attention_backward(
     assert_eq!(dpreatt.len(), b * nh * t * t);
     assert_eq!(datt.len(), b * nh * t * t);
     // one task per batch element: its (T, 3C) rows of dinp and (NH, T, T) of the scratch
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     let per_batch = dinp.par_chunks_mut(t * 3 * c).zip(dpreatt.par_chunks_mut(nh * t * t));
     per_batch.zip(datt.par_chunks_mut(nh * t * t)).enumerate().for_each(|(bi, ((dinp_b, dpreatt_b), datt_b))| {
         let inp_b = &inp[bi * t * 3 * c..(bi + 1) * t * 3 * c];
-        for h in 0..nh {
-            let att_bh = &att[(bi * nh + h) * t * t..][..t * t];
-            let datt_bh = &mut datt_b[h * t * t..(h + 1) * t * t];
-            let dpreatt_bh = &mut dpreatt_b[h * t * t..(h + 1) * t * t];
-            // offset of position t2's query (part 0), key (1) or value (2) of head h in this batch element
-            let offset = |t2: usize, part: usize| t2 * 3 * c + part * c + h * hs;
-            for t1 in 0..t {
-                let dout_h = &dout[(bi * t + t1) * c + h * hs..][..hs];
-                let row = t1 * t;
-                // backward of out = att @ v: datt = dout . v, dv += att * dout
-                for t2 in 0..=t1 {
-                    let v_off = offset(t2, 2);
-                    datt_bh[row + t2] = dot(&inp_b[v_off..v_off + hs], dout_h);
-                    let a = att_bh[row + t2];
-                    for (dv, &d) in dinp_b[v_off..v_off + hs].iter_mut().zip(dout_h) {
-                        *dv += a * d;
-                    }
+        let dout_b = &dout[bi * t * c..(bi + 1) * t * c];
+        let att_b = &att[bi * nh * t * t..(bi + 1) * nh * t * t];
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: checked above that this CPU has AVX2 and FMA.
+            return unsafe { backward_batch_avx2(dinp_b, dpreatt_b, datt_b, dout_b, inp_b, att_b, t, c, nh) };
+        }
+        backward_batch(dinp_b, dpreatt_b, datt_b, dout_b, inp_b, att_b, t, c, nh);
+    });
+}
+
+/// `backward_batch` compiled for AVX2 + FMA.
+///
+/// Safety: the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn backward_batch_avx2(
+    dinp_b: &mut [f32],
+    dpreatt_b: &mut [f32],
+    datt_b: &mut [f32],
+    dout_b: &[f32],
+    inp_b: &[f32],
+    att_b: &[f32],
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    backward_batch(dinp_b, dpreatt_b, datt_b, dout_b, inp_b, att_b, t, c, nh)
+}
+
+/// The backward pass for one batch element: dinp_b (T, 3C), dpreatt_b and datt_b (NH, T, T),
+/// dout_b (T, C), inp_b (T, 3C), att_b (NH, T, T).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_batch(
+    dinp_b: &mut [f32],
+    dpreatt_b: &mut [f32],
+    datt_b: &mut [f32],
+    dout_b: &[f32],
+    inp_b: &[f32],
+    att_b: &[f32],
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    for h in 0..nh {
+        let att_bh = &att_b[h * t * t..(h + 1) * t * t];
+        let datt_bh = &mut datt_b[h * t * t..(h + 1) * t * t];
+        let dpreatt_bh = &mut dpreatt_b[h * t * t..(h + 1) * t * t];
+        // offset of position t2's query (part 0), key (1) or value (2) of head h in this batch element
+        let offset = |t2: usize, part: usize| t2 * 3 * c + part * c + h * hs;
+        for t1 in 0..t {
+            let dout_h = &dout_b[t1 * c + h * hs..][..hs];
+            let row = t1 * t;
+            // backward of out = att @ v: datt = dout . v, dv += att * dout
+            for t2 in 0..=t1 {
+                let v_off = offset(t2, 2);
+                datt_bh[row + t2] = dot(&inp_b[v_off..v_off + hs], dout_h);
+                let a = att_bh[row + t2];
+                for (dv, &d) in dinp_b[v_off..v_off + hs].iter_mut().zip(dout_h) {
+                    *dv += a * d;
                 }
-                // backward of the softmax: dpreatt = att * (datt - sum(att * datt))
-                let dsum = dot(&att_bh[row..=row + t1], &datt_bh[row..=row + t1]);
-                for t2 in 0..=t1 {
-                    dpreatt_bh[row + t2] = att_bh[row + t2] * (datt_bh[row + t2] - dsum);
-                }
-                // backward of the scores q.k * scale: dq += dpreatt * k * scale, dk += dpreatt * q * scale
-                let q_off = offset(t1, 0);
-                for t2 in 0..=t1 {
-                    let k_off = offset(t2, 1);
-                    let d = dpreatt_bh[row + t2] * scale;
-                    // dq and dk are disjoint ranges of dinp_b (query vs key part): split to borrow both
-                    let (dq, dk) = if q_off < k_off {
-                        let (lo, hi) = dinp_b.split_at_mut(k_off);
-                        (&mut lo[q_off..q_off + hs], &mut hi[..hs])
-                    } else {
-                        let (lo, hi) = dinp_b.split_at_mut(q_off);
-                        (&mut hi[..hs], &mut lo[k_off..k_off + hs])
-                    };
-                    let (q, k) = (&inp_b[q_off..q_off + hs], &inp_b[k_off..k_off + hs]);
-                    for i in 0..hs {
-                        dq[i] += k[i] * d;
-                        dk[i] += q[i] * d;
-                    }
+            }
+            // backward of the softmax: dpreatt = att * (datt - sum(att * datt))
+            let dsum = dot(&att_bh[row..=row + t1], &datt_bh[row..=row + t1]);
+            for t2 in 0..=t1 {
+                dpreatt_bh[row + t2] = att_bh[row + t2] * (datt_bh[row + t2] - dsum);
+            }
+            // backward of the scores q.k * scale: dq += dpreatt * k * scale, dk += dpreatt * q * scale
+            let q_off = offset(t1, 0);
+            for t2 in 0..=t1 {
+                let k_off = offset(t2, 1);
+                let d = dpreatt_bh[row + t2] * scale;
+                // dq and dk are disjoint ranges of dinp_b (query vs key part): split to borrow both
+                let (dq, dk) = if q_off < k_off {
+                    let (lo, hi) = dinp_b.split_at_mut(k_off);
+                    (&mut lo[q_off..q_off + hs], &mut hi[..hs])
+                } else {
+                    let (lo, hi) = dinp_b.split_at_mut(q_off);
+                    (&mut hi[..hs], &mut lo[k_off..k_off + hs])
+                };
+                let (q, k) = (&inp_b[q_off..q_off + hs], &inp_b[k_off..k_off + hs]);
+                for i in 0..hs {
+                    dq[i] += k[i] * d;
+                    dk[i] += q[i] * d;
                 }
             }
         }
-    });
+    }
 }
 
 /// a . b with 8 independent partial sums, so the loop vectorizes.

@@ -466,6 +466,7 @@ fn transpose_into(
     kc: usize,
     simd: bool,
 ) {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut l0 = 0;
     #[cfg(target_arch = "x86_64")]
     if simd && step == 1 {
