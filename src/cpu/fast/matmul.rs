@@ -152,27 +152,38 @@ pub fn matmul_backward_with(
     assert_eq!(dout.len(), bt * oc);
     assert_eq!(inp.len(), bt * c);
     assert_eq!(weight.len(), oc * c);
-    // dinp (BT, C) += dout (BT, OC) · weight (OC, C)
-    let a = Strided { data: dout, rs: oc, cs: 1 };
-    let b = Strided { data: weight, rs: c, cs: 1 };
-    gemm(isa, bt, c, oc, a, b, dinp, c, None, true);
-    // dweight (OC, C) += dout^T (OC, BT) · inp (BT, C)
-    let a = Strided { data: dout, rs: 1, cs: oc };
-    let b = Strided { data: inp, rs: c, cs: 1 };
-    gemm(isa, oc, c, bt, a, b, dweight, c, None, true);
-    // dbias (OC) += the sum of dout over rows; parallel over column chunks, rows streamed in order
-    if let Some(dbias) = dbias {
+    if let Some(dbias) = &dbias {
         assert_eq!(dbias.len(), oc);
-        const COLS: usize = 256;
-        dbias.par_chunks_mut(COLS).enumerate().for_each(|(chunk, db)| {
-            let cols = chunk * COLS..chunk * COLS + db.len();
-            for row in dout.chunks_exact(oc) {
-                for (d, x) in db.iter_mut().zip(&row[cols.clone()]) {
-                    *d += x;
-                }
-            }
-        });
     }
+    // The three gradients are independent: run them side by side (rayon::join), so that the tiles
+    // of all of them share the threads and none waits for a slow tile of another.
+    let dinp_product = || {
+        // dinp (BT, C) += dout (BT, OC) · weight (OC, C)
+        let a = Strided { data: dout, rs: oc, cs: 1 };
+        let b = Strided { data: weight, rs: c, cs: 1 };
+        gemm(isa, bt, c, oc, a, b, dinp, c, None, true);
+    };
+    let dweight_product = || {
+        // dweight (OC, C) += dout^T (OC, BT) · inp (BT, C)
+        let a = Strided { data: dout, rs: 1, cs: oc };
+        let b = Strided { data: inp, rs: c, cs: 1 };
+        gemm(isa, oc, c, bt, a, b, dweight, c, None, true);
+    };
+    let dbias_sum = || {
+        // dbias (OC) += the sum of dout over rows; parallel over column chunks, rows streamed in order
+        if let Some(dbias) = dbias {
+            const COLS: usize = 256;
+            dbias.par_chunks_mut(COLS).enumerate().for_each(|(chunk, db)| {
+                let cols = chunk * COLS..chunk * COLS + db.len();
+                for row in dout.chunks_exact(oc) {
+                    for (d, x) in db.iter_mut().zip(&row[cols.clone()]) {
+                        *d += x;
+                    }
+                }
+            });
+        }
+    };
+    rayon::join(dinp_product, || rayon::join(dweight_product, dbias_sum));
 }
 
 /// Which micro-kernel a GEMM runs. `Isa::best()` picks the fastest this CPU supports.
