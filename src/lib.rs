@@ -14,5 +14,5 @@ pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod sample;
-pub mod train;
 pub mod tokenizer;
+pub mod train;

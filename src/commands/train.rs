@@ -1,11 +1,15 @@
 //! `train`: parse the flags (their names are a contract other tools rely on), pick the device,
 //! build or load the model, and hand over to the training loop in `src/train.rs`.
 
+use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
+use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
-use crate::train::{train, Backend, CpuBackend, TrainConfig};
+use crate::rng::Rng;
+use crate::tokenizer::Tokenizer;
+use crate::train::{train, Backend, CpuBackend, SampleHook, TrainConfig};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -48,9 +52,9 @@ pub struct Args {
     /// Optimizer steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
+    /// Peak learning rate [default: 3e-3 for tiny, else 6e-4 (GPT-2 small's)].
+    #[arg(long)]
+    pub lr: Option<f32>,
     /// Warmup steps (linear from lr/warmup to lr).
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
@@ -105,7 +109,7 @@ pub struct Args {
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Print a short sample every N steps (0 = never).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 100)]
     pub sample_every: usize,
 }
 
@@ -139,8 +143,19 @@ pub fn run(args: &Args) -> Result<()> {
         }
         None => None,
     };
-    let cfg = resolve(args, state.as_ref())?;
-    let summary = train(&mut backend, &cfg, state, None)?;
+    let cfg = resolve(args, &config, state.as_ref())?;
+    // every --sample-every steps: 64 tokens of a new document, to watch the model learn to write
+    let tokenizer = Tokenizer::gpt2();
+    let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
+    let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
+        let params = backend.params();
+        eprintln!("---- sample ----");
+        print_sample(&config, &params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)?;
+        println!("\n----------------");
+        Ok(())
+    };
+    let hook: Option<&mut SampleHook> = if can_sample { Some(&mut sample_hook) } else { None };
+    let summary = train(&mut backend, &cfg, state, hook)?;
     eprintln!(
         "done: {} steps, {:.1} ms/step, {:.0} tok/s{}",
         summary.train_losses.len(),
@@ -164,12 +179,15 @@ fn select_device(device: Device) -> Result<Device> {
 }
 
 /// Fills in the defaults that depend on the device and the data, and checks the flags.
-fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
+fn resolve(args: &Args, model_cfg: &ModelConfig, state: Option<&TrainState>) -> Result<TrainConfig> {
     let batch = args.batch.or(state.map(|s| s.b as usize)).unwrap_or(8);
     let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(64);
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
-        None => bail!("--train-data is required until the shipped text is prepared automatically"),
+        None => {
+            let (train, val) = crate::commands::prepare::default_training_data()?;
+            (train, Some(args.val_data.clone().unwrap_or(val)))
+        }
     };
     if args.save_every > 0 && args.save.is_none() {
         bail!("--save-every needs --save PATH");
@@ -181,7 +199,7 @@ fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
         seq,
         total_batch: args.total_batch.unwrap_or(batch * seq),
         steps: args.steps,
-        lr: args.lr,
+        lr: args.lr.unwrap_or(if model_cfg.channels <= 128 { 3e-3 } else { 6e-4 }),
         warmup: args.warmup,
         schedule: args.schedule,
         min_lr_frac: args.min_lr_frac,
