@@ -101,6 +101,11 @@ fn train_logs_json_saves_and_resumes() {
         .collect();
     assert_eq!(steps, vec![0, 1, 2, 3, 4, 5]);
 
+    // the checkpoint generates text, printed as it comes
+    let out = gpt2(&["sample", "--init", ckpt_s, "--prompt", "To be", "--tokens", "5", "--seed", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("To be"));
+
     // the exported llm.c file starts a new run with --init
     let mut args = vec!["train", "--init", llmc.to_str().unwrap(), "--steps", "1", "--val-every", "0"];
     args.extend(common);
