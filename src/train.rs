@@ -126,6 +126,9 @@ pub struct TrainConfig {
     pub quiet: bool,
 }
 
+/// Set by Ctrl-C (see `commands::train`): the loop finishes the step it is in, saves, and returns.
+pub static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// What a finished run reports.
 #[derive(Clone, Debug, Default)]
 pub struct TrainSummary {
@@ -233,6 +236,7 @@ pub fn train(
     };
 
     let end_step = cfg.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
+    let mut steps_done = start_step;
     for step in start_step..end_step {
         // validation, before this step's update
         let mut val_loss = None;
@@ -295,6 +299,11 @@ pub fn train(
         }
 
         let done = step + 1;
+        steps_done = done;
+        if STOP_REQUESTED.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("stopping after step {done} as asked");
+            break;
+        }
         if cfg.save_every > 0 && done % cfg.save_every == 0 && done < end_step {
             save(backend, done, train_loader.position, &rng)?;
         }
@@ -304,8 +313,8 @@ pub fn train(
             }
         }
     }
-    if end_step > start_step {
-        save(backend, end_step, train_loader.position, &rng)?;
+    if steps_done > start_step {
+        save(backend, steps_done, train_loader.position, &rng)?;
     }
     summary.mean_ms_per_step = if timed_steps > 0 { total_ms / timed_steps as f64 } else { 0.0 };
     summary.tokens_per_second =

@@ -144,6 +144,13 @@ pub fn run(args: &Args) -> Result<()> {
         None => None,
     };
     let cfg = resolve(args, &config, state.as_ref())?;
+    // Ctrl-C: finish the current step and save (a second Ctrl-C exits at once)
+    let _ = ctrlc::set_handler(|| {
+        if crate::train::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after this step (press again to quit now)");
+    });
     // every --sample-every steps: 64 tokens of a new document, to watch the model learn to write
     let tokenizer = Tokenizer::gpt2();
     let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
