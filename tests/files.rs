@@ -197,3 +197,18 @@ fn loader_wraps_around_and_shuffles_reproducibly() {
     assert_eq!(epoch, vec![0, 6, 12, 100, 106]);
     println!("shuffled order over two epochs: {shuffled:?}");
 }
+
+#[test]
+fn a_shard_of_exactly_bt_plus_one_tokens_is_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.bin");
+    write_shard(&path, &(0..13).collect::<Vec<u16>>()).unwrap(); // B*T+1 = 4*3+1
+    let mut loader = DataLoader::new(path.to_str().unwrap(), 4, 3, 50, false, 0).unwrap();
+    assert_eq!(loader.batches_per_epoch(), 1);
+    let (mut x, mut y) = (vec![0; 12], vec![0; 12]);
+    for _ in 0..3 {
+        loader.next_batch(&mut x, &mut y);
+        assert_eq!(x, (0..12).collect::<Vec<u32>>());
+        assert_eq!(y, (1..13).collect::<Vec<u32>>());
+    }
+}
