@@ -29,7 +29,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use bpe::{bpe_word, pair_key, Merge};
+use bpe::{bpe, pair_key, Merge};
 
 /// GPT-2's vocabulary (token -> id), as shipped in data/gpt2 and embedded in the binary.
 pub const GPT2_ENCODER_JSON: &str = include_str!("../../data/gpt2/encoder.json");
@@ -251,7 +251,7 @@ impl Tokenizer {
                 continue;
             }
             let start = cached_ids.len();
-            bpe_word(piece.as_bytes(), &self.byte_ids, &self.merges, &mut cached_ids);
+            bpe(piece.as_bytes(), &self.byte_ids, &self.merges, &mut cached_ids);
             let ids = &cached_ids[start..];
             out.extend_from_slice(ids);
             cache.insert(piece, (start as u32, ids.len() as u32));
@@ -344,6 +344,27 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 256, "the map is one-to-one");
+    }
+
+    #[test]
+    fn heap_bpe_for_long_pieces_merges_like_the_simple_scan() {
+        let tok = Tokenizer::gpt2();
+        let mut state = 12345u64;
+        let mut rand = |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        for len in [1, 2, 3, 10, 100, 300, 1000] {
+            for _ in 0..20 {
+                // Few distinct bytes, so there are many merges and many ties.
+                let alphabet: &[u8] = if rand(2) == 0 { b"ab" } else { b"thequickbrownfox  " };
+                let word: Vec<u8> = (0..len).map(|_| alphabet[rand(alphabet.len() as u64) as usize]).collect();
+                let (mut simple, mut heap) = (Vec::new(), Vec::new());
+                bpe::bpe_word(&word, &tok.byte_ids, &tok.merges, &mut simple);
+                bpe::bpe_word_long(&word, &tok.byte_ids, &tok.merges, &mut heap);
+                assert_eq!(simple, heap, "{:?}", String::from_utf8_lossy(&word));
+            }
+        }
     }
 
     #[test]
