@@ -14,8 +14,8 @@
 //! start in the validation shard and end in the first training shard, or span two training shards.
 //! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
 //!
-//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, [0] = 20240520,
-//! [1] = 1, [2] = number of tokens; then the tokens as little-endian u16.
+//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, `[0]` = 20240520,
+//! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
 //! `src/data.rs` is the reader of these files.
 //!
 //! Encoding runs on all cores: documents (and long documents cut where GPT-2's split cuts anyway) are
@@ -349,8 +349,8 @@ impl ShardSink {
     }
 }
 
-/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 ([0] = 20240520,
-/// [1] = 1, [2] = number of tokens), then the tokens as little-endian u16.
+/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 (`[0]` = 20240520,
+/// `[1]` = 1, `[2]` = number of tokens), then the tokens as little-endian u16.
 /// The file is exactly 1024 + 2 * tokens.len() bytes.
 pub fn write_shard(path: &Path, tokens: &[u16]) -> anyhow::Result<()> {
     let ntok = i32::try_from(tokens.len())

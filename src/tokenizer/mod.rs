@@ -300,8 +300,8 @@ impl Tokenizer {
         StreamDecoder::new(self)
     }
 
-    /// Writes llm.c's tokenizer file: a header of 256 little-endian i32 ([0] = 20240328, [1] = 2,
-    /// [2] = vocab size, [3] = EOT id), then for each token its length as one byte and its bytes.
+    /// Writes llm.c's tokenizer file: a header of 256 little-endian i32 (`[0]` = 20240328, `[1]` = 2,
+    /// `[2]` = vocab size, `[3]` = EOT id), then for each token its length as one byte and its bytes.
     /// The file is written atomically (temporary file, then rename).
     pub fn write_llmc_tokenizer(&self, path: &Path) -> Result<(), TokenizerError> {
         let io_err = |source| TokenizerError::Io { path: path.to_path_buf(), source };
