@@ -97,6 +97,7 @@ pub fn bytes_to_unicode() -> [char; 256] {
 }
 
 /// A loaded byte-level BPE vocabulary.
+#[derive(Clone)]
 pub struct Tokenizer {
     /// Bytes of each token, indexed by id, (V).
     tokens: Vec<Vec<u8>>,
@@ -238,7 +239,7 @@ impl Tokenizer {
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
         // Pieces that are not one token are BPE-encoded once per call and remembered:
         // piece -> (start, len) of its ids in `cached_ids`.
-        let mut cache: FxHashMap<&str, (u32, u32)> = FxHashMap::default();
+        let mut cache: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
         let mut cached_ids: Vec<u32> = Vec::new();
         for piece in pieces(text) {
             // Most pieces (" the", " and") are a token of their own.
@@ -247,14 +248,14 @@ impl Tokenizer {
                 continue;
             }
             if let Some(&(start, len)) = cache.get(piece) {
-                out.extend_from_slice(&cached_ids[start as usize..(start + len) as usize]);
+                out.extend_from_slice(&cached_ids[start..start + len]);
                 continue;
             }
             let start = cached_ids.len();
             bpe(piece.as_bytes(), &self.byte_ids, &self.merges, &mut cached_ids);
             let ids = &cached_ids[start..];
             out.extend_from_slice(ids);
-            cache.insert(piece, (start as u32, ids.len() as u32));
+            cache.insert(piece, (start, ids.len()));
         }
     }
 
