@@ -224,3 +224,21 @@ fn prepare_encodes_a_long_document_in_parallel_chunks_to_the_same_tokens() {
     assert!(shards(&out, "val_").is_empty());
     assert_eq!(read_shard(&out.join("train_000000.bin")), expected);
 }
+
+#[test]
+fn prepare_again_into_the_same_directory_leaves_only_the_new_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "Some words to fill a few small shards, and a few more words after them.").unwrap();
+    let out = dir.path().join("out");
+    let run = |shard_tokens: &str| {
+        let args = ["prepare", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--val-tokens", "2"];
+        let o = gpt2(&[&args[..], &["--shard-tokens", shard_tokens]].concat(), None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        shards(&out, "train_").len()
+    };
+    assert!(run("3") > 3);
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    assert_eq!(run("1000"), 1);
+    assert!(out.join("notes.txt").exists(), "only shard files are removed");
+}

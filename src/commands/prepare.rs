@@ -13,6 +13,8 @@
 //! `train_000001.bin`, ... The cuts are exact token counts, as llm.c's scripts do: a document can
 //! start in the validation shard and end in the first training shard, or span two training shards.
 //! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
+//! Shards of an earlier run in the same directory that this run did not rewrite are removed, so
+//! `DIR/train_*.bin` always means this run's shards.
 //!
 //! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, `[0]` = 20240520,
 //! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
@@ -209,8 +211,27 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
     let tokenizer_path = out.join("tokenizer.bin");
     tok.write_llmc_tokenizer(&tokenizer_path)?;
     files.push(tokenizer_path);
+    remove_stale_shards(out, &files)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Summary { documents, tokens, val_tokens, train_shards, files, text_bytes, seconds })
+}
+
+/// Removes shards left in `out` by an earlier run (`train_NNNNNN.bin` / `val_NNNNNN.bin` that this run
+/// did not write), so that a glob like `out/train_*.bin` sees only this run's shards.
+fn remove_stale_shards(out: &Path, written: &[PathBuf]) -> anyhow::Result<()> {
+    let is_shard_name = |name: &str| {
+        let stem = name.strip_suffix(".bin").and_then(|n| n.strip_prefix("train_").or_else(|| n.strip_prefix("val_")));
+        stem.is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot list the directory", out.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_shard_name(&name) && !written.contains(&path) {
+            std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove an old shard", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Documents wait in `pending` until there are about 64 MiB of them, then are encoded together in
