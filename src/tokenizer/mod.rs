@@ -12,6 +12,14 @@
 //! `<|endoftext|>` (id 50256) is a special token that `encode` never produces: the text
 //! "<|endoftext|>" inside a document is encoded as ordinary text. Callers add the id themselves.
 //!
+//! ```
+//! use gpt2::tokenizer::Tokenizer;
+//! let tok = Tokenizer::gpt2();
+//! let ids = tok.encode("Hello world");
+//! assert_eq!(ids, [15496, 995]); // "Hello", " world"
+//! assert_eq!(tok.decode(&ids).unwrap(), "Hello world");
+//! ```
+//!
 //! The twin of this module is tiktoken's `gpt2` encoding: `tests/tokenizer.rs` checks we produce the
 //! same ids on a varied corpus (`reference/tiktoken_golden.py` writes the expected ids).
 
