@@ -60,7 +60,9 @@ fn prepare_shards_hold_each_document_after_an_eot_in_order() {
     let b = dir.path().join("b.jsonl");
     let c = dir.path().join("c.txt");
     std::fs::write(&a, "First document.\nIt has two lines.\n").unwrap();
-    std::fs::write(&b, "{\"text\": \"Second, from JSONL.\"}\n\n{\"text\": \"Third: 日本語 🦀\", \"id\": 3}\n").unwrap();
+    // CRLF line ends and a blank line are fine in JSONL.
+    std::fs::write(&b, "{\"text\": \"Second, from JSONL.\"}\r\n\r\n{\"text\": \"Third: 日本語 🦀\", \"id\": 3}\n")
+        .unwrap();
     std::fs::write(&c, "Fourth <|endoftext|> is just text here.").unwrap();
     let out = dir.path().join("out");
     let args = ["prepare", "--input", a.to_str().unwrap(), b.to_str().unwrap(), c.to_str().unwrap()];
@@ -114,6 +116,11 @@ fn prepare_errors_name_the_file_and_line() {
     };
     let cases = [
         (write("bad_utf8.txt", b"fine\nbroken \xff here\n"), "bad_utf8.txt:2: invalid UTF-8 at byte offset 12"),
+        (
+            write("bad_utf8.jsonl", b"{\"text\":\"a\"}\n{\"text\":\"\xff\"}\n"),
+            "bad_utf8.jsonl:2: invalid UTF-8 at byte offset 22",
+        ),
+        (write("blank.jsonl", b"\n  \n"), "blank.jsonl: no documents"),
         (write("not_json.jsonl", b"{\"text\": \"ok\"}\n{oops\n"), "not_json.jsonl:2: not a JSON object"),
         (write("no_text.jsonl", b"{\"body\": \"x\"}\n"), "no_text.jsonl:1: the JSON object has no \"text\" field"),
         (write("number.jsonl", b"{\"text\": 5}\n"), "number.jsonl:1: the \"text\" field is not a string"),
@@ -200,4 +207,38 @@ fn write_shard_writes_the_llmc_header_and_little_endian_tokens() {
     assert_eq!(&data[..12], &[0x88, 0xd8, 0x34, 0x01, 1, 0, 0, 0, 3, 0, 0, 0]);
     assert_eq!(&data[1024..], &[0x50, 0xc4, 1, 0, 0xff, 0xff]);
     assert_eq!(read_shard(&path), [50256, 1, 65535]);
+}
+
+#[test]
+fn prepare_encodes_a_long_document_in_parallel_chunks_to_the_same_tokens() {
+    // All of Shakespeare as one 5 MB document: split into ~1 MiB chunks encoded on all cores.
+    let text: String = gpt2::commands::prepare::SHAKESPEARE.iter().map(|(_, t)| *t).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("all.txt");
+    std::fs::write(&input, &text).unwrap();
+    let out = dir.path().join("out");
+    let o = gpt2(&["prepare", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--val-tokens", "0"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut expected = vec![50256u16];
+    expected.extend(Tokenizer::gpt2().encode(&text).iter().map(|&id| id as u16));
+    assert!(shards(&out, "val_").is_empty());
+    assert_eq!(read_shard(&out.join("train_000000.bin")), expected);
+}
+
+#[test]
+fn prepare_again_into_the_same_directory_leaves_only_the_new_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "Some words to fill a few small shards, and a few more words after them.").unwrap();
+    let out = dir.path().join("out");
+    let run = |shard_tokens: &str| {
+        let args = ["prepare", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--val-tokens", "2"];
+        let o = gpt2(&[&args[..], &["--shard-tokens", shard_tokens]].concat(), None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        shards(&out, "train_").len()
+    };
+    assert!(run("3") > 3);
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    assert_eq!(run("1000"), 1);
+    assert!(out.join("notes.txt").exists(), "only shard files are removed");
 }

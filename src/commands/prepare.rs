@@ -13,9 +13,11 @@
 //! `train_000001.bin`, ... The cuts are exact token counts, as llm.c's scripts do: a document can
 //! start in the validation shard and end in the first training shard, or span two training shards.
 //! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
+//! Shards of an earlier run in the same directory that this run did not rewrite are removed, so
+//! `DIR/train_*.bin` always means this run's shards.
 //!
-//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, [0] = 20240520,
-//! [1] = 1, [2] = number of tokens; then the tokens as little-endian u16.
+//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, `[0]` = 20240520,
+//! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
 //! `src/data.rs` is the reader of these files.
 //!
 //! Encoding runs on all cores: documents (and long documents cut where GPT-2's split cuts anyway) are
@@ -25,7 +27,7 @@
 //! binary) once into a cache directory, for `train` run without data flags.
 
 use std::borrow::Cow;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -94,52 +96,64 @@ impl Input {
         }
     }
 
-    /// The documents in this input, in order.
-    fn documents(&self) -> anyhow::Result<Vec<Cow<'static, str>>> {
-        match self {
-            Input::Embedded(_, text) => Ok(vec![Cow::Borrowed(*text)]),
-            Input::File(path) => {
-                let name = path.display();
-                let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read the file"))?;
-                if bytes.is_empty() {
-                    bail!("{name}: the file is empty");
-                }
-                let text = String::from_utf8(bytes).map_err(|e| {
-                    let offset = e.utf8_error().valid_up_to();
-                    let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-                    anyhow::anyhow!("{name}:{line}: invalid UTF-8 at byte offset {offset} (line {line})")
-                })?;
-                if path.extension().is_some_and(|e| e == "jsonl") {
-                    let docs = jsonl_documents(&text, path)?;
-                    if docs.is_empty() {
-                        bail!("{name}: no documents (every line is blank)");
-                    }
-                    Ok(docs.into_iter().map(Cow::Owned).collect())
-                } else {
-                    Ok(vec![Cow::Owned(text)])
-                }
-            }
+    /// Calls `each` with every document of this input, in order. A .jsonl file is read a line at a
+    /// time, so a file larger than memory is fine.
+    fn for_each_document(&self, mut each: impl FnMut(Cow<'static, str>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let path = match self {
+            Input::Embedded(_, text) => return each(Cow::Borrowed(*text)),
+            Input::File(path) => path,
+        };
+        let name = path.display();
+        let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read the file"))?;
+        if file.metadata().is_ok_and(|m| m.len() == 0) {
+            bail!("{name}: the file is empty");
         }
-    }
-}
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let is_jsonl = path.extension().is_some_and(|e| e == "jsonl");
+        if !is_jsonl {
+            // A text file is one document.
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).with_context(|| format!("{name}: cannot read the file"))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let offset = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+                anyhow::anyhow!("{name}:{line}: invalid UTF-8 at byte offset {offset} (line {line})")
+            })?;
+            return each(Cow::Owned(text));
+        }
 
-/// The "text" field of each non-blank line of a .jsonl file.
-fn jsonl_documents(text: &str, path: &Path) -> anyhow::Result<Vec<String>> {
-    let mut docs = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
+        // JSON Lines: one object per line, its "text" field is a document; blank lines are skipped.
+        let mut line = Vec::new();
+        let (mut line_no, mut offset, mut documents) = (0, 0, 0);
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).with_context(|| format!("{name}: cannot read the file"))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let text = std::str::from_utf8(&line).map_err(|e| {
+                let at = offset + e.valid_up_to();
+                anyhow::anyhow!("{name}:{line_no}: invalid UTF-8 at byte offset {at} (line {line_no})")
+            })?;
+            offset += n;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{name}:{line_no}: not a JSON object: {e}"))?;
+            match value.get("text") {
+                Some(serde_json::Value::String(s)) => each(Cow::Owned(s.clone()))?,
+                Some(_) => bail!("{name}:{line_no}: the \"text\" field is not a string"),
+                None => bail!("{name}:{line_no}: the JSON object has no \"text\" field"),
+            }
+            documents += 1;
         }
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{}:{line_no}: not a JSON object: {e}", path.display()))?;
-        match value.get("text") {
-            Some(serde_json::Value::String(s)) => docs.push(s.clone()),
-            Some(_) => bail!("{}:{line_no}: the \"text\" field is not a string", path.display()),
-            None => bail!("{}:{line_no}: the JSON object has no \"text\" field", path.display()),
+        if documents == 0 {
+            bail!("{name}: no documents (every line is blank)");
         }
+        Ok(())
     }
-    Ok(docs)
 }
 
 /// How to cut the token stream, and whether to show progress on stderr.
@@ -179,47 +193,15 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
 
     let start = Instant::now();
     let total_bytes: u64 = inputs.iter().map(Input::size).sum();
-    let mut progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes };
-    let mut shards = ShardSink::new(out, options.val_tokens, options.shard_tokens);
-    let mut documents = 0;
-    let mut text_bytes = 0u64;
-
-    // Documents wait in `pending` until there are about 64 MiB of them (or the input ends), then
-    // are encoded together in parallel: many small files and one huge file both keep every core busy,
-    // and memory stays bounded.
-    let mut pending: Vec<Cow<'static, str>> = Vec::new();
-    let mut pending_bytes = 0;
-    for (i, input) in inputs.iter().enumerate() {
-        for doc in input.documents()? {
-            pending_bytes += doc.len();
-            pending.push(doc);
-        }
-        if pending_bytes < 64 << 20 && i + 1 < inputs.len() {
-            continue;
-        }
-        // Work items: (is the start of a document, a chunk of text). Long documents are cut into chunks
-        // of about 1 MiB where GPT-2's split cuts anyway (`split_for_parallel`).
-        let mut items: Vec<(bool, &str)> = Vec::new();
-        for doc in &pending {
-            for (j, chunk) in split_for_parallel(doc, 1 << 20).into_iter().enumerate() {
-                items.push((j == 0, chunk));
-            }
-        }
-        let encoded: Vec<Vec<u32>> = items.par_iter().map(|(_, text)| tok.encode(text)).collect();
-        for ((doc_start, _), ids) in items.iter().zip(&encoded) {
-            if *doc_start {
-                shards.push(tok.eot_token() as u16)?;
-                documents += 1;
-            }
-            for &id in ids {
-                shards.push(id as u16)?;
-            }
-        }
-        text_bytes += pending_bytes as u64;
-        progress.show(text_bytes, shards.tokens, start.elapsed().as_secs_f64());
-        pending.clear();
-        pending_bytes = 0;
+    let progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes, start };
+    let shards = ShardSink::new(out, options.val_tokens, options.shard_tokens);
+    let mut batch =
+        Batch { tok: &tok, pending: Vec::new(), pending_bytes: 0, shards, documents: 0, text_bytes: 0, progress };
+    for input in inputs {
+        input.for_each_document(|doc| batch.add(doc))?;
     }
+    batch.flush()?;
+    let Batch { shards, documents, text_bytes, mut progress, .. } = batch;
     progress.done();
     let tokens = shards.tokens;
     if tokens == 0 {
@@ -229,8 +211,78 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
     let tokenizer_path = out.join("tokenizer.bin");
     tok.write_llmc_tokenizer(&tokenizer_path)?;
     files.push(tokenizer_path);
+    remove_stale_shards(out, &files)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Summary { documents, tokens, val_tokens, train_shards, files, text_bytes, seconds })
+}
+
+/// Removes shards left in `out` by an earlier run (`train_NNNNNN.bin` / `val_NNNNNN.bin` that this run
+/// did not write), so that a glob like `out/train_*.bin` sees only this run's shards.
+fn remove_stale_shards(out: &Path, written: &[PathBuf]) -> anyhow::Result<()> {
+    let is_shard_name = |name: &str| {
+        let stem = name.strip_suffix(".bin").and_then(|n| n.strip_prefix("train_").or_else(|| n.strip_prefix("val_")));
+        stem.is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot list the directory", out.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_shard_name(&name) && !written.contains(&path) {
+            std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove an old shard", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Documents wait in `pending` until there are about 64 MiB of them, then are encoded together in
+/// parallel: many small files and one huge document both keep every core busy, and memory stays bounded.
+struct Batch<'t> {
+    tok: &'t Tokenizer,
+    pending: Vec<Cow<'static, str>>,
+    pending_bytes: usize,
+    shards: ShardSink,
+    documents: usize,
+    text_bytes: u64,
+    progress: Progress,
+}
+
+impl Batch<'_> {
+    fn add(&mut self, doc: Cow<'static, str>) -> anyhow::Result<()> {
+        self.pending_bytes += doc.len();
+        self.pending.push(doc);
+        if self.pending_bytes >= 64 << 20 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the pending documents on all cores and hands their tokens, in order, to the shards.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        // Work items: (is the start of a document, a chunk of text). Long documents are cut into chunks
+        // of about 1 MiB where GPT-2's split cuts anyway (`split_for_parallel`).
+        let mut items: Vec<(bool, &str)> = Vec::new();
+        for doc in &self.pending {
+            for (j, chunk) in split_for_parallel(doc, 1 << 20).into_iter().enumerate() {
+                items.push((j == 0, chunk));
+            }
+        }
+        let tok = self.tok;
+        let encoded: Vec<Vec<u32>> = items.par_iter().map(|(_, text)| tok.encode(text)).collect();
+        for ((doc_start, _), ids) in items.iter().zip(&encoded) {
+            if *doc_start {
+                self.shards.push(tok.eot_token() as u16)?;
+                self.documents += 1;
+            }
+            for &id in ids {
+                self.shards.push(id as u16)?;
+            }
+        }
+        self.text_bytes += self.pending_bytes as u64;
+        self.progress.show(self.text_bytes, self.shards.tokens);
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
 }
 
 /// Collects tokens and writes them out as they fill shards: first the validation shard, then
@@ -318,8 +370,8 @@ impl ShardSink {
     }
 }
 
-/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 ([0] = 20240520,
-/// [1] = 1, [2] = number of tokens), then the tokens as little-endian u16.
+/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 (`[0]` = 20240520,
+/// `[1]` = 1, `[2]` = number of tokens), then the tokens as little-endian u16.
 /// The file is exactly 1024 + 2 * tokens.len() bytes.
 pub fn write_shard(path: &Path, tokens: &[u16]) -> anyhow::Result<()> {
     let ntok = i32::try_from(tokens.len())
@@ -349,13 +401,15 @@ struct Progress {
     enabled: bool,
     tty: bool,
     total_bytes: u64,
+    start: Instant,
 }
 
 impl Progress {
-    fn show(&mut self, done_bytes: u64, tokens: usize, seconds: f64) {
+    fn show(&mut self, done_bytes: u64, tokens: usize) {
         if !self.enabled {
             return;
         }
+        let seconds = self.start.elapsed().as_secs_f64();
         let percent = 100.0 * done_bytes as f64 / self.total_bytes.max(1) as f64;
         let line = format!(
             "prepare: {:.1} of {:.1} MB ({:.0}%), {} tokens, {:.1} MB/s",
