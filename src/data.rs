@@ -206,8 +206,13 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), FileError> {
     let header = crate::files::header_bytes(&[SHARD_MAGIC, SHARD_VERSION, num_tokens]);
     crate::files::write_atomic(path, |w| {
         w.write_all(&header)?;
-        let mut bytes = vec![0u8; 2 * tokens.len()];
-        LittleEndian::write_u16_into(tokens, &mut bytes);
-        w.write_all(&bytes)
+        // convert in blocks, so a large shard needs no second copy in memory
+        let mut bytes = vec![0u8; 2 * 65536];
+        for block in tokens.chunks(65536) {
+            let bytes = &mut bytes[..2 * block.len()];
+            LittleEndian::write_u16_into(block, bytes);
+            w.write_all(bytes)?;
+        }
+        Ok(())
     })
 }

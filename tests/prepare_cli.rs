@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gpt2::commands::prepare::{default_training_data_in, write_shard, DEFAULT_VAL_TOKENS};
+use gpt2::commands::prepare::{default_training_data_in, DEFAULT_VAL_TOKENS};
+use gpt2::data::write_shard;
 use gpt2::tokenizer::Tokenizer;
 
 fn gpt2(args: &[&str], stdin: Option<&[u8]>) -> Output {

@@ -34,13 +34,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use rayon::prelude::*;
 
+use crate::data::write_shard;
 use crate::tokenizer::{split_for_parallel, Tokenizer};
-
-/// Magic number and version of llm.c's token shard files.
-pub const SHARD_MAGIC: i32 = 20240520;
-pub const SHARD_VERSION: i32 = 1;
-/// The header is 256 i32 (1024 bytes).
-pub const SHARD_HEADER_INTS: usize = 256;
 
 /// Arguments of `prepare`.
 #[derive(clap::Args, Debug)]
@@ -368,32 +363,6 @@ impl ShardSink {
         }
         Ok((self.val.len(), self.train_shards, self.files))
     }
-}
-
-/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 (`[0]` = 20240520,
-/// `[1]` = 1, `[2]` = number of tokens), then the tokens as little-endian u16.
-/// The file is exactly 1024 + 2 * tokens.len() bytes.
-pub fn write_shard(path: &Path, tokens: &[u16]) -> anyhow::Result<()> {
-    let ntok = i32::try_from(tokens.len())
-        .map_err(|_| anyhow::anyhow!("{}: {} tokens do not fit one shard", path.display(), tokens.len()))?;
-    let mut header = [0i32; SHARD_HEADER_INTS];
-    header[0] = SHARD_MAGIC;
-    header[1] = SHARD_VERSION;
-    header[2] = ntok;
-    crate::atomic_file::write_atomic(path, |w| {
-        for h in header {
-            w.write_all(&h.to_le_bytes())?;
-        }
-        // Convert in blocks so a large shard does not need a second copy in memory.
-        let mut buf = Vec::with_capacity(2 * 65536);
-        for block in tokens.chunks(65536) {
-            buf.clear();
-            buf.extend(block.iter().flat_map(|t| t.to_le_bytes()));
-            w.write_all(&buf)?;
-        }
-        Ok(())
-    })
-    .with_context(|| format!("{}: cannot write the token shard", path.display()))
 }
 
 /// The progress line on stderr: rewritten in place on a terminal, one line per update otherwise.
