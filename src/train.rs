@@ -162,13 +162,19 @@ pub fn train(
     if b == 0 || t == 0 {
         bail!("--batch and --seq must be positive");
     }
+    let Some(bt) = b.checked_mul(t).filter(|bt| bt.checked_mul(model_cfg.padded_vocab_size).is_some()) else {
+        bail!("--batch {b} times --seq {t} is too large");
+    };
+    if cfg.val_data.is_some() && cfg.val_every > 0 && cfg.val_batches == 0 {
+        bail!("--val-batches must be at least 1 (or turn validation off with --val-every 0)");
+    }
     if t > model_cfg.max_seq_len {
         bail!("--seq {t} is longer than the model's maximum sequence length {}", model_cfg.max_seq_len);
     }
-    if cfg.total_batch == 0 || !cfg.total_batch.is_multiple_of(b * t) {
-        bail!("--total-batch {} must be a positive multiple of batch * seq = {}", cfg.total_batch, b * t);
+    if cfg.total_batch == 0 || !cfg.total_batch.is_multiple_of(bt) {
+        bail!("--total-batch {} must be a positive multiple of batch * seq = {bt}", cfg.total_batch);
     }
-    let accum = cfg.total_batch / (b * t);
+    let accum = cfg.total_batch / bt;
     let vocab = model_cfg.vocab_size;
     let mut train_loader = DataLoader::new(&cfg.train_data, b, t, vocab, cfg.shuffle, cfg.seed)?;
     let mut val_loader = match &cfg.val_data {
@@ -179,11 +185,22 @@ pub fn train(
     let mut rng = Rng::new(cfg.seed);
     let mut start_step = 0;
     if let Some(state) = resume {
-        if (state.b as usize, state.t as usize) != (b, t) {
-            bail!("the checkpoint was trained with --batch {} --seq {}; resume with the same", state.b, state.t);
+        let saved = (state.b as usize, state.t as usize, state.total_batch as usize, state.seed, state.shuffle);
+        if saved != (b, t, cfg.total_batch, cfg.seed, cfg.shuffle) {
+            bail!(
+                "the checkpoint was trained with --batch {} --seq {} --total-batch {} --seed {} {}; resume with the same",
+                state.b,
+                state.t,
+                state.total_batch,
+                state.seed,
+                if state.shuffle { "--shuffle" } else { "--no-shuffle" }
+            );
         }
         start_step = state.step as usize;
-        train_loader.seek(Position { epoch: state.epoch, shard: state.shard, batch: state.batch });
+        let position = Position { epoch: state.epoch, shard: state.shard, batch: state.batch };
+        train_loader.resume_at(position).map_err(|e| {
+            anyhow::anyhow!("cannot resume on this --train-data: {e}; was the checkpoint made with other data?")
+        })?;
         rng = Rng::new(state.rng);
     }
     let mut log = match &cfg.log {
@@ -226,6 +243,9 @@ pub fn train(
                 rng: rng.state,
                 b: b as u32,
                 t: t as u32,
+                total_batch: cfg.total_batch as u64,
+                seed: cfg.seed,
+                shuffle: cfg.shuffle,
             };
             save_checkpoint(path, &model_cfg, &params, &m, &v, &state)?;
         }
@@ -300,17 +320,18 @@ pub fn train(
 
         let done = step + 1;
         steps_done = done;
+        // sample before saving, so the saved RNG state is the one the next step starts with
+        if cfg.sample_every > 0 && done % cfg.sample_every == 0 {
+            if let Some(hook) = sample.as_mut() {
+                hook(backend, &mut rng)?;
+            }
+        }
         if STOP_REQUESTED.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("stopping after step {done} as asked");
             break;
         }
         if cfg.save_every > 0 && done % cfg.save_every == 0 && done < end_step {
             save(backend, done, train_loader.position, &rng)?;
-        }
-        if cfg.sample_every > 0 && done % cfg.sample_every == 0 {
-            if let Some(hook) = sample.as_mut() {
-                hook(backend, &mut rng)?;
-            }
         }
     }
     if steps_done > start_step {

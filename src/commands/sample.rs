@@ -79,7 +79,8 @@ pub fn print_sample(
         if result.is_err() {
             return;
         }
-        let text = if token == EOT_TOKEN { Ok("\n<|endoftext|>\n".to_string()) } else { decoder.push(token) };
+        // at a document boundary, first print what the decoder holds back of an unfinished character
+        let text = if token == EOT_TOKEN { Ok(decoder.finish() + "\n<|endoftext|>\n") } else { decoder.push(token) };
         result = text.map_err(anyhow::Error::from).and_then(|t| {
             stdout.write_all(t.as_bytes())?;
             stdout.flush()?;

@@ -90,9 +90,9 @@ pub struct Args {
     /// Visit the training batches in file order (the default).
     #[arg(long, overrides_with = "shuffle")]
     pub no_shuffle: bool,
-    /// Seed of the weight init, the shuffle order and sampling.
-    #[arg(long, default_value_t = 1337)]
-    pub seed: u64,
+    /// Seed of the weight init, the shuffle order and sampling [default: 1337, or the checkpoint's].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Append one JSON object per step to this file.
     #[arg(long)]
     pub log: Option<PathBuf>,
@@ -128,7 +128,7 @@ pub fn run(args: &Args) -> Result<()> {
         (ckpt.config, ckpt.params, None)
     } else {
         let config = ModelConfig::from_name(args.model.as_deref().unwrap_or("tiny")).map_err(anyhow::Error::msg)?;
-        (config, gpt2_init(&config, args.seed), None)
+        (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
     let mut backend = CpuBackend::new(config, params);
     let state: Option<TrainState> = match resume {
@@ -156,7 +156,7 @@ pub fn run(args: &Args) -> Result<()> {
     let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
     let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
         let params = backend.params();
-        eprintln!("---- sample ----");
+        println!("---- sample ----");
         print_sample(&config, &params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)?;
         println!("\n----------------");
         Ok(())
@@ -170,6 +170,32 @@ pub fn run(args: &Args) -> Result<()> {
         summary.tokens_per_second,
         cfg.save.as_ref().map_or(String::new(), |p| format!(", saved to {}", p.display()))
     );
+    Ok(())
+}
+
+const DEFAULT_SEED: u64 = 1337;
+
+/// Rejects hyperparameters that cannot train (before any work is done).
+fn check_hyperparameters(args: &Args, lr: f32) -> Result<()> {
+    let checks = [
+        (lr.is_finite() && lr > 0.0, "--lr must be a positive number"),
+        ((0.0..1.0).contains(&args.beta1), "--beta1 must be in [0, 1)"),
+        ((0.0..1.0).contains(&args.beta2), "--beta2 must be in [0, 1)"),
+        (args.eps.is_finite() && args.eps >= 0.0, "--eps must be 0 or more"),
+        (args.weight_decay.is_finite() && args.weight_decay >= 0.0, "--weight-decay must be 0 or more"),
+        ((0.0..=1.0).contains(&args.min_lr_frac), "--min-lr-frac must be in [0, 1]"),
+        (args.grad_clip.is_finite() && args.grad_clip >= 0.0, "--grad-clip must be 0 (off) or more"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, message)) => bail!("{message}"),
+        None => Ok(()),
+    }
+}
+
+/// Fails now, not after hours of training, if `path` cannot be written.
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    crate::files::write_atomic(&path.with_extension("write-check"), |_| Ok(()))?;
+    std::fs::remove_file(path.with_extension("write-check")).ok();
     Ok(())
 }
 
@@ -188,7 +214,19 @@ fn select_device(device: Device) -> Result<Device> {
 /// Fills in the defaults that depend on the device and the data, and checks the flags.
 fn resolve(args: &Args, model_cfg: &ModelConfig, state: Option<&TrainState>) -> Result<TrainConfig> {
     let batch = args.batch.or(state.map(|s| s.b as usize)).unwrap_or(8);
-    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(64);
+    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(64.min(model_cfg.max_seq_len));
+    let total_batch = args.total_batch.or(state.map(|s| s.total_batch as usize)).unwrap_or(batch.saturating_mul(seq));
+    let seed = args.seed.or(state.map(|s| s.seed)).unwrap_or(DEFAULT_SEED);
+    let shuffle = match (args.shuffle, args.no_shuffle) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => state.is_some_and(|s| s.shuffle),
+    };
+    let lr = args.lr.unwrap_or(if model_cfg.channels <= 128 { 3e-3 } else { 6e-4 });
+    check_hyperparameters(args, lr)?;
+    for path in [&args.save, &args.export_llmc].into_iter().flatten() {
+        check_writable(path)?;
+    }
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
         None => {
@@ -204,9 +242,9 @@ fn resolve(args: &Args, model_cfg: &ModelConfig, state: Option<&TrainState>) -> 
         val_data,
         batch,
         seq,
-        total_batch: args.total_batch.unwrap_or(batch * seq),
+        total_batch,
         steps: args.steps,
-        lr: args.lr.unwrap_or(if model_cfg.channels <= 128 { 3e-3 } else { 6e-4 }),
+        lr,
         warmup: args.warmup,
         schedule: args.schedule,
         min_lr_frac: args.min_lr_frac,
@@ -220,8 +258,8 @@ fn resolve(args: &Args, model_cfg: &ModelConfig, state: Option<&TrainState>) -> 
         grad_clip: args.grad_clip,
         val_every: args.val_every,
         val_batches: args.val_batches,
-        shuffle: args.shuffle && !args.no_shuffle,
-        seed: args.seed,
+        shuffle,
+        seed,
         log: args.log.clone(),
         save: args.save.clone(),
         save_every: args.save_every,
