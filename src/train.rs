@@ -95,6 +95,65 @@ impl Backend for CpuBackend {
     }
 }
 
+/// Bytes the CPU model needs for training at (B, T): parameters, gradients and AdamW's two moments,
+/// plus the activations and their gradients. `None` if it does not even fit a usize.
+pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
+    let params = cfg.num_parameters().checked_mul(4)?;
+    let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
+    // the sum of `activation_sizes`, with overflow checks: per layer 15 (B,T,C)-sized, 4 (B,T)-sized,
+    // 2 (B,NH,T,T); plus the encoder, final layernorm, logits and probs
+    let bt = b.checked_mul(t)?;
+    let per_layer = bt
+        .checked_mul(c)?
+        .checked_mul(18)?
+        .checked_add(bt.checked_mul(4)?)?
+        .checked_add(b.checked_mul(nh)?.checked_mul(t)?.checked_mul(t)?.checked_mul(2)?)?;
+    let acts = per_layer
+        .checked_mul(l)?
+        .checked_add(bt.checked_mul(2 * c + 3)?)?
+        .checked_add(bt.checked_mul(vp)?.checked_mul(2)?)?;
+    params.checked_mul(4)?.checked_add(acts.checked_mul(8)?)
+}
+
+/// The memory this machine has available, from /proc/meminfo (Linux); `None` elsewhere.
+pub fn available_memory_bytes() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses, with the largest batch that fits, a CPU run that would not fit in memory.
+pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize) -> Result<()> {
+    let Some(available) = available_memory_bytes() else { return Ok(()) };
+    let fits = |b: usize| cpu_training_bytes(cfg, b, t).is_some_and(|n| n <= available);
+    if fits(b) {
+        return Ok(());
+    }
+    let need = cpu_training_bytes(cfg, b, t)
+        .map_or("more than 2^64 bytes".into(), |n| format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64));
+    // memory grows with the batch: binary search for the largest that fits
+    let largest = fits(1).then(|| {
+        let (mut lo, mut hi) = (1, b); // fits(lo), !fits(hi)
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid) {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        lo
+    });
+    bail!(
+        "training {cfg} with --batch {b} --seq {t} needs {need} but {:.1} GiB are available; {}",
+        available as f64 / (1u64 << 30) as f64,
+        largest.map_or("even --batch 1 does not fit: try a smaller --seq or model".into(), |b| format!(
+            "the largest batch that fits is --batch {b}"
+        ))
+    );
+}
+
 /// Everything the loop needs to know, resolved from the command line.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {

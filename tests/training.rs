@@ -180,3 +180,15 @@ fn gradient_accumulation_matches_one_big_batch() {
     // the same sums in a different order: f32 rounding only
     assert!(diff < 1e-6, "gradients differ by {diff}");
 }
+
+#[test]
+fn the_memory_estimate_counts_every_buffer() {
+    use gpt2::model::activation_sizes;
+    use gpt2::train::cpu_training_bytes;
+    for (cfg, b, t) in [(config(), 3, 7), (ModelConfig::from_name("d12").unwrap(), 4, 64)] {
+        let acts: usize = activation_sizes(&cfg, b, t).iter().sum();
+        // params, grads, m, v (4 floats a parameter) + activations and their gradients (2 floats each)
+        assert_eq!(cpu_training_bytes(&cfg, b, t), Some(16 * cfg.num_parameters() + 8 * acts));
+    }
+    assert_eq!(cpu_training_bytes(&config(), usize::MAX / 2, 8), None);
+}

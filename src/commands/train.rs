@@ -144,6 +144,7 @@ pub fn run(args: &Args) -> Result<()> {
         None => None,
     };
     let cfg = resolve(args, &config, state.as_ref())?;
+    crate::train::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
     // Ctrl-C: finish the current step and save (a second Ctrl-C exits at once)
     let _ = ctrlc::set_handler(|| {
         if crate::train::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
