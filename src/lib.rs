@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod config;
 pub mod cpu;
+pub mod cuda;
 pub mod data;
 pub mod files;
 pub mod model;
