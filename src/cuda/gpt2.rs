@@ -395,6 +395,11 @@ impl CudaGpt2 {
         self.gpu.download(self.grads.all())
     }
 
+    /// Replaces the parameter gradients (tests use this to check the optimizer alone).
+    pub fn set_grads(&mut self, grads: &[f32]) -> Result<()> {
+        self.gpu.upload(self.grads.all(), grads)
+    }
+
     /// Host copies of AdamW's two moments.
     pub fn optimizer_state(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         Ok((self.gpu.download(self.m.all())?, self.gpu.download(self.v.all())?))

@@ -39,6 +39,14 @@ pub fn availability() -> Result<usize, String> {
     }
 }
 
+/// Free and total memory of GPU `ordinal`, in bytes. Call `availability()` first.
+pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {
+    use anyhow::Context;
+    let ctx =
+        cudarc::driver::CudaContext::new(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))?;
+    ctx.mem_get_info().context("cannot read the free GPU memory")
+}
+
 /// Whether libnvrtc can be loaded (all that compiling the kernels needs; no GPU or driver required).
 pub fn nvrtc_available() -> bool {
     // SAFETY: only tries to dlopen the library.
