@@ -6,7 +6,7 @@
 //! slices of the CPU path. All work goes to one stream, in order, so no view can be read before the
 //! kernel writing it has finished.
 
-use super::kernels::{compile, SOURCES};
+use super::kernels::{compile_cached, SOURCES};
 use anyhow::{bail, Context, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::ValidAsZeroBits;
@@ -115,7 +115,7 @@ pub struct Gpu {
     functions: HashMap<&'static str, CudaFunction>,
     /// One double for `global_norm`.
     pub(crate) norm_scratch: DeviceBuffer<f64>,
-    /// Seconds NVRTC took to compile the kernels.
+    /// Seconds spent compiling (NVRTC; cached within a process) and loading the kernels.
     pub compile_seconds: f64,
 }
 
@@ -139,7 +139,7 @@ impl Gpu {
         let started = Instant::now();
         let mut functions = HashMap::new();
         for source in &SOURCES {
-            let ptx = compile(source, &arch)?;
+            let ptx = compile_cached(source, &arch)?;
             let module = ctx.load_module(ptx).with_context(|| format!("cannot load the module of {}", source.file))?;
             for &kernel in source.kernels {
                 let f =

@@ -172,6 +172,9 @@ impl CudaGpt2 {
             bail!("batch B={b} T={t} is larger than the buffers allocated for B={} T={}", self.max_b, self.max_t);
         }
         self.check_tokens(inputs, "input")?;
+        if let Some(targets) = targets {
+            self.check_tokens(targets, "target")?;
+        }
         let (bt, g) = (b * t, &self.gpu);
         self.b = b;
         self.t = t;
@@ -180,7 +183,6 @@ impl CudaGpt2 {
         self.has_targets = targets.is_some();
         let tgt = self.targets.all().slice(0, bt);
         if let Some(targets) = targets {
-            self.check_tokens(targets, "target")?;
             g.upload(tgt, targets)?;
         }
 

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+use std::sync::Mutex;
 
 /// One `.cu` file of `kernels/` and the `extern "C"` kernels it defines.
 pub struct KernelSource {
@@ -74,6 +75,19 @@ pub const SOURCES: [KernelSource; 9] = [
     },
 ];
 
+/// `compile`, remembered for the life of the process: a second `Gpu` (the tests make many) loads the
+/// same PTX without compiling again.
+pub fn compile_cached(source: &KernelSource, arch: &str) -> Result<Ptx> {
+    static CACHE: Mutex<Vec<(&'static str, String, Ptx)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, _, ptx)) = cache.iter().find(|(file, a, _)| *file == source.file && a == arch) {
+        return Ok(ptx.clone());
+    }
+    let ptx = compile(source, arch)?;
+    cache.push((source.file, arch.to_string(), ptx.clone()));
+    Ok(ptx)
+}
+
 /// Compiles one kernel file to PTX for `arch` (e.g. "sm_90") with NVRTC. Needs only libnvrtc (no
 /// driver, no GPU); a compile error carries NVRTC's log.
 pub fn compile(source: &KernelSource, arch: &str) -> Result<Ptx> {
@@ -106,6 +120,14 @@ macro_rules! launch {
 /// A size as the kernels' `int`.
 fn int(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| anyhow!("{what} = {n} does not fit the kernels' 32-bit int"))
+}
+
+/// The attention kernels keep one head's vector per thread in a local array of MAX_HS = 128 floats.
+fn check_head_size(hs: usize) -> Result<()> {
+    if hs > 128 {
+        bail!("the attention kernels handle heads of at most 128 channels; C/NH = {hs}");
+    }
+    Ok(())
 }
 
 /// `threads` threads per block, enough blocks for `n` threads.
@@ -364,6 +386,7 @@ impl Gpu {
         ldc: i32,
     ) -> Result<()> {
         let blas = self.blas.as_ref().context("--matmul cublas: the GPU was opened without a cuBLAS handle")?;
+        self.ctx.bind_to_thread()?;
         let alpha = 1.0f32;
         // SAFETY: the callers pass views whose lengths were checked against m, n, k and the leading
         // dimensions; the handle runs on self.stream, so the GEMM is ordered with the kernels.
@@ -405,6 +428,7 @@ impl Gpu {
     ) -> Result<()> {
         assert!(out.len() == b * t * c && inp.len() == b * t * 3 * c && c.is_multiple_of(nh));
         assert!(preatt.len() == b * nh * t * t && att.len() == b * nh * t * t);
+        check_head_size(c / nh)?;
         let cfg = grid(b * nh * t, 128);
         let (out, preatt, att, inp) = (out.ptr(), preatt.ptr(), att.ptr(), inp.ptr());
         let (b, t, c, nh) = (int(b, "B")?, int(t, "T")?, int(c, "C")?, int(nh, "NH")?);
@@ -435,6 +459,7 @@ impl Gpu {
                 && c.is_multiple_of(nh)
         );
         assert!(dpreatt.len() == b * nh * t * t && datt.len() == b * nh * t * t && att.len() == b * nh * t * t);
+        check_head_size(c / nh)?;
         let cfg = grid(b * nh * t, 128);
         let (dinp, dpreatt, datt, dout, inp, att) =
             (dinp.ptr(), dpreatt.ptr(), datt.ptr(), dout.ptr(), inp.ptr(), att.ptr());
