@@ -46,7 +46,10 @@ fn gpu(matmul: Matmul) -> Option<Gpu> {
 }
 
 /// A device copy of `host`.
-fn dev<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(gpu: &Gpu, host: &[T]) -> DeviceBuffer<T> {
+fn dev<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Default + Clone>(
+    gpu: &Gpu,
+    host: &[T],
+) -> DeviceBuffer<T> {
     let buffer = gpu.alloc(host.len()).expect("device allocation");
     gpu.upload(buffer.all(), host).expect("upload");
     buffer
