@@ -318,13 +318,14 @@ fn gelu_and_residual_forward_and_backward_match_the_cpu() {
     let mut out = vec![0.0; n];
     gelu_forward(&mut out, &x);
     g.gelu_forward(d_out.all(), d_x.all()).unwrap();
-    // tanhf on the GPU and tanh in Rust differ by a few ulp
-    assert_close("gelu out", &host(&g, d_out.all()), &out, 1e-6);
+    // tanhf on the GPU and tanh in Rust differ by a couple of ulp; in the backward pass 1 - tanh^2
+    // turns that into an absolute error of about 5e-7, times up to 5 (x = 4): 1e-5 for both
+    assert_close("gelu out", &host(&g, d_out.all()), &out, 1e-5);
     let mut dinp = d1_0.clone();
     gelu_backward(&mut dinp, &x, &dout);
     let d_dinp = dev(&g, &d1_0);
     g.gelu_backward(d_dinp.all(), d_x.all(), d_dout.all()).unwrap();
-    assert_close("gelu dinp", &host(&g, d_dinp.all()), &dinp, 1e-6);
+    assert_close("gelu dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
 
     residual_forward(&mut out, &x, &y);
     g.residual_forward(d_out.all(), d_x.all(), d_y.all()).unwrap();
