@@ -5,6 +5,7 @@
 # not what only hardware shows (speed, the memory model, real warp scheduling).
 #
 #   dev/cuda_emu/run.sh        (needs g++ with C++20; about a minute on 2 cores)
+#   dev/cuda_emu/run.sh big    (GPT-2-sized cases: C=768, K=3071, hs=64, the full vocabulary)
 #
 # cuda_emu.h runs one OS thread per CUDA thread and one block at a time: __syncthreads is a block
 # barrier, __shfl_xor_sync a per-warp exchange, __shared__ a static, atomicAdd an atomic_ref.
@@ -18,4 +19,4 @@ for f in "$here"/../../kernels/*.cu; do
 done
 cp "$here/cuda_emu.h" "$here/test.cpp" "$build/"
 g++ -std=c++20 -O1 -pthread -o "$build/test" "$build/test.cpp"
-"$build/test"
+"$build/test" "$@"

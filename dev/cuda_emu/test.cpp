@@ -196,7 +196,16 @@ void test_optim() {
     check("adamw params", p, rp, 1e-6); check("adamw m", m, rm, 1e-6); check("adamw v", v, rv, 1e-6);
 }
 
-int main() {
+int main(int argc, char** argv) {
+    if (argc > 1) {
+        test_matmul(2, 257, 768, 2304);
+        test_matmul(2, 129, 3071, 131);
+        test_attention(2, 64, 128, 2);
+        test_layernorm(1000, 768);
+        test_softmax(3, 50257, 50304);
+        printf("%s (%d failures)\n", failures ? "FAILED" : "ALL OK", failures);
+        return failures != 0;
+    }
     test_encoder();
     test_layernorm(67, 95);
     test_layernorm(5003, 41);
