@@ -535,3 +535,34 @@ fn checkpoints_move_between_gpu_and_cpu() {
     println!("CPU checkpoint: loss on gpu {gpu_loss}, on cpu {cpu_loss}");
     assert!((gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss);
 }
+
+// ----------------------------------------------------------------------------- device choice
+
+/// Runs the `gpt2` binary's `train` with these arguments (and data that does not exist, so that it
+/// stops right after choosing the device); returns (success, stderr).
+fn train_command(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .arg("train")
+        .args(args)
+        .args(["--train-data", "/nonexistent/shard.bin", "--steps", "1"])
+        .output()
+        .expect("the gpt2 binary runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn without_a_gpu_device_cuda_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
+    if gpt2::cuda::availability().is_ok() {
+        println!("skipping: this machine has a GPU");
+        return;
+    }
+    let (ok, stderr) = train_command(&["--device", "cuda"]);
+    println!("--device cuda: {stderr}");
+    assert!(!ok && stderr.contains("--device cuda, but CUDA is not usable here"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (_, stderr) = train_command(&["--device", "auto"]);
+    println!("--device auto: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("device: CPU (") && first.ends_with(')'), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

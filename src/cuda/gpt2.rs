@@ -424,3 +424,30 @@ impl CudaGpt2 {
         self.gpu.download(a.probs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_needed_counts_four_parameter_buffers_and_two_activation_buffers() {
+        let cfg = ModelConfig::from_name("d12").unwrap();
+        let per_batch = memory_needed(&cfg, 2, 1024) - memory_needed(&cfg, 1, 1024);
+        let acts: usize = activation_sizes(&cfg, 1, 1024).iter().sum();
+        assert_eq!(per_batch, (2 * acts + 2 * 1024) * 4);
+        assert_eq!(memory_needed(&cfg, 0, 1024), 4 * ParamLayout::new(&cfg).total * 4);
+        // GPT-2 small at T=1024 needs about 4.7 GB per sequence (the (T, T) attention maps are most of it)
+        assert!((4.5e9..4.9e9).contains(&(per_batch as f64)), "{per_batch}");
+    }
+
+    #[test]
+    fn largest_batch_is_the_last_that_fits() {
+        let cfg = ModelConfig::from_name("d12").unwrap();
+        let free = 80usize << 30;
+        let b = largest_batch(&cfg, 1024, free, 64);
+        assert!(b > 0 && memory_needed(&cfg, b, 1024) + MEMORY_RESERVE <= free);
+        assert!(memory_needed(&cfg, b + 1, 1024) + MEMORY_RESERVE > free);
+        assert_eq!(largest_batch(&cfg, 1024, 1 << 30, 64), 0);
+        assert_eq!(largest_batch(&ModelConfig::from_name("tiny").unwrap(), 64, free, 8), 8);
+    }
+}
