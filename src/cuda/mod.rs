@@ -8,6 +8,12 @@
 //!
 //! Nothing here needs CUDA at build time: libcuda, libnvrtc and libcublas are opened when first used.
 //! cudarc panics when a library is missing, so `availability` checks for them before anything else.
+//!
+//! How this is checked: on a GPU, `tests/cuda.rs` runs every kernel against its CPU twin and whole
+//! training steps against the CPU path (`GPT_REQUIRE_CUDA=1` makes a missing GPU a failure). Without
+//! one, `tests/kernels_compile.rs` compiles every kernel with NVRTC (libnvrtc from a pip wheel, see
+//! `.ci/install-nvrtc.sh`), `dev/cuda_emu` runs the kernels on the CPU in a small emulator, and
+//! `dev/cuda_mock` runs `gpt2.rs` on host-memory stand-ins against the CPU path.
 
 pub mod backend;
 pub mod context;
