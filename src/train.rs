@@ -32,6 +32,11 @@ pub trait Backend {
     fn params(&mut self) -> Vec<f32>;
     fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>);
     fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]);
+    /// The device's peak FLOP/s for the precision it trains in, when known: the console then shows
+    /// MFU (model FLOPs utilization, `ModelConfig::flops_per_token` x tokens/s over this peak).
+    fn peak_flops(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// The CPU reference as a backend.
@@ -344,6 +349,7 @@ pub fn train(
         backend.update(&cfg.adamw, lr, step as u64 + 1, clip_scale(norm, cfg.grad_clip));
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
+        let mfu = backend.peak_flops().map(|peak| model_cfg.flops_per_token(t) * tok_per_s / peak);
         // the first step pays for allocation and warm-up; leave it out of the average
         if step > start_step || end_step - start_step == 1 {
             total_ms += ms;
@@ -360,6 +366,9 @@ pub fn train(
             if let Some(v) = val_loss {
                 record["val_loss"] = serde_json::json!(f(v));
             }
+            if let Some(mfu) = mfu {
+                record["mfu"] = serde_json::json!(mfu);
+            }
             writeln!(log, "{record}").context("cannot write to the log file")?;
             log.flush().context("cannot write to the log file")?;
         }
@@ -367,8 +376,9 @@ pub fn train(
             let avg_ms = if timed_steps > 0 { total_ms / timed_steps as f64 } else { ms };
             let left = format_duration(avg_ms / 1e3 * (end_step - step - 1) as f64);
             let val = val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
+            let mfu = mfu.map_or(String::new(), |m| format!(" | mfu {:.1}%", 100.0 * m));
             eprintln!(
-                "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s | {left} left",
+                "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s{mfu} | {left} left",
                 step + 1,
                 cfg.steps,
             );

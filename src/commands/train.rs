@@ -4,6 +4,7 @@
 use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
 use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
+use crate::cuda::{CudaBackend, Matmul};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
@@ -27,6 +28,9 @@ pub struct Args {
     /// Where to train.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
+    /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS SGEMM.
+    #[arg(long, value_enum, default_value = "handwritten")]
+    pub matmul: Matmul,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
@@ -40,10 +44,10 @@ pub struct Args {
     /// Validation token shards, a path or glob [default: with the shipped text, its val shard].
     #[arg(long)]
     pub val_data: Option<String>,
-    /// Sequences per micro-batch [default: 8 on the CPU].
+    /// Sequences per micro-batch [default: 8 on the CPU; on a GPU the largest batch up to 64 that fits].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Tokens per sequence [default: 64 on the CPU].
+    /// Tokens per sequence [default: 64 on the CPU, 1024 on a GPU].
     #[arg(long)]
     pub seq: Option<usize>,
     /// Tokens per optimizer step; a multiple of batch*seq, the rest is gradient accumulation [default: batch*seq].
@@ -115,7 +119,6 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let device = select_device(args.device)?;
-    let _ = device;
     // the model: a checkpoint to resume, weights to start from, or a fresh init
     let (config, params, resume) = if let Some(path) = &args.resume {
         let ckpt = checkpoint::load(path)?;
@@ -127,10 +130,13 @@ pub fn run(args: &Args) -> Result<()> {
         let ckpt = checkpoint::load(path)?;
         (ckpt.config, ckpt.params, None)
     } else {
-        let config = ModelConfig::from_name(args.model.as_deref().unwrap_or("tiny")).map_err(anyhow::Error::msg)?;
+        let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
+        let config =
+            ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
         (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
-    let mut backend = CpuBackend::new(config, params);
+    let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config)?;
+    let mut backend = make_backend(device, args.matmul, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
             backend.set_optimizer_state(&m, &v);
@@ -143,8 +149,6 @@ pub fn run(args: &Args) -> Result<()> {
         }
         None => None,
     };
-    let cfg = resolve(args, &config, state.as_ref())?;
-    crate::train::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
     // Ctrl-C: finish the current step and save (a second Ctrl-C exits at once)
     let _ = ctrlc::set_handler(|| {
         if crate::train::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -163,7 +167,7 @@ pub fn run(args: &Args) -> Result<()> {
         Ok(())
     };
     let hook: Option<&mut SampleHook> = if can_sample { Some(&mut sample_hook) } else { None };
-    let summary = train(&mut backend, &cfg, state, hook)?;
+    let summary = train(backend.as_mut(), &cfg, state, hook)?;
     eprintln!(
         "done: {} steps, {:.1} ms/step, {:.0} tok/s{}",
         summary.train_losses.len(),
@@ -200,22 +204,63 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Which device `--device` means on this machine.
+/// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line.
 fn select_device(device: Device) -> Result<Device> {
-    match device {
-        Device::Cuda => bail!("the CUDA path is not there yet: train with --device cpu"),
-        Device::Auto => {
-            eprintln!("device: CPU (the CUDA path is not built yet)");
+    match (device, crate::cuda::availability()) {
+        (Device::Cpu, _) => Ok(Device::Cpu),
+        (Device::Cuda | Device::Auto, Ok(n)) => {
+            eprintln!("device: CUDA GPU 0 (libcuda, libnvrtc and {n} GPU{} found)", if n == 1 { "" } else { "s" });
+            Ok(Device::Cuda)
+        }
+        (Device::Cuda, Err(why)) => bail!("--device cuda, but CUDA is not usable here: {why}"),
+        (Device::Auto, Err(why)) => {
+            eprintln!("device: CPU ({why})");
             Ok(Device::Cpu)
         }
-        Device::Cpu => Ok(Device::Cpu),
+    }
+}
+
+/// The backend that trains on `device` (Cpu or Cuda, from `select_device`), sized for `cfg`'s batch.
+fn make_backend(
+    device: Device,
+    matmul: Matmul,
+    config: ModelConfig,
+    params: Vec<f32>,
+    cfg: &TrainConfig,
+) -> Result<Box<dyn Backend>> {
+    Ok(match device {
+        Device::Cuda => Box::new(CudaBackend::new(0, matmul, config, &params, cfg.batch, cfg.seq)?),
+        _ => {
+            crate::train::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
+            Box::new(CpuBackend::new(config, params))
+        }
+    })
+}
+
+/// The default micro-batch on the GPU at sequence length `seq`: the largest, up to 64, whose
+/// parameters, optimizer state and activations fit in GPU 0's free memory.
+fn gpu_default_batch(config: &ModelConfig, seq: usize) -> Result<usize> {
+    let (free, _) = crate::cuda::free_memory(0)?;
+    match crate::cuda::gpt2::largest_batch(config, seq, free, 64) {
+        0 => bail!(
+            "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
+             memory: try a shorter --seq or a smaller --model",
+            free as f64 / (1u64 << 30) as f64
+        ),
+        b => Ok(b),
     }
 }
 
 /// Fills in the defaults that depend on the device and the data, and checks the flags.
-fn resolve(args: &Args, model_cfg: &ModelConfig, state: Option<&TrainState>) -> Result<TrainConfig> {
-    let batch = args.batch.or(state.map(|s| s.b as usize)).unwrap_or(8);
-    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(64.min(model_cfg.max_seq_len));
+fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &ModelConfig) -> Result<TrainConfig> {
+    let on_gpu = device == Device::Cuda;
+    let default_seq = if on_gpu { model_cfg.max_seq_len.min(1024) } else { 64.min(model_cfg.max_seq_len) };
+    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(default_seq);
+    let batch = match args.batch.or(state.map(|s| s.b as usize)) {
+        Some(b) => b,
+        None if on_gpu => gpu_default_batch(model_cfg, seq)?,
+        None => 8,
+    };
     let total_batch = args.total_batch.or(state.map(|s| s.total_batch as usize)).unwrap_or(batch.saturating_mul(seq));
     let seed = args.seed.or(state.map(|s| s.seed)).unwrap_or(DEFAULT_SEED);
     let shuffle = match (args.shuffle, args.no_shuffle) {
