@@ -169,7 +169,7 @@ fn tokenize_errors_name_the_input_and_the_problem() {
     assert!(stderr.contains("token id 50257 (number 2 in the input) is out of range"), "{stderr}");
 
     let stderr = gpt2_error(&["tokenize", "--decode"], Some(b"15496\n995 hello"));
-    assert!(stderr.contains("<stdin>:2: \"hello\" (number 3 in the input) is not a token id"), "{stderr}");
+    assert!(stderr.contains("standard input:2: \"hello\" (number 3 in the input) is not a token id"), "{stderr}");
 
     let stderr = gpt2_error(&["tokenize", "--decode"], Some(b"-1"));
     assert!(stderr.contains("\"-1\""), "{stderr}");
@@ -242,4 +242,30 @@ fn prepare_again_into_the_same_directory_leaves_only_the_new_shards() {
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
     assert_eq!(run("1000"), 1);
     assert!(out.join("notes.txt").exists(), "only shard files are removed");
+}
+
+#[test]
+fn tokenize_decode_errors_name_the_line_and_the_word_and_take_only_plain_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ids.txt");
+    std::fs::write(&file, "15496 995\n198 50257\n").unwrap();
+    let stderr = gpt2_error(&["tokenize", "--decode", file.to_str().unwrap()], None);
+    let expected = "ids.txt:2: token id 50257 (number 4 in the input) is out of range: GPT-2's ids are 0..50256";
+    assert!(stderr.contains(expected), "{stderr}");
+
+    // Too large for any integer type the parser might use: still "out of range", with its line.
+    let stderr = gpt2_error(&["tokenize", "--decode"], Some(b"15496\n\n995 99999999999999999999"));
+    assert!(stderr.contains("standard input:3: token id 99999999999999999999 (number 3 in the input)"), "{stderr}");
+
+    // Rust's `parse` takes "+5"; a token id is ASCII digits and nothing else.
+    for word in ["+5", "-0", "5.0", "0x10", "1e3", "５"] {
+        let stderr = gpt2_error(&["tokenize", "--decode"], Some(format!("1 2\n{word} 3").as_bytes()));
+        let expected = format!("standard input:2: {word:?} (number 3 in the input) is not a token id");
+        assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
+    }
+
+    // The largest id and leading zeros are fine.
+    let o = gpt2(&["tokenize", "--decode"], Some(b"007 50256"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, Tokenizer::gpt2().decode_bytes(&[7, 50256]).unwrap());
 }
