@@ -122,7 +122,7 @@ fn prepare_errors_name_the_file_and_line() {
             "bad_utf8.jsonl:2: invalid UTF-8 at byte offset 22",
         ),
         (write("blank.jsonl", b"\n  \n"), "blank.jsonl: no documents"),
-        (write("not_json.jsonl", b"{\"text\": \"ok\"}\n{oops\n"), "not_json.jsonl:2: not a JSON object"),
+        (write("not_json.jsonl", b"{\"text\": \"ok\"}\n{oops\n"), "not_json.jsonl:2: not valid JSON (column 2)"),
         (write("no_text.jsonl", b"{\"body\": \"x\"}\n"), "no_text.jsonl:1: the JSON object has no \"text\" field"),
         (write("number.jsonl", b"{\"text\": 5}\n"), "number.jsonl:1: the \"text\" field is not a string"),
         (write("empty.txt", b""), "empty.txt: the file is empty"),
@@ -268,4 +268,26 @@ fn tokenize_decode_errors_name_the_line_and_the_word_and_take_only_plain_digits(
     let o = gpt2(&["tokenize", "--decode"], Some(b"007 50256"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, Tokenizer::gpt2().decode_bytes(&[7, 50256]).unwrap());
+}
+
+#[test]
+fn prepare_says_which_jsonl_line_is_not_a_json_object_or_has_a_text_that_is_not_a_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    let out = dir.path().join("out");
+    let cases = [
+        ("[1, 2]", "the line is not a JSON object but an array"),
+        ("\"x\"", "the line is not a JSON object but a string"),
+        ("3", "the line is not a JSON object but a number"),
+        ("null", "the line is not a JSON object but null"),
+        ("{\"text\": [\"a\"]}", "the \"text\" field is not a string but an array"),
+        ("{\"text\": null}", "the \"text\" field is not a string but null"),
+    ];
+    for (line, expected) in cases {
+        // The bad line is line 3: a good line and a blank line come first.
+        std::fs::write(&input, format!("{{\"text\": \"A fine first document.\"}}\n\n{line}\n")).unwrap();
+        let stderr = gpt2_error(&["prepare", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()], None);
+        assert!(stderr.contains(&format!("docs.jsonl:3: {expected}")), "expected {expected:?} for {line}: {stderr}");
+        assert!(!stderr.contains("has no \"text\" field"), "{stderr}");
+    }
 }

@@ -135,11 +135,24 @@ impl Input {
             if text.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{name}:{line_no}: not a JSON object: {e}"))?;
-            match value.get("text") {
-                Some(serde_json::Value::String(s)) => each(Cow::Owned(s.clone()))?,
-                Some(_) => bail!("{name}:{line_no}: the \"text\" field is not a string"),
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                // serde_json's message ends "at line 1 column N"; its line is always 1 here, so keep the column.
+                let message = e.to_string();
+                let position = format!(" at line {} column {}", e.line(), e.column());
+                let message = message.strip_suffix(&position).unwrap_or(&message);
+                anyhow::anyhow!("{name}:{line_no}: not valid JSON (column {}): {message}", e.column())
+            })?;
+            let mut object = match value {
+                serde_json::Value::Object(object) => object,
+                other => bail!(
+                    "{name}:{line_no}: the line is not a JSON object but {}: expected one object a line, like \
+                     {{\"text\": \"...\"}}",
+                    json_kind(&other)
+                ),
+            };
+            match object.remove("text") {
+                Some(serde_json::Value::String(s)) => each(Cow::Owned(s))?,
+                Some(other) => bail!("{name}:{line_no}: the \"text\" field is not a string but {}", json_kind(&other)),
                 None => bail!("{name}:{line_no}: the JSON object has no \"text\" field"),
             }
             documents += 1;
@@ -148,6 +161,18 @@ impl Input {
             bail!("{name}: no documents (every line is blank)");
         }
         Ok(())
+    }
+}
+
+/// What kind of JSON value this is, for messages: "an array", "a number", ...
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
