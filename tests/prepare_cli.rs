@@ -1,6 +1,7 @@
 //! The `prepare` and `tokenize` commands, run as the binary a user runs: shards round-trip the
 //! documents, and bad input gets an error naming the file and line, never a panic.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -102,7 +103,7 @@ fn prepare_shards_hold_each_document_after_an_eot_in_order() {
     assert!(out.join("tokenizer.bin").exists());
     let names: Vec<String> =
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "temporary files left: {names:?}");
+    assert!(names.iter().all(|n| !n.ends_with(".tmp") && n != ".prepare-partial"), "temporary files left: {names:?}");
 }
 
 #[test]
@@ -240,8 +241,12 @@ fn prepare_again_into_the_same_directory_leaves_only_the_new_shards() {
     };
     assert!(run("3") > 3);
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    // What a run killed midway leaves: its staging directory, which the next run clears.
+    std::fs::create_dir(out.join(".prepare-partial")).unwrap();
+    std::fs::write(out.join(".prepare-partial/train_000000.bin"), "half").unwrap();
     assert_eq!(run("1000"), 1);
     assert!(out.join("notes.txt").exists(), "only shard files are removed");
+    assert!(!out.join(".prepare-partial").exists());
 }
 
 #[test]
@@ -290,4 +295,48 @@ fn prepare_says_which_jsonl_line_is_not_a_json_object_or_has_a_text_that_is_not_
         assert!(stderr.contains(&format!("docs.jsonl:3: {expected}")), "expected {expected:?} for {line}: {stderr}");
         assert!(!stderr.contains("has no \"text\" field"), "{stderr}");
     }
+}
+
+/// Every entry of `dir` by name: a file's bytes, or `None` for a directory.
+fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let contents = if path.is_dir() { None } else { Some(std::fs::read(&path).unwrap()) };
+            (path.file_name().unwrap().to_string_lossy().into_owned(), contents)
+        })
+        .collect()
+}
+
+#[test]
+fn prepare_that_fails_midway_leaves_the_earlier_shards_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "Some words to fill a few small shards, and a few more words after them.").unwrap();
+    let out = dir.path().join("out");
+    let args = ["prepare", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--val-tokens", "2"];
+    let o = gpt2(&[&args[..], &["--shard-tokens", "3"]].concat(), None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = snapshot(&out);
+    assert!(before.len() > 4, "{:?}", before.keys());
+
+    // This text is exactly --val-tokens long (its tokens and one EOT): the run writes its validation shard,
+    // then fails because nothing is left for training. That shard must not replace the earlier one.
+    let small = dir.path().join("small.txt");
+    let text = "A few words.";
+    std::fs::write(&small, text).unwrap();
+    let val_tokens = (Tokenizer::gpt2().encode(text).len() + 1).to_string();
+    let args = ["prepare", "-i", small.to_str().unwrap(), "-o", out.to_str().unwrap(), "--val-tokens", &val_tokens];
+    let stderr = gpt2_error(&args, None);
+    assert!(stderr.contains("smaller --val-tokens"), "{stderr}");
+    assert_eq!(snapshot(&out), before, "the failed run changed the output directory");
+
+    // A bad line after good ones (here found before any shard is written: documents are encoded 64 MiB at a time).
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"text\": \"one\"}\n{\"text\": \"two\"}\n[3]\n").unwrap();
+    let args = ["prepare", "-i", input.to_str().unwrap(), bad.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    let stderr = gpt2_error(&[&args[..], &["--val-tokens", "1", "--shard-tokens", "1"]].concat(), None);
+    assert!(stderr.contains("bad.jsonl:3: the line is not a JSON object"), "{stderr}");
+    assert_eq!(snapshot(&out), before, "the failed run changed the output directory");
 }

@@ -13,8 +13,9 @@
 //! `train_000001.bin`, ... The cuts are exact token counts, as llm.c's scripts do: a document can
 //! start in the validation shard and end in the first training shard, or span two training shards.
 //! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
-//! Shards of an earlier run in the same directory that this run did not rewrite are removed, so
-//! `DIR/train_*.bin` always means this run's shards.
+//! A run writes its files into `DIR/.prepare-partial/` and, once all of them are complete, removes the
+//! shards of an earlier run from DIR and moves its own in. So `DIR/train_*.bin` always means the shards
+//! of one run, and a run that fails (bad input, a full disk) leaves DIR as it was.
 //!
 //! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, `[0]` = 20240520,
 //! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
@@ -198,7 +199,14 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Tokenizes `inputs` into shards in `out` (see the module comment).
+/// The directory inside `out` that a run writes its files into before moving them into `out`. Hidden,
+/// and a subdirectory, so `out/train_*.bin` never matches a file in it. Its name is fixed, so that the
+/// next run clears what an interrupted one left; two runs into one directory at once would share it.
+const STAGING_DIR: &str = ".prepare-partial";
+
+/// Tokenizes `inputs` into shards in `out` (see the module comment). The files are written into
+/// `out/.prepare-partial/` and moved into `out` only once all of them are complete, so a run that fails
+/// leaves `out` as it was.
 pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Result<Summary> {
     if options.shard_tokens == 0 || options.shard_tokens > i32::MAX as usize {
         bail!("--shard-tokens must be between 1 and {}, found {}", i32::MAX, options.shard_tokens);
@@ -206,15 +214,34 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
     if options.val_tokens > i32::MAX as usize {
         bail!("--val-tokens must be at most {}, found {}", i32::MAX, options.val_tokens);
     }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    let staging = out.join(STAGING_DIR);
+    // A staging directory already there is what an interrupted run (Ctrl-C, a crash) left behind.
+    remove_dir_if_there(&staging)?;
+    std::fs::create_dir(&staging).with_context(|| format!("{}: cannot create the directory", staging.display()))?;
+
+    let start = Instant::now();
+    let written = write_files(inputs, &staging, options, start).and_then(|summary| {
+        let files = move_into_place(&summary.files, out)?;
+        Ok(Summary { files, seconds: start.elapsed().as_secs_f64(), ..summary })
+    });
+    if written.is_err() {
+        // Already failing: the first error is the one to report.
+        let _ = std::fs::remove_dir_all(&staging);
+    } else {
+        std::fs::remove_dir(&staging).with_context(|| format!("{}: cannot remove the directory", staging.display()))?;
+    }
+    written
+}
+
+/// Encodes `inputs` into shards and `tokenizer.bin` in `dir`; the summary lists the files in `dir`.
+fn write_files(inputs: &[Input], dir: &Path, options: &Options, start: Instant) -> anyhow::Result<Summary> {
     let tok = Tokenizer::gpt2();
     // Token ids are stored as u16.
     assert!(tok.vocab_size() <= 1 << 16, "GPT-2's vocabulary fits in u16");
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
-
-    let start = Instant::now();
     let total_bytes: u64 = inputs.iter().map(Input::size).sum();
     let progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes, start };
-    let shards = ShardSink::new(out, options.val_tokens, options.shard_tokens);
+    let shards = ShardSink::new(dir, options.val_tokens, options.shard_tokens);
     let mut batch =
         Batch { tok: &tok, pending: Vec::new(), pending_bytes: 0, shards, documents: 0, text_bytes: 0, progress };
     for input in inputs {
@@ -228,17 +255,18 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
         bail!("no text in the input files");
     }
     let (val_tokens, train_shards, mut files) = shards.finish()?;
-    let tokenizer_path = out.join("tokenizer.bin");
+    let tokenizer_path = dir.join("tokenizer.bin");
     tok.write_llmc_tokenizer(&tokenizer_path)?;
     files.push(tokenizer_path);
-    remove_stale_shards(out, &files)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(Summary { documents, tokens, val_tokens, train_shards, files, text_bytes, seconds })
 }
 
-/// Removes shards left in `out` by an earlier run (`train_NNNNNN.bin` / `val_NNNNNN.bin` that this run
-/// did not write), so that a glob like `out/train_*.bin` sees only this run's shards.
-fn remove_stale_shards(out: &Path, written: &[PathBuf]) -> anyhow::Result<()> {
+/// Moves the finished `files` into `out`; returns their new paths. First it removes every shard of an
+/// earlier run (`train_NNNNNN.bin`, `val_NNNNNN.bin`), so that a glob like `out/train_*.bin` sees only
+/// this run's shards: even if this is interrupted, `out` never holds a mix of old and new shards. Other
+/// files in `out` are left alone. Each move is a rename within one file system, so it is quick.
+fn move_into_place(files: &[PathBuf], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let is_shard_name = |name: &str| {
         let stem = name.strip_suffix(".bin").and_then(|n| n.strip_prefix("train_").or_else(|| n.strip_prefix("val_")));
         stem.is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
@@ -246,12 +274,29 @@ fn remove_stale_shards(out: &Path, written: &[PathBuf]) -> anyhow::Result<()> {
     let entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot list the directory", out.display()))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_shard_name(&name) && !written.contains(&path) {
+        if is_shard_name(&entry.file_name().to_string_lossy()) {
             std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove an old shard", path.display()))?;
         }
     }
-    Ok(())
+    let mut moved = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file.file_name().with_context(|| format!("{}: not a file name", file.display()))?;
+        let target = out.join(name);
+        std::fs::rename(file, &target)
+            .with_context(|| format!("cannot move {} to {}", file.display(), target.display()))?;
+        moved.push(target);
+    }
+    Ok(moved)
+}
+
+/// Removes the directory `dir` and everything in it, if it is there.
+fn remove_dir_if_there(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove what an earlier run left", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Documents wait in `pending` until there are about 64 MiB of them, then are encoded together in
@@ -499,6 +544,14 @@ pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> 
         if cache_is_valid(dir, &contents) {
             return Ok(globs);
         }
+    }
+    // The marker goes first and comes back last, once `prepare` has moved every shard into place: an
+    // interrupted run leaves no marker, and the next call prepares again.
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("{}: cannot remove", marker.display()));
+        }
+        _ => {}
     }
     let inputs: Vec<Input> = SHAKESPEARE.iter().map(|&(name, text)| Input::Embedded(name, text)).collect();
     let options = Options { val_tokens: DEFAULT_VAL_TOKENS, shard_tokens: 100_000_000, progress: false };
