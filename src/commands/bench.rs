@@ -6,7 +6,7 @@
 
 use crate::config::ModelConfig;
 use crate::cpu::gpt2::CpuKernels;
-use crate::cpu::{attention, encoder, gelu, layernorm, residual, softmax_crossentropy as sce};
+use crate::cpu::{encoder, layernorm, residual, softmax_crossentropy as sce};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
 use crate::rng::Rng;
@@ -104,6 +104,9 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let mut rng = Rng::new(2);
     let mut rand = |n: usize| (0..n).map(|_| 0.1 * rng.normal()).collect::<Vec<f32>>();
     let (mm_fwd, mm_bwd) = kernels.matmul();
+    let (gelu_fwd, gelu_bwd) = kernels.gelu();
+    let (att_fwd, att_bwd) = kernels.attention();
+    let softmax_fwd = kernels.softmax();
     let reps = 2;
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
 
@@ -124,12 +127,8 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (mut out, mut preatt, mut att) = (vec![0.0; bt * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
     let (mut dqkv, mut dpreatt, mut datt) =
         (vec![0.0; bt * 3 * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
-    let fwd =
-        l as f64 * time_ms(reps, || attention::attention_forward(&mut out, &mut preatt, &mut att, &qkv, b, t, c, nh));
-    let bwd = l as f64
-        * time_ms(reps, || {
-            attention::attention_backward(&mut dqkv, &mut dpreatt, &mut datt, &dout, &qkv, &att, b, t, c, nh)
-        });
+    let fwd = l as f64 * time_ms(reps, || att_fwd(&mut out, &mut preatt, &mut att, &qkv, b, t, c, nh));
+    let bwd = l as f64 * time_ms(reps, || att_bwd(&mut dqkv, &mut dpreatt, &mut datt, &dout, &qkv, &att, b, t, c, nh));
     rows.push(("attention", fwd, bwd));
 
     // layernorm: 2 per layer plus the final one
@@ -146,8 +145,8 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     // GELU, once per layer over (BT, 4C)
     let (x, dout) = (rand(bt * 4 * c), rand(bt * 4 * c));
     let (mut out, mut dx) = (vec![0.0; bt * 4 * c], vec![0.0; bt * 4 * c]);
-    let fwd = l as f64 * time_ms(reps, || gelu::gelu_forward(&mut out, &x));
-    let bwd = l as f64 * time_ms(reps, || gelu::gelu_backward(&mut dx, &x, &dout));
+    let fwd = l as f64 * time_ms(reps, || gelu_fwd(&mut out, &x));
+    let bwd = l as f64 * time_ms(reps, || gelu_bwd(&mut dx, &x, &dout));
     rows.push(("gelu", fwd, bwd));
 
     // residual, twice per layer
@@ -163,7 +162,7 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (mut probs, mut losses, mut dlogits) = (vec![0.0; bt * vp], vec![0.0; bt], vec![0.0; bt * vp]);
     let dlosses = vec![1.0 / bt as f32; bt];
     let fwd = time_ms(reps, || {
-        sce::softmax_forward(&mut probs, &logits, bt, v, vp);
+        softmax_fwd(&mut probs, &logits, bt, v, vp);
         sce::crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
     });
     let bwd = time_ms(reps, || sce::crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp));

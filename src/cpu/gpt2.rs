@@ -37,6 +37,11 @@ pub enum CpuKernels {
 
 pub type MatmulForward = fn(&mut [f32], &[f32], &[f32], Option<&[f32]>, usize, usize, usize);
 pub type MatmulBackward = fn(&mut [f32], &mut [f32], Option<&mut [f32]>, &[f32], &[f32], &[f32], usize, usize, usize);
+pub type SoftmaxForward = fn(&mut [f32], &[f32], usize, usize, usize);
+pub type GeluForward = fn(&mut [f32], &[f32]);
+pub type GeluBackward = fn(&mut [f32], &[f32], &[f32]);
+pub type AttentionForward = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], usize, usize, usize, usize);
+pub type AttentionBackward = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], usize, usize, usize, usize);
 
 impl CpuKernels {
     /// The matmul forward and backward of this implementation.
@@ -44,6 +49,30 @@ impl CpuKernels {
         match self {
             CpuKernels::Reference => (matmul::matmul_forward, matmul::matmul_backward),
             CpuKernels::Fast => (fast::matmul::matmul_forward, fast::matmul::matmul_backward),
+        }
+    }
+
+    /// The GELU forward and backward of this implementation.
+    pub fn gelu(self) -> (GeluForward, GeluBackward) {
+        match self {
+            CpuKernels::Reference => (gelu_forward, gelu_backward),
+            CpuKernels::Fast => (fast::gelu::gelu_forward, fast::gelu::gelu_backward),
+        }
+    }
+
+    /// The softmax over the vocabulary of this implementation.
+    pub fn softmax(self) -> SoftmaxForward {
+        match self {
+            CpuKernels::Reference => softmax_forward,
+            CpuKernels::Fast => fast::softmax_crossentropy::softmax_forward,
+        }
+    }
+
+    /// The attention forward and backward of this implementation.
+    pub fn attention(self) -> (AttentionForward, AttentionBackward) {
+        match self {
+            CpuKernels::Reference => (attention_forward, attention_backward),
+            CpuKernels::Fast => (fast::attention::attention_forward, fast::attention::attention_backward),
         }
     }
 }
@@ -124,6 +153,9 @@ impl Gpt2 {
         }
 
         let (matmul_forward, _) = self.kernels.matmul();
+        let (gelu_forward, _) = self.kernels.gelu();
+        let (attention_forward, _) = self.kernels.attention();
+        let softmax_forward = self.kernels.softmax();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
 
@@ -200,6 +232,8 @@ impl Gpt2 {
         self.grad_acts[..used].fill(0.0);
 
         let (_, matmul_backward) = self.kernels.matmul();
+        let (_, gelu_backward) = self.kernels.gelu();
+        let (_, attention_backward) = self.kernels.attention();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let gp = ParamViewsMut::new(&self.layout.sizes(), &mut self.grads);
         let a = ActivationViews::new(&sizes, &mut self.acts);
