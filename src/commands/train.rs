@@ -205,7 +205,7 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
 }
 
 /// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line.
-fn select_device(device: Device) -> Result<Device> {
+pub fn select_device(device: Device) -> Result<Device> {
     match (device, crate::cuda::availability()) {
         (Device::Cpu, _) => Ok(Device::Cpu),
         (Device::Cuda | Device::Auto, Ok(n)) => {
