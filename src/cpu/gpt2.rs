@@ -227,9 +227,6 @@ impl Gpt2 {
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
         let (bt, btc) = (b * t, b * t * c);
         let sizes = activation_sizes(&cfg, b, t);
-        let used: usize = sizes.iter().sum();
-        // activation gradients are recomputed from scratch each backward (parameter gradients accumulate)
-        self.grad_acts[..used].fill(0.0);
 
         let (_, matmul_backward) = self.kernels.matmul();
         let (_, gelu_backward) = self.kernels.gelu();
@@ -239,6 +236,27 @@ impl Gpt2 {
         let a = ActivationViews::new(&sizes, &mut self.acts);
         let g = ActivationViews::new(&sizes, &mut self.grad_acts);
         let (inputs, targets) = (&self.inputs[..bt], &self.targets[..bt]);
+
+        // Activation gradients start from zero each backward (parameter gradients accumulate across
+        // micro-batches). Only those the layers add into need zeroing: attention overwrites its
+        // dpreatt and datt, and probs, the means and the rstds get no gradient.
+        for grad in [
+            &mut *g.encoded,
+            &mut *g.ln1,
+            &mut *g.qkv,
+            &mut *g.atty,
+            &mut *g.attproj,
+            &mut *g.residual2,
+            &mut *g.ln2,
+            &mut *g.fch,
+            &mut *g.fch_gelu,
+            &mut *g.fcproj,
+            &mut *g.residual3,
+            &mut *g.lnf,
+            &mut *g.logits,
+        ] {
+            grad.fill(0.0);
+        }
 
         // d(mean loss)/d(loss at each position) = 1/(B*T)
         g.losses.fill(loss_scale / bt as f32);
