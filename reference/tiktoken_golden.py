@@ -106,6 +106,10 @@ CASES = [
     "================================================================",
     "                                                                x",
     "!!!???...,,,;;;:::",
+    # Pieces long enough for the heap-based BPE (src/tokenizer/bpe.rs, LONG_WORD = 256 bytes).
+    "a" * 3000,
+    "".join(random.Random(5).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3000)),
+    "ab" * 700 + " " * 1000 + "x" + "=" * 1000 + "\U0001F980" * 300,
     # A piece of Shakespeare.
     "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
     "The slings and arrows of outrageous fortune,\nOr to take arms against a sea of troubles\n",

@@ -12,6 +12,7 @@ use crate::files::{read_header, FileError, HEADER_BYTES};
 use crate::rng::Rng;
 use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 pub const SHARD_MAGIC: i32 = 20240520;
@@ -52,7 +53,13 @@ impl Shard {
             ));
         }
         let shard = Shard { path: path.to_path_buf(), mmap, num_tokens };
-        if let Some(i) = (0..num_tokens).find(|&i| shard.token(i) as usize >= vocab_size) {
+        // every token must be a row of the embedding table; checked in parallel, a chunk per task
+        let tokens = &shard.mmap[HEADER_BYTES..];
+        let first_bad = tokens.par_chunks(1 << 20).enumerate().find_map_first(|(chunk, bytes)| {
+            let bad = bytes.chunks_exact(2).position(|b| LittleEndian::read_u16(b) as usize >= vocab_size)?;
+            Some(chunk * (1 << 19) + bad)
+        });
+        if let Some(i) = first_bad {
             return Err(FileError::new(
                 path,
                 format!("token {} at position {i} is out of range for a vocabulary of {vocab_size}", shard.token(i)),
@@ -158,14 +165,35 @@ impl DataLoader {
         self.shards.iter().map(|s| s.num_tokens).sum()
     }
 
-    /// Jumps to a position (from a checkpoint), rebuilding the permutations it implies.
+    /// Jumps to a position saved in a checkpoint, or says why the data cannot have it (the
+    /// checkpoint was made with other data or another batch shape).
+    pub fn resume_at(&mut self, position: Position) -> Result<(), String> {
+        let shard = position.shard as usize;
+        if shard >= self.shards.len() {
+            return Err(format!("the data position is shard {shard}, but the data has {} shards", self.shards.len()));
+        }
+        self.seek(Position { batch: 0, ..position });
+        if position.batch as usize >= self.batch_order.len() {
+            return Err(format!(
+                "the data position is batch {} of a shard that holds {} batches",
+                position.batch,
+                self.batch_order.len()
+            ));
+        }
+        self.position = position;
+        Ok(())
+    }
+
+    /// Jumps to the start of a shard of an epoch (`position.shard` < number of shards), rebuilding
+    /// the permutations it implies into the same buffers.
     pub fn seek(&mut self, position: Position) {
         self.position = position;
-        self.shard_order = (0..self.shards.len()).collect();
+        self.shard_order.clear();
+        self.shard_order.extend(0..self.shards.len());
         if self.shuffle {
             Rng::new(self.seed ^ (position.epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut self.shard_order);
         }
-        let shard = &self.shards[self.shard_order[position.shard as usize % self.shards.len()]];
+        let shard = &self.shards[self.shard_order[position.shard as usize]];
         self.batch_order.clear();
         self.batch_order.extend(0..shard.num_batches(self.b * self.t));
         if self.shuffle {
@@ -206,8 +234,13 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), FileError> {
     let header = crate::files::header_bytes(&[SHARD_MAGIC, SHARD_VERSION, num_tokens]);
     crate::files::write_atomic(path, |w| {
         w.write_all(&header)?;
-        let mut bytes = vec![0u8; 2 * tokens.len()];
-        LittleEndian::write_u16_into(tokens, &mut bytes);
-        w.write_all(&bytes)
+        // convert in blocks, so a large shard needs no second copy in memory
+        let mut bytes = vec![0u8; 2 * 65536];
+        for block in tokens.chunks(65536) {
+            let bytes = &mut bytes[..2 * block.len()];
+            LittleEndian::write_u16_into(block, bytes);
+            w.write_all(bytes)?;
+        }
+        Ok(())
     })
 }

@@ -58,27 +58,13 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     std::fs::read(path).map_err(|e| FileError::new(path, format!("cannot read: {e}")))
 }
 
-/// Writes a file atomically: the bytes go to `<path>.tmp`, which is flushed to disk and then
-/// renamed over `path`. A crash mid-write leaves the previous file intact.
+/// Writes a file atomically (`atomic_file::write_atomic`: a temporary file, flushed, then renamed
+/// over `path`), creating its directory if needed. A crash mid-write leaves the previous file intact.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), FileError> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let result = (|| {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::File::create(&tmp)?;
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        write(&mut writer)?;
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        FileError::new(path, format!("cannot write: {e}"))
-    })
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, format!("cannot create the directory: {e}")))?;
+    }
+    crate::atomic_file::write_atomic(path, |w| write(w)).map_err(|e| FileError::new(path, format!("cannot write: {e}")))
 }
 
 /// Writes f32s as little-endian bytes.

@@ -8,6 +8,7 @@ pub mod atomic_file;
 pub mod commands;
 pub mod config;
 pub mod cpu;
+pub mod cuda;
 pub mod data;
 pub mod files;
 pub mod model;

@@ -13,6 +13,8 @@ struct Cli {
 enum Command {
     /// Train GPT-2 (on the shipped Shakespeare text unless --train-data is given).
     Train(Box<commands::train::Args>),
+    /// Generate text from a trained model, printing it as it comes.
+    Sample(commands::sample::Args),
     /// Time training steps and each layer kind; the last line is JSON.
     Bench(commands::bench::Args),
     /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
@@ -25,6 +27,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Train(a) => commands::train::run(a),
+        Command::Sample(a) => commands::sample::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Prepare(a) => commands::prepare::run(a),

@@ -74,7 +74,7 @@ pub fn clip_scale(norm: f32, max_norm: f32) -> f32 {
 /// How the learning rate moves over training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Schedule {
-    /// Linear warmup, then cosine decay to `min_lr_frac * lr` at the last step.
+    /// Linear warmup, then cosine decay to `min_lr_frac * lr` at the last step (step `total_steps - 1`).
     Cosine,
     /// Linear warmup, then constant.
     Constant,
@@ -97,7 +97,8 @@ pub fn learning_rate(
         Schedule::Constant => lr,
         Schedule::Cosine => {
             let min_lr = lr * min_lr_frac;
-            let decay_steps = total_steps.saturating_sub(warmup).max(1);
+            // progress runs from 0 at the first step after warmup to 1 at the last step
+            let decay_steps = total_steps.saturating_sub(warmup + 1).max(1);
             let progress = ((step - warmup) as f32 / decay_steps as f32).min(1.0);
             let coeff = 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()); // 1 -> 0
             min_lr + coeff * (lr - min_lr)
@@ -111,12 +112,14 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_linearly_then_decays_to_the_floor() {
-        let s = |step| learning_rate(Schedule::Cosine, 1.0, step, 10, 110, 0.1);
+        // 10 warmup steps, then steps 10..=110 decay: the last step, 110, is at the floor
+        let s = |step| learning_rate(Schedule::Cosine, 1.0, step, 10, 111, 0.1);
         assert!((s(0) - 0.1).abs() < 1e-6);
         assert!((s(9) - 1.0).abs() < 1e-6);
         assert!((s(10) - 1.0).abs() < 1e-6);
-        assert!((s(60) - 0.55).abs() < 1e-6);
+        assert!((s(60) - 0.55).abs() < 1e-6, "halfway down: {}", s(60));
         assert!((s(110) - 0.1).abs() < 1e-6);
+        assert!((10..110).all(|i| s(i + 1) < s(i)), "decreasing");
         assert_eq!(learning_rate(Schedule::Constant, 0.5, 50, 10, 100, 0.0), 0.5);
     }
 

@@ -8,7 +8,8 @@
 use crate::config::ModelConfig;
 use crate::cpu::gelu::gelu_forward;
 use crate::cpu::layernorm::layernorm_forward;
-use crate::cpu::matmul::matmul_forward;
+// the fast matmul (same results as `cpu::matmul`) spreads a single row over both cores' output tiles
+use crate::cpu::fast::matmul::matmul_forward;
 use crate::model::{ParamLayout, ParamViews};
 use crate::rng::Rng;
 
@@ -162,7 +163,8 @@ pub fn sample_token(logits: &[f32], v: usize, temperature: f32, top_k: usize, rn
 }
 
 /// Generates up to `n` tokens after `prompt` (which must not be empty), calling `on_token` with
-/// each new one as it comes. Stops early at the model's maximum length.
+/// each new one as it comes. A prompt longer than the context keeps its end; generation stops
+/// early when the context is full (both say so on stderr).
 pub fn generate(
     config: ModelConfig,
     params: &[f32],
@@ -176,6 +178,13 @@ pub fn generate(
     assert!(!prompt.is_empty(), "generation needs at least one prompt token");
     let mut sampler = Sampler::new(config, params);
     // the prompt may be longer than the context: keep its end
+    if prompt.len() > config.max_seq_len {
+        eprintln!(
+            "(the prompt's {} tokens are more than the model's context of {}: using the last {0})",
+            prompt.len(),
+            config.max_seq_len
+        );
+    }
     let prompt = &prompt[prompt.len().saturating_sub(config.max_seq_len)..];
     for &tok in prompt {
         sampler.step(tok);
@@ -185,7 +194,8 @@ pub fn generate(
         let next = sample_token(&sampler.logits, config.vocab_size, temperature, top_k, rng);
         out.push(next);
         on_token(next);
-        if sampler.len == config.max_seq_len {
+        if sampler.len == config.max_seq_len && out.len() < n {
+            eprintln!("\n(stopped after {} tokens: the model's context of {} is full)", out.len(), config.max_seq_len);
             break;
         }
         sampler.step(next);

@@ -32,6 +32,11 @@ pub trait Backend {
     fn params(&mut self) -> Vec<f32>;
     fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>);
     fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]);
+    /// The device's peak FLOP/s for the precision it trains in, when known: the console then shows
+    /// MFU (model FLOPs utilization, `ModelConfig::flops_per_token` x tokens/s over this peak).
+    fn peak_flops(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// The CPU reference as a backend.
@@ -95,6 +100,65 @@ impl Backend for CpuBackend {
     }
 }
 
+/// Bytes the CPU model needs for training at (B, T): parameters, gradients and AdamW's two moments,
+/// plus the activations and their gradients. `None` if it does not even fit a usize.
+pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
+    let params = cfg.num_parameters().checked_mul(4)?;
+    let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
+    // the sum of `activation_sizes`, with overflow checks: per layer 15 (B,T,C)-sized, 4 (B,T)-sized,
+    // 2 (B,NH,T,T); plus the encoder, final layernorm, logits and probs
+    let bt = b.checked_mul(t)?;
+    let per_layer = bt
+        .checked_mul(c)?
+        .checked_mul(18)?
+        .checked_add(bt.checked_mul(4)?)?
+        .checked_add(b.checked_mul(nh)?.checked_mul(t)?.checked_mul(t)?.checked_mul(2)?)?;
+    let acts = per_layer
+        .checked_mul(l)?
+        .checked_add(bt.checked_mul(2 * c + 3)?)?
+        .checked_add(bt.checked_mul(vp)?.checked_mul(2)?)?;
+    params.checked_mul(4)?.checked_add(acts.checked_mul(8)?)
+}
+
+/// The memory this machine has available, from /proc/meminfo (Linux); `None` elsewhere.
+pub fn available_memory_bytes() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses, with the largest batch that fits, a CPU run that would not fit in memory.
+pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize) -> Result<()> {
+    let Some(available) = available_memory_bytes() else { return Ok(()) };
+    let fits = |b: usize| cpu_training_bytes(cfg, b, t).is_some_and(|n| n <= available);
+    if fits(b) {
+        return Ok(());
+    }
+    let need = cpu_training_bytes(cfg, b, t)
+        .map_or("more than 2^64 bytes".into(), |n| format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64));
+    // memory grows with the batch: binary search for the largest that fits
+    let largest = fits(1).then(|| {
+        let (mut lo, mut hi) = (1, b); // fits(lo), !fits(hi)
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid) {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        lo
+    });
+    bail!(
+        "training {cfg} with --batch {b} --seq {t} needs {need} but {:.1} GiB are available; {}",
+        available as f64 / (1u64 << 30) as f64,
+        largest.map_or("even --batch 1 does not fit: try a smaller --seq or model".into(), |b| format!(
+            "the largest batch that fits is --batch {b}"
+        ))
+    );
+}
+
 /// Everything the loop needs to know, resolved from the command line.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -125,6 +189,9 @@ pub struct TrainConfig {
     pub stop_at: Option<usize>,
     pub quiet: bool,
 }
+
+/// Set by Ctrl-C (see `commands::train`): the loop finishes the step it is in, saves, and returns.
+pub static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What a finished run reports.
 #[derive(Clone, Debug, Default)]
@@ -159,13 +226,19 @@ pub fn train(
     if b == 0 || t == 0 {
         bail!("--batch and --seq must be positive");
     }
+    let Some(bt) = b.checked_mul(t).filter(|bt| bt.checked_mul(model_cfg.padded_vocab_size).is_some()) else {
+        bail!("--batch {b} times --seq {t} is too large");
+    };
+    if cfg.val_data.is_some() && cfg.val_every > 0 && cfg.val_batches == 0 {
+        bail!("--val-batches must be at least 1 (or turn validation off with --val-every 0)");
+    }
     if t > model_cfg.max_seq_len {
         bail!("--seq {t} is longer than the model's maximum sequence length {}", model_cfg.max_seq_len);
     }
-    if cfg.total_batch == 0 || !cfg.total_batch.is_multiple_of(b * t) {
-        bail!("--total-batch {} must be a positive multiple of batch * seq = {}", cfg.total_batch, b * t);
+    if cfg.total_batch == 0 || !cfg.total_batch.is_multiple_of(bt) {
+        bail!("--total-batch {} must be a positive multiple of batch * seq = {bt}", cfg.total_batch);
     }
-    let accum = cfg.total_batch / (b * t);
+    let accum = cfg.total_batch / bt;
     let vocab = model_cfg.vocab_size;
     let mut train_loader = DataLoader::new(&cfg.train_data, b, t, vocab, cfg.shuffle, cfg.seed)?;
     let mut val_loader = match &cfg.val_data {
@@ -176,11 +249,22 @@ pub fn train(
     let mut rng = Rng::new(cfg.seed);
     let mut start_step = 0;
     if let Some(state) = resume {
-        if (state.b as usize, state.t as usize) != (b, t) {
-            bail!("the checkpoint was trained with --batch {} --seq {}; resume with the same", state.b, state.t);
+        let saved = (state.b as usize, state.t as usize, state.total_batch as usize, state.seed, state.shuffle);
+        if saved != (b, t, cfg.total_batch, cfg.seed, cfg.shuffle) {
+            bail!(
+                "the checkpoint was trained with --batch {} --seq {} --total-batch {} --seed {} {}; resume with the same",
+                state.b,
+                state.t,
+                state.total_batch,
+                state.seed,
+                if state.shuffle { "--shuffle" } else { "--no-shuffle" }
+            );
         }
         start_step = state.step as usize;
-        train_loader.seek(Position { epoch: state.epoch, shard: state.shard, batch: state.batch });
+        let position = Position { epoch: state.epoch, shard: state.shard, batch: state.batch };
+        train_loader.resume_at(position).map_err(|e| {
+            anyhow::anyhow!("cannot resume on this --train-data: {e}; was the checkpoint made with other data?")
+        })?;
         rng = Rng::new(state.rng);
     }
     let mut log = match &cfg.log {
@@ -223,6 +307,9 @@ pub fn train(
                 rng: rng.state,
                 b: b as u32,
                 t: t as u32,
+                total_batch: cfg.total_batch as u64,
+                seed: cfg.seed,
+                shuffle: cfg.shuffle,
             };
             save_checkpoint(path, &model_cfg, &params, &m, &v, &state)?;
         }
@@ -233,6 +320,7 @@ pub fn train(
     };
 
     let end_step = cfg.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
+    let mut steps_done = start_step;
     for step in start_step..end_step {
         // validation, before this step's update
         let mut val_loss = None;
@@ -261,6 +349,7 @@ pub fn train(
         backend.update(&cfg.adamw, lr, step as u64 + 1, clip_scale(norm, cfg.grad_clip));
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
+        let mfu = backend.peak_flops().map(|peak| model_cfg.flops_per_token(t) * tok_per_s / peak);
         // the first step pays for allocation and warm-up; leave it out of the average
         if step > start_step || end_step - start_step == 1 {
             total_ms += ms;
@@ -277,6 +366,9 @@ pub fn train(
             if let Some(v) = val_loss {
                 record["val_loss"] = serde_json::json!(f(v));
             }
+            if let Some(mfu) = mfu {
+                record["mfu"] = serde_json::json!(mfu);
+            }
             writeln!(log, "{record}").context("cannot write to the log file")?;
             log.flush().context("cannot write to the log file")?;
         }
@@ -284,8 +376,9 @@ pub fn train(
             let avg_ms = if timed_steps > 0 { total_ms / timed_steps as f64 } else { ms };
             let left = format_duration(avg_ms / 1e3 * (end_step - step - 1) as f64);
             let val = val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
+            let mfu = mfu.map_or(String::new(), |m| format!(" | mfu {:.1}%", 100.0 * m));
             eprintln!(
-                "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s | {left} left",
+                "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s{mfu} | {left} left",
                 step + 1,
                 cfg.steps,
             );
@@ -295,17 +388,23 @@ pub fn train(
         }
 
         let done = step + 1;
-        if cfg.save_every > 0 && done % cfg.save_every == 0 && done < end_step {
-            save(backend, done, train_loader.position, &rng)?;
-        }
+        steps_done = done;
+        // sample before saving, so the saved RNG state is the one the next step starts with
         if cfg.sample_every > 0 && done % cfg.sample_every == 0 {
             if let Some(hook) = sample.as_mut() {
                 hook(backend, &mut rng)?;
             }
         }
+        if STOP_REQUESTED.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("stopping after step {done} as asked");
+            break;
+        }
+        if cfg.save_every > 0 && done % cfg.save_every == 0 && done < end_step {
+            save(backend, done, train_loader.position, &rng)?;
+        }
     }
-    if end_step > start_step {
-        save(backend, end_step, train_loader.position, &rng)?;
+    if steps_done > start_step {
+        save(backend, steps_done, train_loader.position, &rng)?;
     }
     summary.mean_ms_per_step = if timed_steps > 0 { total_ms / timed_steps as f64 } else { 0.0 };
     summary.tokens_per_second =

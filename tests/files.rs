@@ -46,7 +46,18 @@ fn checkpoint_round_trips_with_optimizer_state() {
     let n = config.num_parameters();
     let mut rng = Rng::new(9);
     let (p, m, v) = (random_vec(&mut rng, n, 1.0), random_vec(&mut rng, n, 1.0), random_vec(&mut rng, n, 1.0));
-    let state = TrainState { step: (1 << 33) + 5, epoch: 2, shard: 1, batch: 7, rng: u64::MAX - 3, b: 4, t: 8 };
+    let state = TrainState {
+        step: (1 << 33) + 5,
+        epoch: 2,
+        shard: 1,
+        batch: 7,
+        rng: u64::MAX - 3,
+        b: 4,
+        t: 8,
+        total_batch: 64,
+        seed: 1 << 40,
+        shuffle: true,
+    };
     save_checkpoint(&path, &config, &p, &m, &v, &state).unwrap();
     let ckpt = load(&path).unwrap();
     let (m2, v2, state2) = ckpt.optimizer.unwrap();
@@ -195,5 +206,24 @@ fn loader_wraps_around_and_shuffles_reproducibly() {
     let mut epoch: Vec<u32> = shuffled[..5].to_vec();
     epoch.sort();
     assert_eq!(epoch, vec![0, 6, 12, 100, 106]);
+    // ...in an order that is not the file order, and differs between epochs and seeds
+    assert_ne!(shuffled[..5], [0, 6, 12, 100, 106]);
+    assert_ne!(shuffled[..5], shuffled[5..]);
+    assert_ne!(shuffled, first_tokens(true, 6, 10));
     println!("shuffled order over two epochs: {shuffled:?}");
+}
+
+#[test]
+fn a_shard_of_exactly_bt_plus_one_tokens_is_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.bin");
+    write_shard(&path, &(0..13).collect::<Vec<u16>>()).unwrap(); // B*T+1 = 4*3+1
+    let mut loader = DataLoader::new(path.to_str().unwrap(), 4, 3, 50, false, 0).unwrap();
+    assert_eq!(loader.batches_per_epoch(), 1);
+    let (mut x, mut y) = (vec![0; 12], vec![0; 12]);
+    for _ in 0..3 {
+        loader.next_batch(&mut x, &mut y);
+        assert_eq!(x, (0..12).collect::<Vec<u32>>());
+        assert_eq!(y, (1..13).collect::<Vec<u32>>());
+    }
 }

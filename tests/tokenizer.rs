@@ -274,6 +274,9 @@ fn regex_class(pattern: &str) -> Vec<(u32, u32)> {
     }
 }
 
+/// Our generated tables (scripts/gen_unicode_tables.py, Unicode 16.0.0) against regex-syntax, the
+/// parser of the regex engine inside tiktoken. If this fails after a regex-syntax update, that crate
+/// moved to a newer Unicode: regenerate the tables only if tiktoken's engine moved too.
 #[test]
 fn unicode_tables_agree_with_the_regex_engine_for_every_code_point() {
     use gpt2::tokenizer::{char_class, CharClass};

@@ -79,29 +79,82 @@ fn training_lowers_the_loss() {
 #[test]
 fn resuming_continues_bit_for_bit() {
     let dir = data_dir();
-    let n = 6;
-    // 2N steps straight
-    let mut straight = CpuBackend::new(config(), gpt2_init(&config(), 2));
-    let whole = train(&mut straight, &train_config(dir.path(), 2 * n), None, None).unwrap();
+    // 62 batches of 32 tokens per epoch, 2 per step: 40 steps cross an epoch boundary (at step 31)
+    let (n, total) = (20, 40);
+    // a sample hook that draws from the run's RNG, as printing a sample does
+    let draws = std::cell::RefCell::new(Vec::new());
+    let mut hook = |_: &mut dyn Backend, rng: &mut Rng| {
+        draws.borrow_mut().push(rng.next_u64());
+        Ok(())
+    };
+    let cfg = TrainConfig { sample_every: 5, ..train_config(dir.path(), total) };
 
-    // N steps, save, then a new process would load and continue
+    // all steps straight
+    let mut straight = CpuBackend::new(config(), gpt2_init(&config(), 2));
+    let whole = train(&mut straight, &cfg, None, Some(&mut hook)).unwrap();
+    let straight_draws = draws.take();
+
+    // N steps with periodic saves, "crash", then a new process loads and continues
     let ckpt_path = dir.path().join("ckpt.bin");
     let mut first_half = CpuBackend::new(config(), gpt2_init(&config(), 2));
-    let cfg = TrainConfig { save: Some(ckpt_path.clone()), stop_at: Some(n), ..train_config(dir.path(), 2 * n) };
-    let part1 = train(&mut first_half, &cfg, None, None).unwrap();
-
-    let ckpt = load(&ckpt_path).unwrap();
+    let cfg1 = TrainConfig { save: Some(ckpt_path.clone()), save_every: 10, stop_at: Some(n + 3), ..cfg.clone() };
+    let part1 = train(&mut first_half, &cfg1, None, Some(&mut hook)).unwrap();
+    let ckpt = load(&ckpt_path).unwrap(); // the final save, at N + 3
     let (m, v, state) = ckpt.optimizer.unwrap();
-    assert_eq!(state.step, n as u64);
+    assert_eq!(state.step, (n + 3) as u64);
     let mut resumed = CpuBackend::new(ckpt.config, ckpt.params);
     resumed.set_optimizer_state(&m, &v);
-    let part2 = train(&mut resumed, &train_config(dir.path(), 2 * n), Some(state), None).unwrap();
+    let part2 = train(&mut resumed, &cfg, Some(state), Some(&mut hook)).unwrap();
 
     let joined: Vec<f32> = part1.train_losses.iter().chain(&part2.train_losses).copied().collect();
-    println!("straight: {:?}\nresumed:  {:?}", whole.train_losses, joined);
     assert_eq!(whole.train_losses, joined);
     assert_eq!(straight.params(), resumed.params());
     assert_eq!(straight.optimizer_state(), resumed.optimizer_state());
+    assert_eq!(straight_draws, draws.take(), "the RNG continues where it was");
+}
+
+#[test]
+fn resuming_on_other_data_or_settings_is_refused() {
+    let dir = data_dir();
+    let ckpt_path = dir.path().join("ckpt.bin");
+    let mut backend = CpuBackend::new(config(), gpt2_init(&config(), 2));
+    let cfg = TrainConfig { save: Some(ckpt_path.clone()), stop_at: Some(25), ..train_config(dir.path(), 40) };
+    train(&mut backend, &cfg, None, None).unwrap();
+    let state = load(&ckpt_path).unwrap().optimizer.unwrap().2;
+    // a smaller data set: the saved position (batch 50 of the shard) is not in it
+    make_shard(&dir.path().join("small.bin"), 300, 3);
+    let small = TrainConfig { train_data: dir.path().join("small.bin").to_str().unwrap().into(), ..cfg.clone() };
+    let err = train(&mut backend, &small, Some(state), None).unwrap_err().to_string();
+    assert!(err.contains("cannot resume on this --train-data"), "{err}");
+    // another seed would give another shuffle order
+    let err = train(&mut backend, &TrainConfig { seed: 12, ..cfg.clone() }, Some(state), None).unwrap_err();
+    assert!(err.to_string().contains("resume with the same"), "{err}");
+}
+
+#[test]
+fn the_loop_accumulates_micro_batches_like_one_big_batch() {
+    let dir = data_dir();
+    // one micro-batch of 4 sequences vs 4 micro-batches of 1 sequence: the same rows, no shuffle
+    let big = TrainConfig { batch: 4, seq: 8, total_batch: 32, shuffle: false, ..train_config(dir.path(), 5) };
+    let small = TrainConfig { batch: 1, ..big.clone() };
+    let mut a = CpuBackend::new(config(), gpt2_init(&config(), 4));
+    let mut b = CpuBackend::new(config(), gpt2_init(&config(), 4));
+    let la = train(&mut a, &big, None, None).unwrap().train_losses;
+    let lb = train(&mut b, &small, None, None).unwrap().train_losses;
+    println!("one batch of 4: {la:?}\n4 batches of 1: {lb:?}");
+    // same sums in another order: f32 rounding, slightly amplified by 5 AdamW steps
+    assert!(la.iter().zip(&lb).all(|(x, y)| (x - y).abs() < 1e-4));
+    let diff = a.params().iter().zip(b.params()).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff < 1e-4, "parameters differ by {diff}");
+}
+
+#[test]
+fn zero_validation_batches_is_an_error() {
+    let dir = data_dir();
+    let mut backend = CpuBackend::new(config(), gpt2_init(&config(), 2));
+    let cfg = TrainConfig { val_batches: 0, ..train_config(dir.path(), 2) };
+    let err = train(&mut backend, &cfg, None, None).unwrap_err().to_string();
+    assert!(err.contains("--val-batches must be at least 1"), "{err}");
 }
 
 #[test]
@@ -126,4 +179,16 @@ fn gradient_accumulation_matches_one_big_batch() {
     let diff = big.model.grads.iter().zip(&small.model.grads).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     // the same sums in a different order: f32 rounding only
     assert!(diff < 1e-6, "gradients differ by {diff}");
+}
+
+#[test]
+fn the_memory_estimate_counts_every_buffer() {
+    use gpt2::model::activation_sizes;
+    use gpt2::train::cpu_training_bytes;
+    for (cfg, b, t) in [(config(), 3, 7), (ModelConfig::from_name("d12").unwrap(), 4, 64)] {
+        let acts: usize = activation_sizes(&cfg, b, t).iter().sum();
+        // params, grads, m, v (4 floats a parameter) + activations and their gradients (2 floats each)
+        assert_eq!(cpu_training_bytes(&cfg, b, t), Some(16 * cfg.num_parameters() + 8 * acts));
+    }
+    assert_eq!(cpu_training_bytes(&config(), usize::MAX / 2, 8), None);
 }

@@ -4,9 +4,11 @@
 //! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
 //! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
 
+use crate::commands::train::{select_device, Device};
 use crate::config::ModelConfig;
 use crate::cpu::gpt2::CpuKernels;
 use crate::cpu::{encoder, layernorm, residual, softmax_crossentropy as sce};
+use crate::cuda::{CudaBackend, Matmul};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
 use crate::rng::Rng;
@@ -16,9 +18,12 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Where to run: cpu (cuda and auto arrive with the CUDA path).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Where to run: the GPU when one is usable (auto), the CPU, or the GPU (cuda).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: Device,
+    /// The GPU's matmul: the hand-written kernels or cuBLAS.
+    #[arg(long, value_enum, default_value = "handwritten")]
+    pub matmul: Matmul,
     /// Model size: tiny, d6, d12, d24, d36, d48 or L<l>H<h>C<c>.
     #[arg(long, default_value = "d12")]
     pub model: String,
@@ -48,9 +53,7 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.device != "cpu" {
-        bail!("bench --device {}: only the CPU is supported so far", args.device);
-    }
+    let device = select_device(args.device)?;
     let cfg = ModelConfig::from_name(&args.model).map_err(anyhow::Error::msg)?;
     let (b, t) = (args.batch, args.seq);
     if b == 0 || t == 0 || t > cfg.max_seq_len {
@@ -62,13 +65,19 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rng = Rng::new(1);
     let tokens: Vec<u32> = (0..b * t + 1).map(|_| rng.below(cfg.vocab_size) as u32).collect();
     let (inputs, targets) = (&tokens[..b * t], &tokens[1..]);
-    let mut backend = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
-    backend.model.kernels = args.kernels;
+    let mut backend: Box<dyn Backend> = if device == Device::Cuda {
+        Box::new(CudaBackend::new(0, args.matmul, cfg, &gpt2_init(&cfg, 1), b, t)?)
+    } else {
+        crate::train::check_cpu_memory(&cfg, b, t)?;
+        let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
+        cpu.model.kernels = args.kernels;
+        Box::new(cpu)
+    };
     let adamw = AdamWConfig::default();
+    let kernels = if device == Device::Cpu { format!("{:?} CPU layers, ", args.kernels) } else { String::new() };
     println!(
-        "bench: {cfg} ({:.1}M params), B={b} T={t}, {:?} kernels, {}",
+        "bench: {cfg} ({:.1}M params), B={b} T={t}, {kernels}{}",
         cfg.num_parameters_unpadded() as f64 / 1e6,
-        args.kernels,
         backend.describe()
     );
 
@@ -89,11 +98,18 @@ pub fn run(args: &Args) -> Result<()> {
     let tok_per_s = (b * t) as f64 / (ms_per_step / 1e3);
     let gflops = cfg.flops_per_token(t) * tok_per_s / 1e9;
 
-    if !args.no_layers {
+    // the per-layer table times the CPU layers
+    if !args.no_layers && device == Device::Cpu {
         layer_table(&cfg, b, t, args.kernels, ms_per_step);
     }
-    println!("step: {ms_per_step:.1} ms, {tok_per_s:.0} tok/s, {gflops:.1} GFLOP/s (model FLOPs 6N + 6LTC per token)");
-    println!("{}", serde_json::json!({"ms_per_step": ms_per_step, "tok_per_s": tok_per_s, "gflops": gflops}));
+    let mfu = backend.peak_flops().map(|peak| gflops * 1e9 / peak);
+    let mfu_text = mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m));
+    println!("step: {ms_per_step:.1} ms, {tok_per_s:.0} tok/s, {gflops:.1} GFLOP/s{mfu_text} (model FLOPs 6N + 6LTC per token)");
+    let mut result = serde_json::json!({"ms_per_step": ms_per_step, "tok_per_s": tok_per_s, "gflops": gflops});
+    if let Some(m) = mfu {
+        result["mfu"] = serde_json::json!(m);
+    }
+    println!("{result}");
     Ok(())
 }
 

@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod prepare;
+pub mod sample;
 pub mod tokenize;
 pub mod train;

@@ -13,9 +13,12 @@
 //! `train_000001.bin`, ... The cuts are exact token counts, as llm.c's scripts do: a document can
 //! start in the validation shard and end in the first training shard, or span two training shards.
 //! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
+//! A run writes its files into `DIR/.prepare-partial/` and, once all of them are complete, removes the
+//! shards of an earlier run from DIR and moves its own in. So `DIR/train_*.bin` always means the shards
+//! of one run, and a run that fails (bad input, a full disk) leaves DIR as it was.
 //!
-//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, [0] = 20240520,
-//! [1] = 1, [2] = number of tokens; then the tokens as little-endian u16.
+//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, `[0]` = 20240520,
+//! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
 //! `src/data.rs` is the reader of these files.
 //!
 //! Encoding runs on all cores: documents (and long documents cut where GPT-2's split cuts anyway) are
@@ -25,20 +28,15 @@
 //! binary) once into a cache directory, for `train` run without data flags.
 
 use std::borrow::Cow;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use rayon::prelude::*;
 
+use crate::data::write_shard;
 use crate::tokenizer::{split_for_parallel, Tokenizer};
-
-/// Magic number and version of llm.c's token shard files.
-pub const SHARD_MAGIC: i32 = 20240520;
-pub const SHARD_VERSION: i32 = 1;
-/// The header is 256 i32 (1024 bytes).
-pub const SHARD_HEADER_INTS: usize = 256;
 
 /// Arguments of `prepare`.
 #[derive(clap::Args, Debug)]
@@ -94,52 +92,89 @@ impl Input {
         }
     }
 
-    /// The documents in this input, in order.
-    fn documents(&self) -> anyhow::Result<Vec<Cow<'static, str>>> {
-        match self {
-            Input::Embedded(_, text) => Ok(vec![Cow::Borrowed(*text)]),
-            Input::File(path) => {
-                let name = path.display();
-                let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read the file"))?;
-                if bytes.is_empty() {
-                    bail!("{name}: the file is empty");
-                }
-                let text = String::from_utf8(bytes).map_err(|e| {
-                    let offset = e.utf8_error().valid_up_to();
-                    let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-                    anyhow::anyhow!("{name}:{line}: invalid UTF-8 at byte offset {offset} (line {line})")
-                })?;
-                if path.extension().is_some_and(|e| e == "jsonl") {
-                    let docs = jsonl_documents(&text, path)?;
-                    if docs.is_empty() {
-                        bail!("{name}: no documents (every line is blank)");
-                    }
-                    Ok(docs.into_iter().map(Cow::Owned).collect())
-                } else {
-                    Ok(vec![Cow::Owned(text)])
-                }
-            }
+    /// Calls `each` with every document of this input, in order. A .jsonl file is read a line at a
+    /// time, so a file larger than memory is fine.
+    fn for_each_document(&self, mut each: impl FnMut(Cow<'static, str>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let path = match self {
+            Input::Embedded(_, text) => return each(Cow::Borrowed(*text)),
+            Input::File(path) => path,
+        };
+        let name = path.display();
+        let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read the file"))?;
+        if file.metadata().is_ok_and(|m| m.len() == 0) {
+            bail!("{name}: the file is empty");
         }
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let is_jsonl = path.extension().is_some_and(|e| e == "jsonl");
+        if !is_jsonl {
+            // A text file is one document.
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).with_context(|| format!("{name}: cannot read the file"))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let offset = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+                anyhow::anyhow!("{name}:{line}: invalid UTF-8 at byte offset {offset} (line {line})")
+            })?;
+            return each(Cow::Owned(text));
+        }
+
+        // JSON Lines: one object per line, its "text" field is a document; blank lines are skipped.
+        let mut line = Vec::new();
+        let (mut line_no, mut offset, mut documents) = (0, 0, 0);
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).with_context(|| format!("{name}: cannot read the file"))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let text = std::str::from_utf8(&line).map_err(|e| {
+                let at = offset + e.valid_up_to();
+                anyhow::anyhow!("{name}:{line_no}: invalid UTF-8 at byte offset {at} (line {line_no})")
+            })?;
+            offset += n;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                // serde_json's message ends "at line 1 column N"; its line is always 1 here, so keep the column.
+                let message = e.to_string();
+                let position = format!(" at line {} column {}", e.line(), e.column());
+                let message = message.strip_suffix(&position).unwrap_or(&message);
+                anyhow::anyhow!("{name}:{line_no}: not valid JSON (column {}): {message}", e.column())
+            })?;
+            let mut object = match value {
+                serde_json::Value::Object(object) => object,
+                other => bail!(
+                    "{name}:{line_no}: the line is not a JSON object but {}: expected one object a line, like \
+                     {{\"text\": \"...\"}}",
+                    json_kind(&other)
+                ),
+            };
+            match object.remove("text") {
+                Some(serde_json::Value::String(s)) => each(Cow::Owned(s))?,
+                Some(other) => bail!("{name}:{line_no}: the \"text\" field is not a string but {}", json_kind(&other)),
+                None => bail!("{name}:{line_no}: the JSON object has no \"text\" field"),
+            }
+            documents += 1;
+        }
+        if documents == 0 {
+            bail!("{name}: no documents (every line is blank)");
+        }
+        Ok(())
     }
 }
 
-/// The "text" field of each non-blank line of a .jsonl file.
-fn jsonl_documents(text: &str, path: &Path) -> anyhow::Result<Vec<String>> {
-    let mut docs = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{}:{line_no}: not a JSON object: {e}", path.display()))?;
-        match value.get("text") {
-            Some(serde_json::Value::String(s)) => docs.push(s.clone()),
-            Some(_) => bail!("{}:{line_no}: the \"text\" field is not a string", path.display()),
-            None => bail!("{}:{line_no}: the JSON object has no \"text\" field", path.display()),
-        }
+/// What kind of JSON value this is, for messages: "an array", "a number", ...
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
-    Ok(docs)
 }
 
 /// How to cut the token stream, and whether to show progress on stderr.
@@ -164,7 +199,14 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Tokenizes `inputs` into shards in `out` (see the module comment).
+/// The directory inside `out` that a run writes its files into before moving them into `out`. Hidden,
+/// and a subdirectory, so `out/train_*.bin` never matches a file in it. Its name is fixed, so that the
+/// next run clears what an interrupted one left; two runs into one directory at once would share it.
+const STAGING_DIR: &str = ".prepare-partial";
+
+/// Tokenizes `inputs` into shards in `out` (see the module comment). The files are written into
+/// `out/.prepare-partial/` and moved into `out` only once all of them are complete, so a run that fails
+/// leaves `out` as it was.
 pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Result<Summary> {
     if options.shard_tokens == 0 || options.shard_tokens > i32::MAX as usize {
         bail!("--shard-tokens must be between 1 and {}, found {}", i32::MAX, options.shard_tokens);
@@ -172,65 +214,140 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
     if options.val_tokens > i32::MAX as usize {
         bail!("--val-tokens must be at most {}, found {}", i32::MAX, options.val_tokens);
     }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    let staging = out.join(STAGING_DIR);
+    // A staging directory already there is what an interrupted run (Ctrl-C, a crash) left behind.
+    remove_dir_if_there(&staging)?;
+    std::fs::create_dir(&staging).with_context(|| format!("{}: cannot create the directory", staging.display()))?;
+
+    let start = Instant::now();
+    let written = write_files(inputs, &staging, options, start).and_then(|summary| {
+        let files = move_into_place(&summary.files, out)?;
+        Ok(Summary { files, seconds: start.elapsed().as_secs_f64(), ..summary })
+    });
+    if written.is_err() {
+        // Already failing: the first error is the one to report.
+        let _ = std::fs::remove_dir_all(&staging);
+    } else {
+        std::fs::remove_dir(&staging).with_context(|| format!("{}: cannot remove the directory", staging.display()))?;
+    }
+    written
+}
+
+/// Encodes `inputs` into shards and `tokenizer.bin` in `dir`; the summary lists the files in `dir`.
+fn write_files(inputs: &[Input], dir: &Path, options: &Options, start: Instant) -> anyhow::Result<Summary> {
     let tok = Tokenizer::gpt2();
     // Token ids are stored as u16.
     assert!(tok.vocab_size() <= 1 << 16, "GPT-2's vocabulary fits in u16");
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
-
-    let start = Instant::now();
     let total_bytes: u64 = inputs.iter().map(Input::size).sum();
-    let mut progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes };
-    let mut shards = ShardSink::new(out, options.val_tokens, options.shard_tokens);
-    let mut documents = 0;
-    let mut text_bytes = 0u64;
-
-    // Documents wait in `pending` until there are about 64 MiB of them (or the input ends), then
-    // are encoded together in parallel: many small files and one huge file both keep every core busy,
-    // and memory stays bounded.
-    let mut pending: Vec<Cow<'static, str>> = Vec::new();
-    let mut pending_bytes = 0;
-    for (i, input) in inputs.iter().enumerate() {
-        for doc in input.documents()? {
-            pending_bytes += doc.len();
-            pending.push(doc);
-        }
-        if pending_bytes < 64 << 20 && i + 1 < inputs.len() {
-            continue;
-        }
-        // Work items: (is the start of a document, a chunk of text). Long documents are cut into chunks
-        // of about 1 MiB where GPT-2's split cuts anyway (`split_for_parallel`).
-        let mut items: Vec<(bool, &str)> = Vec::new();
-        for doc in &pending {
-            for (j, chunk) in split_for_parallel(doc, 1 << 20).into_iter().enumerate() {
-                items.push((j == 0, chunk));
-            }
-        }
-        let encoded: Vec<Vec<u32>> = items.par_iter().map(|(_, text)| tok.encode(text)).collect();
-        for ((doc_start, _), ids) in items.iter().zip(&encoded) {
-            if *doc_start {
-                shards.push(tok.eot_token() as u16)?;
-                documents += 1;
-            }
-            for &id in ids {
-                shards.push(id as u16)?;
-            }
-        }
-        text_bytes += pending_bytes as u64;
-        progress.show(text_bytes, shards.tokens, start.elapsed().as_secs_f64());
-        pending.clear();
-        pending_bytes = 0;
+    let progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes, start };
+    let shards = ShardSink::new(dir, options.val_tokens, options.shard_tokens);
+    let mut batch =
+        Batch { tok: &tok, pending: Vec::new(), pending_bytes: 0, shards, documents: 0, text_bytes: 0, progress };
+    for input in inputs {
+        input.for_each_document(|doc| batch.add(doc))?;
     }
+    batch.flush()?;
+    let Batch { shards, documents, text_bytes, mut progress, .. } = batch;
     progress.done();
     let tokens = shards.tokens;
     if tokens == 0 {
         bail!("no text in the input files");
     }
     let (val_tokens, train_shards, mut files) = shards.finish()?;
-    let tokenizer_path = out.join("tokenizer.bin");
+    let tokenizer_path = dir.join("tokenizer.bin");
     tok.write_llmc_tokenizer(&tokenizer_path)?;
     files.push(tokenizer_path);
     let seconds = start.elapsed().as_secs_f64();
     Ok(Summary { documents, tokens, val_tokens, train_shards, files, text_bytes, seconds })
+}
+
+/// Moves the finished `files` into `out`; returns their new paths. First it removes every shard of an
+/// earlier run (`train_NNNNNN.bin`, `val_NNNNNN.bin`), so that a glob like `out/train_*.bin` sees only
+/// this run's shards: even if this is interrupted, `out` never holds a mix of old and new shards. Other
+/// files in `out` are left alone. Each move is a rename within one file system, so it is quick.
+fn move_into_place(files: &[PathBuf], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let is_shard_name = |name: &str| {
+        let stem = name.strip_suffix(".bin").and_then(|n| n.strip_prefix("train_").or_else(|| n.strip_prefix("val_")));
+        stem.is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let entries = std::fs::read_dir(out).with_context(|| format!("{}: cannot list the directory", out.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if is_shard_name(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove an old shard", path.display()))?;
+        }
+    }
+    let mut moved = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file.file_name().with_context(|| format!("{}: not a file name", file.display()))?;
+        let target = out.join(name);
+        std::fs::rename(file, &target)
+            .with_context(|| format!("cannot move {} to {}", file.display(), target.display()))?;
+        moved.push(target);
+    }
+    Ok(moved)
+}
+
+/// Removes the directory `dir` and everything in it, if it is there.
+fn remove_dir_if_there(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove what an earlier run left", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Documents wait in `pending` until there are about 64 MiB of them, then are encoded together in
+/// parallel: many small files and one huge document both keep every core busy, and memory stays bounded.
+struct Batch<'t> {
+    tok: &'t Tokenizer,
+    pending: Vec<Cow<'static, str>>,
+    pending_bytes: usize,
+    shards: ShardSink,
+    documents: usize,
+    text_bytes: u64,
+    progress: Progress,
+}
+
+impl Batch<'_> {
+    fn add(&mut self, doc: Cow<'static, str>) -> anyhow::Result<()> {
+        self.pending_bytes += doc.len();
+        self.pending.push(doc);
+        if self.pending_bytes >= 64 << 20 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the pending documents on all cores and hands their tokens, in order, to the shards.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        // Work items: (is the start of a document, a chunk of text). Long documents are cut into chunks
+        // of about 1 MiB where GPT-2's split cuts anyway (`split_for_parallel`).
+        let mut items: Vec<(bool, &str)> = Vec::new();
+        for doc in &self.pending {
+            for (j, chunk) in split_for_parallel(doc, 1 << 20).into_iter().enumerate() {
+                items.push((j == 0, chunk));
+            }
+        }
+        let tok = self.tok;
+        let encoded: Vec<Vec<u32>> = items.par_iter().map(|(_, text)| tok.encode(text)).collect();
+        for ((doc_start, _), ids) in items.iter().zip(&encoded) {
+            if *doc_start {
+                self.shards.push(tok.eot_token() as u16)?;
+                self.documents += 1;
+            }
+            for &id in ids {
+                self.shards.push(id as u16)?;
+            }
+        }
+        self.text_bytes += self.pending_bytes as u64;
+        self.progress.show(self.text_bytes, self.shards.tokens);
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
 }
 
 /// Collects tokens and writes them out as they fill shards: first the validation shard, then
@@ -318,44 +435,20 @@ impl ShardSink {
     }
 }
 
-/// Writes one llm.c token shard atomically: a header of 256 little-endian i32 ([0] = 20240520,
-/// [1] = 1, [2] = number of tokens), then the tokens as little-endian u16.
-/// The file is exactly 1024 + 2 * tokens.len() bytes.
-pub fn write_shard(path: &Path, tokens: &[u16]) -> anyhow::Result<()> {
-    let ntok = i32::try_from(tokens.len())
-        .map_err(|_| anyhow::anyhow!("{}: {} tokens do not fit one shard", path.display(), tokens.len()))?;
-    let mut header = [0i32; SHARD_HEADER_INTS];
-    header[0] = SHARD_MAGIC;
-    header[1] = SHARD_VERSION;
-    header[2] = ntok;
-    crate::atomic_file::write_atomic(path, |w| {
-        for h in header {
-            w.write_all(&h.to_le_bytes())?;
-        }
-        // Convert in blocks so a large shard does not need a second copy in memory.
-        let mut buf = Vec::with_capacity(2 * 65536);
-        for block in tokens.chunks(65536) {
-            buf.clear();
-            buf.extend(block.iter().flat_map(|t| t.to_le_bytes()));
-            w.write_all(&buf)?;
-        }
-        Ok(())
-    })
-    .with_context(|| format!("{}: cannot write the token shard", path.display()))
-}
-
 /// The progress line on stderr: rewritten in place on a terminal, one line per update otherwise.
 struct Progress {
     enabled: bool,
     tty: bool,
     total_bytes: u64,
+    start: Instant,
 }
 
 impl Progress {
-    fn show(&mut self, done_bytes: u64, tokens: usize, seconds: f64) {
+    fn show(&mut self, done_bytes: u64, tokens: usize) {
         if !self.enabled {
             return;
         }
+        let seconds = self.start.elapsed().as_secs_f64();
         let percent = 100.0 * done_bytes as f64 / self.total_bytes.max(1) as f64;
         let line = format!(
             "prepare: {:.1} of {:.1} MB ({:.0}%), {} tokens, {:.1} MB/s",
@@ -451,6 +544,14 @@ pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> 
         if cache_is_valid(dir, &contents) {
             return Ok(globs);
         }
+    }
+    // The marker goes first and comes back last, once `prepare` has moved every shard into place: an
+    // interrupted run leaves no marker, and the next call prepares again.
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("{}: cannot remove", marker.display()));
+        }
+        _ => {}
     }
     let inputs: Vec<Input> = SHAKESPEARE.iter().map(|&(name, text)| Input::Embedded(name, text)).collect();
     let options = Options { val_tokens: DEFAULT_VAL_TOKENS, shard_tokens: 100_000_000, progress: false };

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tokenizer::Tokenizer;
 
 /// Arguments of `tokenize`.
 #[derive(clap::Args, Debug)]
@@ -33,15 +33,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let tok = Tokenizer::gpt2();
     let mut stdout = std::io::stdout().lock();
     let result = if args.decode {
-        let ids = parse_ids(&name, &text)?;
-        let bytes = tok.decode_bytes(&ids).map_err(|e| match e {
-            TokenizerError::IdOutOfRange { id, position, vocab_size } => anyhow::anyhow!(
-                "{name}: token id {id} (number {} in the input) is out of range: GPT-2's ids are 0..{}",
-                position + 1,
-                vocab_size - 1
-            ),
-            other => other.into(),
-        })?;
+        // `parse_ids` checks every id against the vocabulary, so decoding cannot fail.
+        let ids = parse_ids(&name, &text, tok.vocab_size())?;
+        let bytes = tok.decode_bytes(&ids)?;
         stdout.write_all(&bytes)
     } else {
         let ids = tok.encode_parallel(&text);
@@ -62,7 +56,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
-/// Reads the file (or standard input for `-` or no file); returns a name for messages and the bytes.
+/// Reads the file (or standard input for `-` or no file); returns a name for messages (the path, or
+/// "standard input") and the bytes.
 fn read_input(file: Option<&PathBuf>) -> anyhow::Result<(String, Vec<u8>)> {
     match file {
         Some(path) if path.as_os_str() != "-" => {
@@ -73,7 +68,7 @@ fn read_input(file: Option<&PathBuf>) -> anyhow::Result<(String, Vec<u8>)> {
         _ => {
             let mut bytes = Vec::new();
             std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
-            Ok(("<stdin>".to_string(), bytes))
+            Ok(("standard input".to_string(), bytes))
         }
     }
 }
@@ -89,18 +84,28 @@ fn utf8(name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
     })
 }
 
-/// Whitespace-separated decimal token ids.
-fn parse_ids(name: &str, text: &str) -> anyhow::Result<Vec<u32>> {
+/// Token ids: plain decimal numbers (ASCII digits only, no sign) separated by white space, each below
+/// `vocab_size`. An error names the input, the line, the word, and which number in the input it is.
+fn parse_ids(name: &str, text: &str, vocab_size: usize) -> anyhow::Result<Vec<u32>> {
     let mut ids = Vec::new();
     for (line_no, line) in text.lines().enumerate() {
+        let line_no = line_no + 1;
         for word in line.split_whitespace() {
+            let number = ids.len() + 1;
+            // `str::parse` would also take a leading '+'; a token id is digits and nothing else.
+            if !word.bytes().all(|b| b.is_ascii_digit()) {
+                bail!(
+                    "{name}:{line_no}: {word:?} (number {number} in the input) is not a token id: expected whole \
+                     numbers (digits 0-9 only) separated by white space"
+                );
+            }
+            // Only digits, so parsing fails only when the number is too large for a u32.
             match word.parse::<u32>() {
-                Ok(id) => ids.push(id),
-                Err(_) => bail!(
-                    "{name}:{}: {word:?} (number {} in the input) is not a token id: expected whole numbers \
-                     separated by spaces",
-                    line_no + 1,
-                    ids.len() + 1
+                Ok(id) if (id as usize) < vocab_size => ids.push(id),
+                _ => bail!(
+                    "{name}:{line_no}: token id {word} (number {number} in the input) is out of range: GPT-2's ids \
+                     are 0..{}",
+                    vocab_size - 1
                 ),
             }
         }

@@ -1,11 +1,16 @@
 //! `train`: parse the flags (their names are a contract other tools rely on), pick the device,
 //! build or load the model, and hand over to the training loop in `src/train.rs`.
 
+use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
+use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
+use crate::cuda::{CudaBackend, Matmul};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
-use crate::train::{train, Backend, CpuBackend, TrainConfig};
+use crate::rng::Rng;
+use crate::tokenizer::Tokenizer;
+use crate::train::{train, Backend, CpuBackend, SampleHook, TrainConfig};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -23,6 +28,9 @@ pub struct Args {
     /// Where to train.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
+    /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS SGEMM.
+    #[arg(long, value_enum, default_value = "handwritten")]
+    pub matmul: Matmul,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
@@ -36,10 +44,10 @@ pub struct Args {
     /// Validation token shards, a path or glob [default: with the shipped text, its val shard].
     #[arg(long)]
     pub val_data: Option<String>,
-    /// Sequences per micro-batch [default: 8 on the CPU].
+    /// Sequences per micro-batch [default: 8 on the CPU; on a GPU the largest batch up to 64 that fits].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Tokens per sequence [default: 64 on the CPU].
+    /// Tokens per sequence [default: 64 on the CPU, 1024 on a GPU].
     #[arg(long)]
     pub seq: Option<usize>,
     /// Tokens per optimizer step; a multiple of batch*seq, the rest is gradient accumulation [default: batch*seq].
@@ -48,9 +56,9 @@ pub struct Args {
     /// Optimizer steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
+    /// Peak learning rate [default: 3e-3 for tiny, else 6e-4 (GPT-2 small's)].
+    #[arg(long)]
+    pub lr: Option<f32>,
     /// Warmup steps (linear from lr/warmup to lr).
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
@@ -86,9 +94,9 @@ pub struct Args {
     /// Visit the training batches in file order (the default).
     #[arg(long, overrides_with = "shuffle")]
     pub no_shuffle: bool,
-    /// Seed of the weight init, the shuffle order and sampling.
-    #[arg(long, default_value_t = 1337)]
-    pub seed: u64,
+    /// Seed of the weight init, the shuffle order and sampling [default: 1337, or the checkpoint's].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Append one JSON object per step to this file.
     #[arg(long)]
     pub log: Option<PathBuf>,
@@ -105,13 +113,12 @@ pub struct Args {
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Print a short sample every N steps (0 = never).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 100)]
     pub sample_every: usize,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let device = select_device(args.device)?;
-    let _ = device;
     // the model: a checkpoint to resume, weights to start from, or a fresh init
     let (config, params, resume) = if let Some(path) = &args.resume {
         let ckpt = checkpoint::load(path)?;
@@ -123,10 +130,13 @@ pub fn run(args: &Args) -> Result<()> {
         let ckpt = checkpoint::load(path)?;
         (ckpt.config, ckpt.params, None)
     } else {
-        let config = ModelConfig::from_name(args.model.as_deref().unwrap_or("tiny")).map_err(anyhow::Error::msg)?;
-        (config, gpt2_init(&config, args.seed), None)
+        let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
+        let config =
+            ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
+        (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
-    let mut backend = CpuBackend::new(config, params);
+    let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config)?;
+    let mut backend = make_backend(device, args.matmul, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
             backend.set_optimizer_state(&m, &v);
@@ -139,8 +149,25 @@ pub fn run(args: &Args) -> Result<()> {
         }
         None => None,
     };
-    let cfg = resolve(args, state.as_ref())?;
-    let summary = train(&mut backend, &cfg, state, None)?;
+    // Ctrl-C: finish the current step and save (a second Ctrl-C exits at once)
+    let _ = ctrlc::set_handler(|| {
+        if crate::train::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after this step (press again to quit now)");
+    });
+    // every --sample-every steps: 64 tokens of a new document, to watch the model learn to write
+    let tokenizer = Tokenizer::gpt2();
+    let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
+    let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
+        let params = backend.params();
+        println!("---- sample ----");
+        print_sample(&config, &params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)?;
+        println!("\n----------------");
+        Ok(())
+    };
+    let hook: Option<&mut SampleHook> = if can_sample { Some(&mut sample_hook) } else { None };
+    let summary = train(backend.as_mut(), &cfg, state, hook)?;
     eprintln!(
         "done: {} steps, {:.1} ms/step, {:.0} tok/s{}",
         summary.train_losses.len(),
@@ -151,25 +178,107 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Which device `--device` means on this machine.
-fn select_device(device: Device) -> Result<Device> {
-    match device {
-        Device::Cuda => bail!("the CUDA path is not there yet: train with --device cpu"),
-        Device::Auto => {
-            eprintln!("device: CPU (the CUDA path is not built yet)");
+const DEFAULT_SEED: u64 = 1337;
+
+/// Rejects hyperparameters that cannot train (before any work is done).
+fn check_hyperparameters(args: &Args, lr: f32) -> Result<()> {
+    let checks = [
+        (lr.is_finite() && lr > 0.0, "--lr must be a positive number"),
+        ((0.0..1.0).contains(&args.beta1), "--beta1 must be in [0, 1)"),
+        ((0.0..1.0).contains(&args.beta2), "--beta2 must be in [0, 1)"),
+        (args.eps.is_finite() && args.eps >= 0.0, "--eps must be 0 or more"),
+        (args.weight_decay.is_finite() && args.weight_decay >= 0.0, "--weight-decay must be 0 or more"),
+        ((0.0..=1.0).contains(&args.min_lr_frac), "--min-lr-frac must be in [0, 1]"),
+        (args.grad_clip.is_finite() && args.grad_clip >= 0.0, "--grad-clip must be 0 (off) or more"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, message)) => bail!("{message}"),
+        None => Ok(()),
+    }
+}
+
+/// Fails now, not after hours of training, if `path` cannot be written.
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    crate::files::write_atomic(&path.with_extension("write-check"), |_| Ok(()))?;
+    std::fs::remove_file(path.with_extension("write-check")).ok();
+    Ok(())
+}
+
+/// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line.
+pub fn select_device(device: Device) -> Result<Device> {
+    match (device, crate::cuda::availability()) {
+        (Device::Cpu, _) => Ok(Device::Cpu),
+        (Device::Cuda | Device::Auto, Ok(n)) => {
+            eprintln!("device: CUDA GPU 0 (libcuda, libnvrtc and {n} GPU{} found)", if n == 1 { "" } else { "s" });
+            Ok(Device::Cuda)
+        }
+        (Device::Cuda, Err(why)) => bail!("--device cuda, but CUDA is not usable here: {why}"),
+        (Device::Auto, Err(why)) => {
+            eprintln!("device: CPU ({why})");
             Ok(Device::Cpu)
         }
-        Device::Cpu => Ok(Device::Cpu),
+    }
+}
+
+/// The backend that trains on `device` (Cpu or Cuda, from `select_device`), sized for `cfg`'s batch.
+fn make_backend(
+    device: Device,
+    matmul: Matmul,
+    config: ModelConfig,
+    params: Vec<f32>,
+    cfg: &TrainConfig,
+) -> Result<Box<dyn Backend>> {
+    Ok(match device {
+        Device::Cuda => Box::new(CudaBackend::new(0, matmul, config, &params, cfg.batch, cfg.seq)?),
+        _ => {
+            crate::train::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
+            Box::new(CpuBackend::new(config, params))
+        }
+    })
+}
+
+/// The default micro-batch on the GPU at sequence length `seq`: the largest, up to 64, whose
+/// parameters, optimizer state and activations fit in GPU 0's free memory.
+fn gpu_default_batch(config: &ModelConfig, seq: usize) -> Result<usize> {
+    let (free, _) = crate::cuda::free_memory(0)?;
+    match crate::cuda::gpt2::largest_batch(config, seq, free, 64) {
+        0 => bail!(
+            "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
+             memory: try a shorter --seq or a smaller --model",
+            free as f64 / (1u64 << 30) as f64
+        ),
+        b => Ok(b),
     }
 }
 
 /// Fills in the defaults that depend on the device and the data, and checks the flags.
-fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
-    let batch = args.batch.or(state.map(|s| s.b as usize)).unwrap_or(8);
-    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(64);
+fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &ModelConfig) -> Result<TrainConfig> {
+    let on_gpu = device == Device::Cuda;
+    let default_seq = if on_gpu { model_cfg.max_seq_len.min(1024) } else { 64.min(model_cfg.max_seq_len) };
+    let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(default_seq);
+    let batch = match args.batch.or(state.map(|s| s.b as usize)) {
+        Some(b) => b,
+        None if on_gpu => gpu_default_batch(model_cfg, seq)?,
+        None => 8,
+    };
+    let total_batch = args.total_batch.or(state.map(|s| s.total_batch as usize)).unwrap_or(batch.saturating_mul(seq));
+    let seed = args.seed.or(state.map(|s| s.seed)).unwrap_or(DEFAULT_SEED);
+    let shuffle = match (args.shuffle, args.no_shuffle) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => state.is_some_and(|s| s.shuffle),
+    };
+    let lr = args.lr.unwrap_or(if model_cfg.channels <= 128 { 3e-3 } else { 6e-4 });
+    check_hyperparameters(args, lr)?;
+    for path in [&args.save, &args.export_llmc].into_iter().flatten() {
+        check_writable(path)?;
+    }
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
-        None => bail!("--train-data is required until the shipped text is prepared automatically"),
+        None => {
+            let (train, val) = crate::commands::prepare::default_training_data()?;
+            (train, Some(args.val_data.clone().unwrap_or(val)))
+        }
     };
     if args.save_every > 0 && args.save.is_none() {
         bail!("--save-every needs --save PATH");
@@ -179,9 +288,9 @@ fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
         val_data,
         batch,
         seq,
-        total_batch: args.total_batch.unwrap_or(batch * seq),
+        total_batch,
         steps: args.steps,
-        lr: args.lr,
+        lr,
         warmup: args.warmup,
         schedule: args.schedule,
         min_lr_frac: args.min_lr_frac,
@@ -195,8 +304,8 @@ fn resolve(args: &Args, state: Option<&TrainState>) -> Result<TrainConfig> {
         grad_clip: args.grad_clip,
         val_every: args.val_every,
         val_batches: args.val_batches,
-        shuffle: args.shuffle && !args.no_shuffle,
-        seed: args.seed,
+        shuffle,
+        seed,
         log: args.log.clone(),
         save: args.save.clone(),
         save_every: args.save_every,

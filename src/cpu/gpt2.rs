@@ -227,9 +227,6 @@ impl Gpt2 {
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
         let (bt, btc) = (b * t, b * t * c);
         let sizes = activation_sizes(&cfg, b, t);
-        let used: usize = sizes.iter().sum();
-        // activation gradients are recomputed from scratch each backward (parameter gradients accumulate)
-        self.grad_acts[..used].fill(0.0);
 
         let (_, matmul_backward) = self.kernels.matmul();
         let (_, gelu_backward) = self.kernels.gelu();
@@ -239,6 +236,27 @@ impl Gpt2 {
         let a = ActivationViews::new(&sizes, &mut self.acts);
         let g = ActivationViews::new(&sizes, &mut self.grad_acts);
         let (inputs, targets) = (&self.inputs[..bt], &self.targets[..bt]);
+
+        // Activation gradients start from zero each backward (parameter gradients accumulate across
+        // micro-batches). Only those the layers add into need zeroing: attention overwrites its
+        // dpreatt and datt, and probs, the means and the rstds get no gradient.
+        for grad in [
+            &mut *g.encoded,
+            &mut *g.ln1,
+            &mut *g.qkv,
+            &mut *g.atty,
+            &mut *g.attproj,
+            &mut *g.residual2,
+            &mut *g.ln2,
+            &mut *g.fch,
+            &mut *g.fch_gelu,
+            &mut *g.fcproj,
+            &mut *g.residual3,
+            &mut *g.lnf,
+            &mut *g.logits,
+        ] {
+            grad.fill(0.0);
+        }
 
         // d(mean loss)/d(loss at each position) = 1/(B*T)
         g.losses.fill(loss_scale / bt as f32);
@@ -268,84 +286,50 @@ impl Gpt2 {
             let dl_fch_gelu = at_mut(g.fch_gelu, l, nl);
             let dl_fcproj = at_mut(g.fcproj, l, nl);
 
-            // MLP, backwards
-            residual_backward(dl_residual2, dl_fcproj, dl_residual3);
-            let (fch_gelu, fcprojw) = (at(a.fch_gelu, l, nl), at(p.fcprojw, l, nl));
-            matmul_backward(
-                dl_fch_gelu,
-                at_mut(gp.fcprojw, l, nl),
-                Some(at_mut(gp.fcprojb, l, nl)),
-                dl_fcproj,
-                fch_gelu,
-                fcprojw,
-                bt,
-                4 * c,
-                c,
-            );
-            gelu_backward(dl_fch, at(a.fch, l, nl), dl_fch_gelu);
-            matmul_backward(
-                dl_ln2,
-                at_mut(gp.fcw, l, nl),
-                Some(at_mut(gp.fcb, l, nl)),
-                dl_fch,
-                at(a.ln2, l, nl),
+            // this block's parameters, their gradients and its saved activations
+            let (l_ln1w, l_qkvw, l_attprojw, l_ln2w, l_fcw, l_fcprojw) = (
+                at(p.ln1w, l, nl),
+                at(p.qkvw, l, nl),
+                at(p.attprojw, l, nl),
+                at(p.ln2w, l, nl),
                 at(p.fcw, l, nl),
-                bt,
-                c,
-                4 * c,
+                at(p.fcprojw, l, nl),
             );
-            let (ln2_mean, ln2_rstd) = (at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
+            let (dl_ln1w, dl_ln1b) = (at_mut(gp.ln1w, l, nl), at_mut(gp.ln1b, l, nl));
+            let (dl_qkvw, dl_qkvb) = (at_mut(gp.qkvw, l, nl), Some(at_mut(gp.qkvb, l, nl)));
+            let (dl_attprojw, dl_attprojb) = (at_mut(gp.attprojw, l, nl), Some(at_mut(gp.attprojb, l, nl)));
+            let (dl_ln2w, dl_ln2b) = (at_mut(gp.ln2w, l, nl), at_mut(gp.ln2b, l, nl));
+            let (dl_fcw, dl_fcb) = (at_mut(gp.fcw, l, nl), Some(at_mut(gp.fcb, l, nl)));
+            let (dl_fcprojw, dl_fcprojb) = (at_mut(gp.fcprojw, l, nl), Some(at_mut(gp.fcprojb, l, nl)));
+            let (l_ln1, l_ln1_mean, l_ln1_rstd) = (at(a.ln1, l, nl), at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
+            let (l_qkv, l_atty, l_att) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att, l, nl));
+            let (l_ln2, l_ln2_mean, l_ln2_rstd) = (at(a.ln2, l, nl), at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
+            let (l_residual2, l_fch, l_fch_gelu) = (at(a.residual2, l, nl), at(a.fch, l, nl), at(a.fch_gelu, l, nl));
+
+            // MLP, backwards: the forward's calls in reverse order
+            residual_backward(dl_residual2, dl_fcproj, dl_residual3);
+            matmul_backward(dl_fch_gelu, dl_fcprojw, dl_fcprojb, dl_fcproj, l_fch_gelu, l_fcprojw, bt, 4 * c, c);
+            gelu_backward(dl_fch, l_fch, dl_fch_gelu);
+            matmul_backward(dl_ln2, dl_fcw, dl_fcb, dl_fch, l_ln2, l_fcw, bt, c, 4 * c);
             layernorm_backward(
                 dl_residual2,
-                at_mut(gp.ln2w, l, nl),
-                at_mut(gp.ln2b, l, nl),
+                dl_ln2w,
+                dl_ln2b,
                 dl_ln2,
-                at(a.residual2, l, nl),
-                at(p.ln2w, l, nl),
-                ln2_mean,
-                ln2_rstd,
+                l_residual2,
+                l_ln2w,
+                l_ln2_mean,
+                l_ln2_rstd,
                 bt,
                 c,
             );
 
             // attention, backwards
             residual_backward(dresidual, dl_attproj, dl_residual2);
-            matmul_backward(
-                dl_atty,
-                at_mut(gp.attprojw, l, nl),
-                Some(at_mut(gp.attprojb, l, nl)),
-                dl_attproj,
-                at(a.atty, l, nl),
-                at(p.attprojw, l, nl),
-                bt,
-                c,
-                c,
-            );
-            attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, at(a.qkv, l, nl), at(a.att, l, nl), b, t, c, nh);
-            matmul_backward(
-                dl_ln1,
-                at_mut(gp.qkvw, l, nl),
-                Some(at_mut(gp.qkvb, l, nl)),
-                dl_qkv,
-                at(a.ln1, l, nl),
-                at(p.qkvw, l, nl),
-                bt,
-                c,
-                3 * c,
-            );
-            let (ln1_mean, ln1_rstd) = (at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
-            layernorm_backward(
-                dresidual,
-                at_mut(gp.ln1w, l, nl),
-                at_mut(gp.ln1b, l, nl),
-                dl_ln1,
-                residual,
-                at(p.ln1w, l, nl),
-                ln1_mean,
-                ln1_rstd,
-                bt,
-                c,
-            );
+            matmul_backward(dl_atty, dl_attprojw, dl_attprojb, dl_attproj, l_atty, l_attprojw, bt, c, c);
+            attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, b, t, c, nh);
+            matmul_backward(dl_ln1, dl_qkvw, dl_qkvb, dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c);
+            layernorm_backward(dresidual, dl_ln1w, dl_ln1b, dl_ln1, residual, l_ln1w, l_ln1_mean, l_ln1_rstd, bt, c);
         }
 
         // embeddings, backwards

@@ -4,7 +4,8 @@
 //!   `[20240326, version, maxT, V, L, NH, C, Vp, 0...]` then the 16 parameter tensors in order.
 //! * Our training checkpoint: the same parameters plus AdamW's two moments and where training was
 //!   (step, data position, RNG state), so a resumed run continues bit for bit. Header
-//!   `[20261127, 1, maxT, V, L, NH, C, Vp, step (2 ints), epoch, shard, batch, rng (2 ints), B, T, 0...]`,
+//!   `[20261127, 1, maxT, V, L, NH, C, Vp, step (2 ints), epoch, shard, batch, rng (2 ints), B, T,
+//!   total batch (2 ints), seed (2 ints), shuffle, 0...]`,
 //!   then params, m, v as f32.
 //!
 //! Every write is atomic (`files::write_atomic`).
@@ -32,6 +33,10 @@ pub struct TrainState {
     /// The batch shape training ran with (the data position counts batches of this shape).
     pub b: u32,
     pub t: u32,
+    /// Tokens per optimizer step, and the shuffle settings that give the data position its meaning.
+    pub total_batch: u64,
+    pub seed: u64,
+    pub shuffle: bool,
 }
 
 /// What a model file holds.
@@ -142,12 +147,19 @@ pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
         rng: u64_at(13),
         b: h[15] as u32,
         t: h[16] as u32,
+        total_batch: u64_at(17),
+        seed: u64_at(19),
+        shuffle: h[21] != 0,
     };
-    let mut all = vec![0.0f32; 3 * n];
-    LittleEndian::read_f32_into(body, &mut all);
-    let v = all.split_off(2 * n);
-    let m = all.split_off(n);
-    Ok(Checkpoint { config, params: all, optimizer: Some((m, v, state)) })
+    if state.b == 0 || state.t == 0 || state.t as usize > config.max_seq_len || h[15] < 0 || h[16] < 0 {
+        return Err(FileError::new(path, format!("header holds an invalid batch shape B={} T={}", h[15], h[16])));
+    }
+    let section = |i: usize| {
+        let mut values = vec![0.0f32; n];
+        LittleEndian::read_f32_into(&body[4 * n * i..4 * n * (i + 1)], &mut values);
+        values
+    };
+    Ok(Checkpoint { config, params: section(0), optimizer: Some((section(1), section(2), state)) })
 }
 
 /// Writes an llm.c version 3 (fp32) model file that llm.c and this project both read.
@@ -177,6 +189,9 @@ pub fn save_checkpoint(
     h.extend([state.epoch as i32, state.shard as i32, state.batch as i32]);
     h.extend(split(state.rng));
     h.extend([state.b as i32, state.t as i32]);
+    h.extend(split(state.total_batch));
+    h.extend(split(state.seed));
+    h.push(state.shuffle as i32);
     let header = header_bytes(&h);
     write_atomic(path, |w| {
         w.write_all(&header)?;

@@ -59,7 +59,10 @@ impl Hasher for FxHasher {
 
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // The multiply mixes input bits only upwards, so the low bits are weak; hashbrown picks the
+        // bucket from the low bits. Rotating the well-mixed high bits down (as rustc-hash 2 does)
+        // keeps keys that differ only in high bits, like (left, right) id pairs, from colliding.
+        self.hash.rotate_left(26)
     }
 }
 
@@ -79,8 +82,22 @@ pub fn pair_key(left: u32, right: u32) -> u64 {
     ((left as u64) << 32) | right as u64
 }
 
+/// Pieces at least this long use `bpe_word_long`: the linear scan of `bpe_word` costs O(n) per merge,
+/// so O(n^2) for a piece of n bytes (seconds for a 100 kB run of letters without a space).
+pub const LONG_WORD: usize = 256;
+
 /// Encodes one piece: `byte_ids` maps each byte to its one-byte token, `merges` maps a pair to its
-/// merge. Appends the resulting ids to `out`.
+/// merge. Appends the resulting ids to `out`. Long pieces go to `bpe_word_long`, which gives the same
+/// ids in O(n log n).
+pub fn bpe(word: &[u8], byte_ids: &[u32; 256], merges: &FxHashMap<u64, Merge>, out: &mut Vec<u32>) {
+    if word.len() >= LONG_WORD {
+        bpe_word_long(word, byte_ids, merges, out);
+    } else {
+        bpe_word(word, byte_ids, merges, out);
+    }
+}
+
+/// BPE of one piece, the simple way: a vector of tokens and a linear scan for the best pair.
 pub fn bpe_word(word: &[u8], byte_ids: &[u32; 256], merges: &FxHashMap<u64, Merge>, out: &mut Vec<u32>) {
     // parts: the current tokens of the word, (n); ranks[i]: rank of merging parts[i] and parts[i+1], (n-1).
     let mut parts: Vec<u32> = word.iter().map(|&b| byte_ids[b as usize]).collect();
@@ -105,4 +122,60 @@ pub fn bpe_word(word: &[u8], byte_ids: &[u32; 256], merges: &FxHashMap<u64, Merg
         }
     }
     out.extend_from_slice(&parts);
+}
+
+/// BPE of one piece in O(n log n): the same merges as `bpe_word`, in the same order, but the next
+/// pair to merge comes from a min-heap of (rank, position) instead of a scan, and the tokens form a
+/// linked list so a merge does not shift the rest of the word.
+pub fn bpe_word_long(word: &[u8], byte_ids: &[u32; 256], merges: &FxHashMap<u64, Merge>, out: &mut Vec<u32>) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    let n = word.len();
+    // Token i starts at byte i; after merges only some starts are `alive`. next/prev link live tokens
+    // (n and usize::MAX mean none).
+    let mut ids: Vec<u32> = word.iter().map(|&b| byte_ids[b as usize]).collect();
+    let mut alive = vec![true; n];
+    let mut next: Vec<usize> = (1..=n).collect();
+    let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+    let rank_at = |ids: &[u32], left: usize, right: usize| merges.get(&pair_key(ids[left], ids[right])).map(|m| m.rank);
+
+    // Candidate merges as (rank, left position): the heap pops the lowest rank, then the leftmost.
+    let mut heap = BinaryHeap::new();
+    for i in 0..n.saturating_sub(1) {
+        if let Some(rank) = rank_at(&ids, i, i + 1) {
+            heap.push(Reverse((rank, i)));
+        }
+    }
+    while let Some(Reverse((rank, i))) = heap.pop() {
+        // Entries go stale when a neighbour merges: skip those that no longer describe a live pair.
+        let j = if alive[i] { next[i] } else { n };
+        if j >= n || rank_at(&ids, i, j) != Some(rank) {
+            continue;
+        }
+        // Merge token j into token i.
+        ids[i] = merges[&pair_key(ids[i], ids[j])].merged;
+        alive[j] = false;
+        next[i] = next[j];
+        if next[j] < n {
+            prev[next[j]] = i;
+        }
+        // The two pairs that now touch token i.
+        let p = prev[i];
+        if p < n {
+            if let Some(r) = rank_at(&ids, p, i) {
+                heap.push(Reverse((r, p)));
+            }
+        }
+        if next[i] < n {
+            if let Some(r) = rank_at(&ids, i, next[i]) {
+                heap.push(Reverse((r, i)));
+            }
+        }
+    }
+    let mut i = 0;
+    while i < n {
+        out.push(ids[i]);
+        i = next[i];
+    }
 }

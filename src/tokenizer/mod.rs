@@ -12,6 +12,14 @@
 //! `<|endoftext|>` (id 50256) is a special token that `encode` never produces: the text
 //! "<|endoftext|>" inside a document is encoded as ordinary text. Callers add the id themselves.
 //!
+//! ```
+//! use gpt2::tokenizer::Tokenizer;
+//! let tok = Tokenizer::gpt2();
+//! let ids = tok.encode("Hello world");
+//! assert_eq!(ids, [15496, 995]); // "Hello", " world"
+//! assert_eq!(tok.decode(&ids).unwrap(), "Hello world");
+//! ```
+//!
 //! The twin of this module is tiktoken's `gpt2` encoding: `tests/tokenizer.rs` checks we produce the
 //! same ids on a varied corpus (`reference/tiktoken_golden.py` writes the expected ids).
 
@@ -29,7 +37,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use bpe::{bpe_word, pair_key, Merge};
+use bpe::{bpe, pair_key, Merge};
 
 /// GPT-2's vocabulary (token -> id), as shipped in data/gpt2 and embedded in the binary.
 pub const GPT2_ENCODER_JSON: &str = include_str!("../../data/gpt2/encoder.json");
@@ -97,6 +105,7 @@ pub fn bytes_to_unicode() -> [char; 256] {
 }
 
 /// A loaded byte-level BPE vocabulary.
+#[derive(Clone)]
 pub struct Tokenizer {
     /// Bytes of each token, indexed by id, (V).
     tokens: Vec<Vec<u8>>,
@@ -238,7 +247,7 @@ impl Tokenizer {
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
         // Pieces that are not one token are BPE-encoded once per call and remembered:
         // piece -> (start, len) of its ids in `cached_ids`.
-        let mut cache: FxHashMap<&str, (u32, u32)> = FxHashMap::default();
+        let mut cache: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
         let mut cached_ids: Vec<u32> = Vec::new();
         for piece in pieces(text) {
             // Most pieces (" the", " and") are a token of their own.
@@ -247,14 +256,14 @@ impl Tokenizer {
                 continue;
             }
             if let Some(&(start, len)) = cache.get(piece) {
-                out.extend_from_slice(&cached_ids[start as usize..(start + len) as usize]);
+                out.extend_from_slice(&cached_ids[start..start + len]);
                 continue;
             }
             let start = cached_ids.len();
-            bpe_word(piece.as_bytes(), &self.byte_ids, &self.merges, &mut cached_ids);
+            bpe(piece.as_bytes(), &self.byte_ids, &self.merges, &mut cached_ids);
             let ids = &cached_ids[start..];
             out.extend_from_slice(ids);
-            cache.insert(piece, (start as u32, ids.len() as u32));
+            cache.insert(piece, (start, ids.len()));
         }
     }
 
@@ -300,8 +309,8 @@ impl Tokenizer {
         StreamDecoder::new(self)
     }
 
-    /// Writes llm.c's tokenizer file: a header of 256 little-endian i32 ([0] = 20240328, [1] = 2,
-    /// [2] = vocab size, [3] = EOT id), then for each token its length as one byte and its bytes.
+    /// Writes llm.c's tokenizer file: a header of 256 little-endian i32 (`[0]` = 20240328, `[1]` = 2,
+    /// `[2]` = vocab size, `[3]` = EOT id), then for each token its length as one byte and its bytes.
     /// The file is written atomically (temporary file, then rename).
     pub fn write_llmc_tokenizer(&self, path: &Path) -> Result<(), TokenizerError> {
         let io_err = |source| TokenizerError::Io { path: path.to_path_buf(), source };
@@ -344,6 +353,27 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 256, "the map is one-to-one");
+    }
+
+    #[test]
+    fn heap_bpe_for_long_pieces_merges_like_the_simple_scan() {
+        let tok = Tokenizer::gpt2();
+        let mut state = 12345u64;
+        let mut rand = |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        for len in [1, 2, 3, 10, 100, 300, 1000] {
+            for _ in 0..20 {
+                // Few distinct bytes, so there are many merges and many ties.
+                let alphabet: &[u8] = if rand(2) == 0 { b"ab" } else { b"thequickbrownfox  " };
+                let word: Vec<u8> = (0..len).map(|_| alphabet[rand(alphabet.len() as u64) as usize]).collect();
+                let (mut simple, mut heap) = (Vec::new(), Vec::new());
+                bpe::bpe_word(&word, &tok.byte_ids, &tok.merges, &mut simple);
+                bpe::bpe_word_long(&word, &tok.byte_ids, &tok.merges, &mut heap);
+                assert_eq!(simple, heap, "{:?}", String::from_utf8_lossy(&word));
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! `sample`: generate text from a trained model, printing it as it comes.
+
+use crate::config::{ModelConfig, EOT_TOKEN, GPT2_VOCAB_SIZE};
+use crate::model::checkpoint;
+use crate::rng::Rng;
+use crate::sample::generate;
+use crate::tokenizer::Tokenizer;
+use anyhow::{bail, Result};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// The model: an llm.c model file or one of our checkpoints.
+    #[arg(long)]
+    pub init: PathBuf,
+    /// Text to continue [default: start a new document after <|endoftext|>].
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// How many tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub tokens: usize,
+    /// Softmax temperature; 0 picks the most likely token every time.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Sample only among the K most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let ckpt = checkpoint::load(&args.init)?;
+    if args.temperature.is_nan() || args.temperature < 0.0 {
+        bail!("--temperature must be 0 or more, got {}", args.temperature);
+    }
+    let tokenizer = Tokenizer::gpt2();
+    let prompt = match &args.prompt {
+        Some(text) if !text.is_empty() => tokenizer.encode(text),
+        _ => vec![EOT_TOKEN],
+    };
+    if let Some(text) = &args.prompt {
+        print!("{text}");
+    }
+    print_sample(
+        &ckpt.config,
+        &ckpt.params,
+        &tokenizer,
+        &prompt,
+        args.tokens,
+        args.temperature,
+        args.top_k,
+        &mut Rng::new(args.seed),
+    )?;
+    println!();
+    Ok(())
+}
+
+/// Generates from `prompt` and prints the text as it comes. Used by `sample` and by `train --sample-every`.
+#[allow(clippy::too_many_arguments)]
+pub fn print_sample(
+    config: &ModelConfig,
+    params: &[f32],
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    n: usize,
+    temperature: f32,
+    top_k: usize,
+    rng: &mut Rng,
+) -> Result<()> {
+    if config.vocab_size != GPT2_VOCAB_SIZE {
+        bail!("the model has a vocabulary of {} tokens, not GPT-2's {GPT2_VOCAB_SIZE}: the GPT-2 tokenizer cannot decode it", config.vocab_size);
+    }
+    let mut decoder = tokenizer.stream_decoder();
+    let mut stdout = std::io::stdout();
+    let mut result = Ok(());
+    generate(*config, params, prompt, n, temperature, top_k, rng, |token| {
+        if result.is_err() {
+            return;
+        }
+        // at a document boundary, first print what the decoder holds back of an unfinished character
+        let text = if token == EOT_TOKEN { Ok(decoder.finish() + "\n<|endoftext|>\n") } else { decoder.push(token) };
+        result = text.map_err(anyhow::Error::from).and_then(|t| {
+            stdout.write_all(t.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        });
+    });
+    result?;
+    print!("{}", decoder.finish());
+    Ok(())
+}

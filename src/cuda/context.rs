@@ -1,0 +1,245 @@
+//! The device: a CUDA context and its stream, the kernels of `kernels/` compiled for it, device
+//! buffers and the copies between host and device. The kernel launches are in `kernels.rs`.
+//!
+//! Device memory is allocated once (`DeviceBuffer`, freed when dropped) and then handled through
+//! `Dev` views: a device address and a length, cheap to copy and to cut into named tensors, like the
+//! slices of the CPU path. All work goes to one stream, in order, so no view can be read before the
+//! kernel writing it has finished.
+
+use super::kernels::{compile_cached, SOURCES};
+use anyhow::{bail, Context, Result};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::ValidAsZeroBits;
+use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which kernels do the matrix multiplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Matmul {
+    /// `kernels/matmul.cu` version 2: shared-memory tiles and 8x8 register blocks (the default).
+    Handwritten,
+    /// `kernels/matmul.cu` version 1: one thread per output (slow; the reference on the GPU).
+    Naive,
+    /// cuBLAS SGEMM (fp32), with the bias and dbias from `kernels/matmul.cu`.
+    Cublas,
+}
+
+/// A view of `len` numbers of type `T` in device memory, starting at device address `ptr`: the GPU's
+/// `&[T]`. It is only made from a live `DeviceBuffer` (or cut from such a view), and cutting checks
+/// the bounds, so the kernels receive in-bounds addresses as long as the buffer outlives the view.
+#[derive(Debug)]
+pub struct Dev<T> {
+    ptr: u64,
+    len: usize,
+    _type: PhantomData<T>,
+}
+
+impl<T> Clone for Dev<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Dev<T> {}
+
+impl<T> Dev<T> {
+    /// The device address, as a kernel argument.
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Elements `start..start + len`.
+    pub fn slice(self, start: usize, len: usize) -> Dev<T> {
+        assert!(start + len <= self.len, "device slice {start}..{} out of bounds (length {})", start + len, self.len);
+        Dev { ptr: self.ptr + (start * std::mem::size_of::<T>()) as u64, len, _type: PhantomData }
+    }
+    /// Layer `l`'s part of a tensor stacked over `n` layers (`at` in `src/cpu/gpt2.rs`).
+    pub fn layer(self, l: usize, n: usize) -> Dev<T> {
+        let size = self.len / n;
+        self.slice(l * size, size)
+    }
+    /// Cuts consecutive views of the given sizes from the start of this one.
+    pub fn split<const N: usize>(self, sizes: &[usize; N]) -> [Dev<T>; N] {
+        let mut offset = 0;
+        std::array::from_fn(|i| {
+            let part = self.slice(offset, sizes[i]);
+            offset += sizes[i];
+            part
+        })
+    }
+}
+
+/// Device memory owned by the host side: allocated zeroed, freed on drop.
+pub struct DeviceBuffer<T> {
+    /// Owns the allocation (at least one element: CUDA cannot allocate nothing).
+    _slice: CudaSlice<T>,
+    ptr: u64,
+    len: usize,
+}
+
+impl<T> DeviceBuffer<T> {
+    /// A view of the whole buffer.
+    pub fn all(&self) -> Dev<T> {
+        Dev { ptr: self.ptr, len: self.len, _type: PhantomData }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One GPU, ready to run the kernels of `kernels/`.
+pub struct Gpu {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    /// The card's name, as the driver reports it (e.g. "NVIDIA H100 80GB HBM3").
+    pub name: String,
+    /// The compute capability, e.g. (9, 0) for Hopper.
+    pub compute_capability: (i32, i32),
+    /// The number of streaming multiprocessors (sizes the grids of the grid-stride kernels).
+    pub num_sms: u32,
+    /// Which kernels do the matrix multiplies; may be changed at any time.
+    pub matmul: Matmul,
+    /// A cuBLAS handle on `stream`, made when `matmul` is `Cublas` at creation.
+    pub(crate) blas: Option<CudaBlas>,
+    /// Every kernel of `SOURCES`, by name.
+    functions: HashMap<&'static str, CudaFunction>,
+    /// One double for `global_norm`.
+    pub(crate) norm_scratch: DeviceBuffer<f64>,
+    /// Seconds spent compiling (NVRTC; cached within a process) and loading the kernels.
+    pub compile_seconds: f64,
+}
+
+impl Gpu {
+    /// Opens device `ordinal` and compiles every kernel for its architecture. Call
+    /// `super::availability()` first: cudarc panics if libcuda or libnvrtc is missing.
+    pub fn new(ordinal: usize, matmul: Matmul) -> Result<Gpu> {
+        let ctx = CudaContext::new(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))?;
+        // SAFETY: all our work goes to one stream, so cudarc's cross-stream event tracking is not
+        // needed; the raw device addresses in `Dev` views are used on that same stream only.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let name = ctx.name().context("cannot read the device name")?;
+        let compute_capability = ctx.compute_capability().context("cannot read the compute capability")?;
+        let num_sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .context("cannot read the number of SMs")? as u32;
+
+        // compile every kernel for this device's architecture, e.g. sm_90 on an H100
+        let arch = format!("sm_{}{}", compute_capability.0, compute_capability.1);
+        let started = Instant::now();
+        let mut functions = HashMap::new();
+        for source in &SOURCES {
+            let ptx = compile_cached(source, &arch)?;
+            let module = ctx.load_module(ptx).with_context(|| format!("cannot load the module of {}", source.file))?;
+            for &kernel in source.kernels {
+                let f =
+                    module.load_function(kernel).with_context(|| format!("no kernel {kernel} in {}", source.file))?;
+                functions.insert(kernel, f);
+            }
+        }
+        let compile_seconds = started.elapsed().as_secs_f64();
+
+        let blas = if matmul == Matmul::Cublas { Some(new_cublas(&stream)?) } else { None };
+        let norm_scratch = alloc_on(&stream, 1)?;
+        Ok(Gpu {
+            ctx,
+            stream,
+            name,
+            compute_capability,
+            num_sms,
+            matmul,
+            blas,
+            functions,
+            norm_scratch,
+            compile_seconds,
+        })
+    }
+
+    /// Makes the cuBLAS handle if there is none yet (to switch `matmul` to `Cublas` later).
+    pub fn enable_cublas(&mut self) -> Result<()> {
+        if self.blas.is_none() {
+            self.blas = Some(new_cublas(&self.stream)?);
+        }
+        Ok(())
+    }
+
+    /// The compiled kernel `name` (one of the names listed in `SOURCES`).
+    pub(crate) fn function(&self, name: &str) -> &CudaFunction {
+        self.functions.get(name).unwrap_or_else(|| panic!("kernel {name} is not listed in SOURCES"))
+    }
+
+    /// Free and total device memory, in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.ctx.mem_get_info().context("cannot read the free GPU memory")
+    }
+
+    /// `n` zeroed numbers of device memory.
+    pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, n: usize) -> Result<DeviceBuffer<T>> {
+        alloc_on(&self.stream, n)
+    }
+
+    /// Copies `src` into `dst` (same length) and waits until it is there.
+    pub fn upload<T: DeviceRepr>(&self, dst: Dev<T>, src: &[T]) -> Result<()> {
+        assert_eq!(dst.len(), src.len(), "upload of {} numbers into a device view of {}", src.len(), dst.len());
+        self.ctx.bind_to_thread()?;
+        // SAFETY: dst is a view of a live allocation holding src.len() numbers of type T (checked above),
+        // and we wait for the copy to finish before src can go away.
+        unsafe { result::memcpy_htod_async(dst.ptr(), src, self.stream.cu_stream()) }.context("host-to-device copy")?;
+        self.synchronize()
+    }
+
+    /// Copies `src` to the host, after everything queued before it has finished.
+    pub fn download<T: DeviceRepr + Default + Clone>(&self, src: Dev<T>) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); src.len()];
+        self.ctx.bind_to_thread()?;
+        // SAFETY: src is a view of a live allocation of src.len() numbers and out has that length;
+        // we wait for the copy to finish before reading or freeing out.
+        unsafe { result::memcpy_dtoh_async(&mut out, src.ptr(), self.stream.cu_stream()) }
+            .context("device-to-host copy")?;
+        self.synchronize()?;
+        Ok(out)
+    }
+
+    /// Sets every number of `dst` to zero (queued on the stream).
+    pub fn zero<T>(&self, dst: Dev<T>) -> Result<()> {
+        self.ctx.bind_to_thread()?;
+        // SAFETY: dst is a view of a live allocation of dst.len() numbers of size_of::<T>() bytes.
+        unsafe { result::memset_d8_async(dst.ptr(), 0, dst.len() * std::mem::size_of::<T>(), self.stream.cu_stream()) }
+            .context("memset")?;
+        Ok(())
+    }
+
+    /// Waits for everything queued so far; reports errors of earlier kernels.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().context("a CUDA kernel or copy failed")
+    }
+}
+
+fn alloc_on<T: DeviceRepr + ValidAsZeroBits>(stream: &Arc<CudaStream>, n: usize) -> Result<DeviceBuffer<T>> {
+    let slice = stream.alloc_zeros::<T>(n.max(1)).with_context(|| {
+        format!("cannot allocate {:.2} GiB on the GPU", (n * std::mem::size_of::<T>()) as f64 / 1073741824.0)
+    })?;
+    let ptr = {
+        let (ptr, _sync) = slice.device_ptr(stream);
+        ptr
+    };
+    Ok(DeviceBuffer { _slice: slice, ptr, len: n })
+}
+
+fn new_cublas(stream: &Arc<CudaStream>) -> Result<CudaBlas> {
+    // SAFETY: only tries to dlopen libcublas; cudarc panics on first use if it is missing.
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        bail!("--matmul cublas needs libcublas.so (CUDA's lib64 folder on LD_LIBRARY_PATH)");
+    }
+    CudaBlas::new(stream.clone()).context("cannot create a cuBLAS handle")
+}

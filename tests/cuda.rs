@@ -1,0 +1,568 @@
+//! The CUDA path against the CPU reference: every kernel, forward and backward, on random inputs
+//! whose sizes are not multiples of the kernels' block sizes; then a whole training step and ten
+//! steps; then checkpoints written on one side and loaded on the other.
+//!
+//! Without a usable GPU (libcuda, libnvrtc and a device) each test prints why it skips and passes;
+//! with GPT_REQUIRE_CUDA=1 set, a missing GPU makes them fail. `cargo test --test cuda -- --nocapture`
+//! prints, for each comparison, the largest difference found and the tolerance.
+//!
+//! Tolerances: everything is f32 (relative precision 6e-8). The GPU sums in a different order than
+//! the CPU (tree reductions, tiles, atomics) and uses its own expf/tanhf/logf (a few ulp apart), so
+//! results agree to rounding, not bit for bit. A sum of K terms in f32 carries an error up to about
+//! K * 6e-8 times the sum of the terms' magnitudes; with K of a few hundred and inputs of order 1
+//! that is below 1e-4 of the outputs' scale, which is the tolerance used for the matmuls and the
+//! reductions. A real bug (a wrong index, a missing term) gives differences of order 1.
+
+mod common;
+use common::*;
+use gpt2::config::ModelConfig;
+use gpt2::cpu::softmax_crossentropy::*;
+use gpt2::cpu::{attention::*, encoder::*, gelu::*, layernorm::*, matmul::*, residual::*};
+use gpt2::cuda::{CudaBackend, Dev, DeviceBuffer, Gpu, Matmul};
+use gpt2::model::checkpoint::{self, save_checkpoint, TrainState};
+use gpt2::model::init::gpt2_init;
+use gpt2::model::ParamLayout;
+use gpt2::optim::{adamw_update, clip_scale, global_norm, AdamWConfig};
+use gpt2::rng::Rng;
+use gpt2::train::{Backend, CpuBackend};
+
+/// Whether there is a usable GPU; when there is none, says why, and fails if GPT_REQUIRE_CUDA=1.
+fn have_gpu() -> bool {
+    match gpt2::cuda::availability() {
+        Ok(_) => true,
+        Err(why) => {
+            if std::env::var("GPT_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+                panic!("GPT_REQUIRE_CUDA=1 but there is no usable GPU: {why}");
+            }
+            println!("skipping: no usable GPU ({why})");
+            false
+        }
+    }
+}
+
+/// The GPU with every kernel compiled, or None when there is none (see `have_gpu`).
+fn gpu(matmul: Matmul) -> Option<Gpu> {
+    have_gpu().then(|| Gpu::new(0, matmul).unwrap_or_else(|e| panic!("a GPU is present but cannot be used: {e:#}")))
+}
+
+/// A device copy of `host`.
+fn dev<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Default + Clone>(
+    gpu: &Gpu,
+    host: &[T],
+) -> DeviceBuffer<T> {
+    let buffer = gpu.alloc(host.len()).expect("device allocation");
+    gpu.upload(buffer.all(), host).expect("upload");
+    buffer
+}
+
+/// A host copy of `d`.
+fn host(gpu: &Gpu, d: Dev<f32>) -> Vec<f32> {
+    gpu.download(d).expect("download")
+}
+
+/// Asserts that every |gpu - cpu| <= tol * (1 + max |cpu|), printing the largest difference.
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tol: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let scale = 1.0 + cpu.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    let (mut worst, mut at) = (0.0f32, 0);
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let d = (g - c).abs();
+        if d > worst || d.is_nan() {
+            (worst, at) = (d, i);
+        }
+    }
+    println!(
+        "{what:>34}: n {:>7} | max|cpu| {:>10.4e} | max diff {worst:>9.2e} (at {at}) | tol {:.1e}",
+        cpu.len(),
+        scale - 1.0,
+        tol * scale
+    );
+    assert!(worst <= tol * scale, "{what}: gpu {} vs cpu {} at {at}", gpu[at], cpu[at]);
+}
+
+// ---------------------------------------------------------------------------------------- layers
+
+#[test]
+fn encoder_forward_and_backward_match_the_cpu() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    let (b, t, c, v, vp, maxt) = (3, 7, 37, 50, 53, 9);
+    let mut rng = Rng::new(10);
+    let inp = random_tokens(&mut rng, b * t, v);
+    let wte = random_vec(&mut rng, vp * c, 1.0);
+    let wpe = random_vec(&mut rng, maxt * c, 1.0);
+    let dout = random_vec(&mut rng, b * t * c, 1.0);
+    // gradients start non-zero: backward must add, not overwrite
+    let dwte0 = random_vec(&mut rng, vp * c, 1.0);
+    let dwpe0 = random_vec(&mut rng, maxt * c, 1.0);
+
+    let mut out = vec![0.0; b * t * c];
+    encoder_forward(&mut out, &inp, &wte, &wpe, b, t, c);
+    let (mut dwte, mut dwpe) = (dwte0.clone(), dwpe0.clone());
+    encoder_backward(&mut dwte, &mut dwpe, &dout, &inp, b, t, c);
+
+    let (d_out, d_inp, d_wte, d_wpe) = (g.alloc(b * t * c).unwrap(), dev(&g, &inp), dev(&g, &wte), dev(&g, &wpe));
+    g.encoder_forward(d_out.all(), d_inp.all(), d_wte.all(), d_wpe.all(), b, t, c).unwrap();
+    let (d_dwte, d_dwpe, d_dout) = (dev(&g, &dwte0), dev(&g, &dwpe0), dev(&g, &dout));
+    g.encoder_backward(d_dwte.all(), d_dwpe.all(), d_dout.all(), d_inp.all(), b, t, c).unwrap();
+    // one addition per number: exact; the backward's atomic adds come in any order (a few ulp)
+    assert_close("encoder out", &host(&g, d_out.all()), &out, 0.0);
+    assert_close("encoder dwte", &host(&g, d_dwte.all()), &dwte, 1e-6);
+    assert_close("encoder dwpe", &host(&g, d_dwpe.all()), &dwpe, 1e-6);
+}
+
+#[test]
+fn layernorm_forward_and_backward_match_the_cpu() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    // 67 rows of 95 (neither a multiple of 32), and 5003 rows: more rows than the backward's warps,
+    // so the grid-stride loop and the per-block partial sums are exercised
+    for (bt, c) in [(67, 95), (5003, 41)] {
+        let mut rng = Rng::new(11);
+        let inp = random_vec(&mut rng, bt * c, 2.0);
+        let weight = random_vec(&mut rng, c, 1.0);
+        let bias = random_vec(&mut rng, c, 1.0);
+        let dout = random_vec(&mut rng, bt * c, 1.0);
+        let dinp0 = random_vec(&mut rng, bt * c, 1.0);
+        let dweight0 = random_vec(&mut rng, c, 1.0);
+        let dbias0 = random_vec(&mut rng, c, 1.0);
+
+        let (mut out, mut mean, mut rstd) = (vec![0.0; bt * c], vec![0.0; bt], vec![0.0; bt]);
+        layernorm_forward(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, bt, c);
+        let (mut dinp, mut dweight, mut dbias) = (dinp0.clone(), dweight0.clone(), dbias0.clone());
+        layernorm_backward(&mut dinp, &mut dweight, &mut dbias, &dout, &inp, &weight, &mean, &rstd, bt, c);
+
+        let (d_out, d_mean, d_rstd) = (g.alloc(bt * c).unwrap(), g.alloc(bt).unwrap(), g.alloc(bt).unwrap());
+        let (d_inp, d_weight, d_bias) = (dev(&g, &inp), dev(&g, &weight), dev(&g, &bias));
+        g.layernorm_forward(d_out.all(), d_mean.all(), d_rstd.all(), d_inp.all(), d_weight.all(), d_bias.all(), bt, c)
+            .unwrap();
+        let (d_dinp, d_dweight, d_dbias, d_dout) =
+            (dev(&g, &dinp0), dev(&g, &dweight0), dev(&g, &dbias0), dev(&g, &dout));
+        g.layernorm_backward(
+            d_dinp.all(),
+            d_dweight.all(),
+            d_dbias.all(),
+            d_dout.all(),
+            d_inp.all(),
+            d_weight.all(),
+            d_mean.all(),
+            d_rstd.all(),
+            bt,
+            c,
+        )
+        .unwrap();
+        // row sums of C <= 95 numbers: 1e-5; dweight and dbias sum over up to 5003 rows: 1e-4
+        assert_close(&format!("layernorm out ({bt}x{c})"), &host(&g, d_out.all()), &out, 1e-5);
+        assert_close(&format!("layernorm mean ({bt}x{c})"), &host(&g, d_mean.all()), &mean, 1e-5);
+        assert_close(&format!("layernorm rstd ({bt}x{c})"), &host(&g, d_rstd.all()), &rstd, 1e-5);
+        assert_close(&format!("layernorm dinp ({bt}x{c})"), &host(&g, d_dinp.all()), &dinp, 1e-5);
+        assert_close(&format!("layernorm dweight ({bt}x{c})"), &host(&g, d_dweight.all()), &dweight, 1e-4);
+        assert_close(&format!("layernorm dbias ({bt}x{c})"), &host(&g, d_dbias.all()), &dbias, 1e-4);
+    }
+}
+
+/// The matmul kernels of `matmul` (forward with and without bias, and backward) against the CPU.
+fn check_matmul(matmul: Matmul) {
+    let Some(g) = gpu(matmul) else { return };
+    // sizes across tile edges: 131 rows (128 + 3), 259 outputs (2 * 128 + 3), 77 inputs (not a multiple of 8)
+    let (bt, c, oc) = (131, 77, 259);
+    let mut rng = Rng::new(12);
+    let inp = random_vec(&mut rng, bt * c, 1.0);
+    let weight = random_vec(&mut rng, oc * c, 1.0);
+    let bias = random_vec(&mut rng, oc, 1.0);
+    let dout = random_vec(&mut rng, bt * oc, 1.0);
+    let dinp0 = random_vec(&mut rng, bt * c, 1.0);
+    let dweight0 = random_vec(&mut rng, oc * c, 1.0);
+    let dbias0 = random_vec(&mut rng, oc, 1.0);
+    let (d_inp, d_weight, d_bias, d_dout) = (dev(&g, &inp), dev(&g, &weight), dev(&g, &bias), dev(&g, &dout));
+    let d_out = g.alloc(bt * oc).unwrap();
+
+    for with_bias in [true, false] {
+        let mut out = vec![0.0; bt * oc];
+        matmul_forward(&mut out, &inp, &weight, with_bias.then_some(&bias[..]), bt, c, oc);
+        g.matmul_forward(d_out.all(), d_inp.all(), d_weight.all(), with_bias.then_some(d_bias.all()), bt, c, oc)
+            .unwrap();
+        // K = 77 products of numbers in [-1, 1]
+        assert_close(&format!("{matmul:?} matmul out (bias {with_bias})"), &host(&g, d_out.all()), &out, 1e-5);
+    }
+
+    let (mut dinp, mut dweight, mut dbias) = (dinp0.clone(), dweight0.clone(), dbias0.clone());
+    matmul_backward(&mut dinp, &mut dweight, Some(&mut dbias), &dout, &inp, &weight, bt, c, oc);
+    let (d_dinp, d_dweight, d_dbias) = (dev(&g, &dinp0), dev(&g, &dweight0), dev(&g, &dbias0));
+    g.matmul_backward(
+        d_dinp.all(),
+        d_dweight.all(),
+        Some(d_dbias.all()),
+        d_dout.all(),
+        d_inp.all(),
+        d_weight.all(),
+        bt,
+        c,
+        oc,
+    )
+    .unwrap();
+    // K = 259 (dinp) and 131 (dweight, dbias) terms
+    assert_close(&format!("{matmul:?} matmul dinp"), &host(&g, d_dinp.all()), &dinp, 1e-4);
+    assert_close(&format!("{matmul:?} matmul dweight"), &host(&g, d_dweight.all()), &dweight, 1e-4);
+    assert_close(&format!("{matmul:?} matmul dbias"), &host(&g, d_dbias.all()), &dbias, 1e-4);
+
+    // without dbias (the LM head): dbias must be left alone
+    let d_dinp2 = dev(&g, &dinp0);
+    g.matmul_backward(d_dinp2.all(), d_dweight.all(), None, d_dout.all(), d_inp.all(), d_weight.all(), bt, c, oc)
+        .unwrap();
+    assert_close(&format!("{matmul:?} matmul dbias untouched"), &host(&g, d_dbias.all()), &dbias, 1e-4);
+}
+
+#[test]
+fn matmul_version1_naive_matches_the_cpu() {
+    check_matmul(Matmul::Naive);
+}
+
+#[test]
+fn matmul_version2_tiled_matches_the_cpu() {
+    check_matmul(Matmul::Handwritten);
+}
+
+#[test]
+fn matmul_cublas_matches_the_cpu() {
+    check_matmul(Matmul::Cublas);
+}
+
+#[test]
+fn matmul_tiled_and_cublas_agree_on_gpt2_sized_layers() {
+    let Some(mut g) = gpu(Matmul::Handwritten) else { return };
+    g.enable_cublas().expect("cuBLAS");
+    // a d12 MLP projection (4C -> C) over 2 sequences of 200 tokens, 400 = 3 * 128 + 16 rows
+    let (bt, c, oc) = (400, 3072, 768);
+    let mut rng = Rng::new(13);
+    let (inp, weight, bias) =
+        (random_vec(&mut rng, bt * c, 1.0), random_vec(&mut rng, oc * c, 0.02), random_vec(&mut rng, oc, 0.1));
+    let dout = random_vec(&mut rng, bt * oc, 1.0);
+    let (d_inp, d_weight, d_bias, d_dout) = (dev(&g, &inp), dev(&g, &weight), dev(&g, &bias), dev(&g, &dout));
+    let mut results = Vec::new();
+    for matmul in [Matmul::Handwritten, Matmul::Cublas] {
+        g.matmul = matmul;
+        let (out, dinp, dweight, dbias) =
+            (g.alloc(bt * oc).unwrap(), g.alloc(bt * c).unwrap(), g.alloc(oc * c).unwrap(), g.alloc(oc).unwrap());
+        g.matmul_forward(out.all(), d_inp.all(), d_weight.all(), Some(d_bias.all()), bt, c, oc).unwrap();
+        g.matmul_backward(
+            dinp.all(),
+            dweight.all(),
+            Some(dbias.all()),
+            d_dout.all(),
+            d_inp.all(),
+            d_weight.all(),
+            bt,
+            c,
+            oc,
+        )
+        .unwrap();
+        results.push([out, dinp, dweight, dbias].map(|b| host(&g, b.all())));
+    }
+    // K = 3072 (forward), 768 (dinp), 400 (dweight): both sum in f32, in different orders
+    for (i, name) in ["out", "dinp", "dweight", "dbias"].iter().enumerate() {
+        assert_close(&format!("tiled vs cuBLAS {name}"), &results[0][i], &results[1][i], 1e-4);
+    }
+}
+
+#[test]
+fn attention_forward_and_backward_match_the_cpu() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    // 2 sequences of 13 positions, 3 heads of 8 channels
+    let (b, t, c, nh) = (2, 13, 24, 3);
+    let mut rng = Rng::new(14);
+    let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
+    let dout = random_vec(&mut rng, b * t * c, 1.0);
+    let dinp0 = random_vec(&mut rng, b * t * 3 * c, 1.0);
+    let n_att = b * nh * t * t;
+
+    let (mut out, mut preatt, mut att) = (vec![0.0; b * t * c], vec![0.0; n_att], vec![0.0; n_att]);
+    attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, c, nh);
+    let (mut dinp, mut dpreatt, mut datt) = (dinp0.clone(), vec![0.0; n_att], vec![0.0; n_att]);
+    attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, c, nh);
+
+    let (d_out, d_preatt, d_att, d_inp) =
+        (g.alloc(b * t * c).unwrap(), g.alloc(n_att).unwrap(), g.alloc(n_att).unwrap(), dev(&g, &inp));
+    g.attention_forward(d_out.all(), d_preatt.all(), d_att.all(), d_inp.all(), b, t, c, nh).unwrap();
+    let (d_dinp, d_dpreatt, d_datt, d_dout) =
+        (dev(&g, &dinp0), g.alloc(n_att).unwrap(), g.alloc(n_att).unwrap(), dev(&g, &dout));
+    g.attention_backward(
+        d_dinp.all(),
+        d_dpreatt.all(),
+        d_datt.all(),
+        d_dout.all(),
+        d_inp.all(),
+        d_att.all(),
+        b,
+        t,
+        c,
+        nh,
+    )
+    .unwrap();
+    // dot products of 8 channels and softmaxes of up to 13 entries, GPU expf vs Rust exp: 1e-5
+    assert_close("attention out", &host(&g, d_out.all()), &out, 1e-5);
+    assert_close("attention preatt", &host(&g, d_preatt.all()), &preatt, 1e-5);
+    assert_close("attention att", &host(&g, d_att.all()), &att, 1e-5);
+    assert_close("attention dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
+    assert_close("attention dpreatt", &host(&g, d_dpreatt.all()), &dpreatt, 1e-5);
+    assert_close("attention datt", &host(&g, d_datt.all()), &datt, 1e-5);
+}
+
+#[test]
+fn gelu_and_residual_forward_and_backward_match_the_cpu() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    let n = 1000 + 7;
+    let mut rng = Rng::new(15);
+    let (x, y, dout) = (random_vec(&mut rng, n, 4.0), random_vec(&mut rng, n, 1.0), random_vec(&mut rng, n, 1.0));
+    let (d1_0, d2_0) = (random_vec(&mut rng, n, 1.0), random_vec(&mut rng, n, 1.0));
+    let (d_x, d_y, d_dout, d_out) = (dev(&g, &x), dev(&g, &y), dev(&g, &dout), g.alloc(n).unwrap());
+
+    let mut out = vec![0.0; n];
+    gelu_forward(&mut out, &x);
+    g.gelu_forward(d_out.all(), d_x.all()).unwrap();
+    // tanhf on the GPU and tanh in Rust differ by a couple of ulp; in the backward pass 1 - tanh^2
+    // turns that into an absolute error of about 5e-7, times up to 5 (x = 4): 1e-5 for both
+    assert_close("gelu out", &host(&g, d_out.all()), &out, 1e-5);
+    let mut dinp = d1_0.clone();
+    gelu_backward(&mut dinp, &x, &dout);
+    let d_dinp = dev(&g, &d1_0);
+    g.gelu_backward(d_dinp.all(), d_x.all(), d_dout.all()).unwrap();
+    assert_close("gelu dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
+
+    residual_forward(&mut out, &x, &y);
+    g.residual_forward(d_out.all(), d_x.all(), d_y.all()).unwrap();
+    assert_close("residual out", &host(&g, d_out.all()), &out, 0.0);
+    let (mut d1, mut d2) = (d1_0.clone(), d2_0.clone());
+    residual_backward(&mut d1, &mut d2, &dout);
+    let (d_d1, d_d2) = (dev(&g, &d1_0), dev(&g, &d2_0));
+    g.residual_backward(d_d1.all(), d_d2.all(), d_dout.all()).unwrap();
+    assert_close("residual dinp1", &host(&g, d_d1.all()), &d1, 0.0);
+    assert_close("residual dinp2", &host(&g, d_d2.all()), &d2, 0.0);
+}
+
+#[test]
+fn softmax_crossentropy_forward_and_backward_match_the_cpu() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    // 5 rows of 1000 real + 31 padded columns (neither a multiple of the block's 512 threads)
+    let (bt, v, vp) = (5, 1000, 1031);
+    let mut rng = Rng::new(16);
+    let logits = random_vec(&mut rng, bt * vp, 5.0);
+    let targets = random_tokens(&mut rng, bt, v);
+    let dlosses = random_vec(&mut rng, bt, 1.0);
+    let dlogits0 = random_vec(&mut rng, bt * vp, 1.0);
+
+    let (mut probs, mut losses) = (vec![0.0; bt * vp], vec![0.0; bt]);
+    softmax_forward(&mut probs, &logits, bt, v, vp);
+    crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
+    let mut dlogits = dlogits0.clone();
+    crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp);
+
+    let (d_logits, d_targets, d_probs, d_losses) =
+        (dev(&g, &logits), dev(&g, &targets), g.alloc(bt * vp).unwrap(), g.alloc(bt).unwrap());
+    g.softmax_forward(d_probs.all(), d_logits.all(), bt, v, vp).unwrap();
+    g.crossentropy_forward(d_losses.all(), d_probs.all(), d_targets.all(), bt, vp).unwrap();
+    let (d_dlogits, d_dlosses) = (dev(&g, &dlogits0), dev(&g, &dlosses));
+    g.crossentropy_softmax_backward(d_dlogits.all(), d_dlosses.all(), d_probs.all(), d_targets.all(), bt, v, vp)
+        .unwrap();
+    // the softmax's sum over 1000 exponentials is a tree on the GPU, a loop on the CPU: 1e-5
+    assert_close("softmax probs", &host(&g, d_probs.all()), &probs, 1e-5);
+    assert_close("crossentropy losses", &host(&g, d_losses.all()), &losses, 1e-5);
+    assert_close("crossentropy dlogits", &host(&g, d_dlogits.all()), &dlogits, 1e-5);
+}
+
+/// A small GPT-2 whose sizes are not multiples of anything: 2 layers, 3 heads of 8 channels,
+/// a vocabulary of 61 padded to 64, positions up to 16.
+fn small_config() -> ModelConfig {
+    ModelConfig { max_seq_len: 16, vocab_size: 61, padded_vocab_size: 64, num_layers: 2, num_heads: 3, channels: 24 }
+}
+
+#[test]
+fn adamw_and_global_norm_match_the_cpu() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    let config = small_config();
+    let layout = ParamLayout::new(&config);
+    let n = layout.total;
+    let mut rng = Rng::new(17);
+    let params0 = random_vec(&mut rng, n, 1.0);
+    let (m0, v0) =
+        (random_vec(&mut rng, n, 0.1), random_vec(&mut rng, n, 0.1).iter().map(|x| x.abs()).collect::<Vec<_>>());
+    let mut model = gpt2::cuda::CudaGpt2::new(g, config, &params0, 1, 1).unwrap();
+    model.set_optimizer_state(&m0, &v0).unwrap();
+    let (mut params, mut m, mut v) = (params0.clone(), m0.clone(), v0.clone());
+    let adamw = AdamWConfig::default();
+    for t in 1..=3 {
+        let grads = random_vec(&mut rng, n, 2.0);
+        model.set_grads(&grads).unwrap();
+        // the norm: squares summed in f64 on both sides
+        let (cpu_norm, gpu_norm) = (global_norm(&grads), model.grad_norm().unwrap());
+        println!("global norm: cpu {cpu_norm} gpu {gpu_norm}");
+        assert!((cpu_norm - gpu_norm).abs() <= 1e-6 * cpu_norm, "global norm: cpu {cpu_norm} gpu {gpu_norm}");
+        let scale = clip_scale(cpu_norm, 1.0);
+        adamw_update(&mut params, &grads, &mut m, &mut v, &layout, &adamw, 1e-2, t, scale);
+        model.update(&adamw, 1e-2, t, scale).unwrap();
+    }
+    // elementwise, a handful of flops each (the GPU may fuse multiply-adds): 1e-6
+    let (gm, gv) = model.optimizer_state().unwrap();
+    assert_close("adamw params", &model.params().unwrap(), &params, 1e-6);
+    assert_close("adamw m", &gm, &m, 1e-6);
+    assert_close("adamw v", &gv, &v, 1e-6);
+}
+
+// ------------------------------------------------------------------------------- whole model
+
+/// The GPU backend for `config` with `params`, or None when there is no GPU (see `gpu`).
+fn cuda_backend(matmul: Matmul, config: ModelConfig, params: &[f32], b: usize, t: usize) -> Option<CudaBackend> {
+    if !have_gpu() {
+        return None;
+    }
+    Some(CudaBackend::new(0, matmul, config, params, b, t).expect("CUDA backend"))
+}
+
+/// One training step as the loop in `src/train.rs` does it; returns (loss, norm).
+fn step(backend: &mut dyn Backend, inputs: &[u32], targets: &[u32], b: usize, t: usize, n: u64) -> (f32, f32) {
+    backend.zero_grad();
+    let loss = backend.forward_backward(inputs, targets, b, t, 1.0);
+    let norm = backend.grad_norm();
+    backend.update(&AdamWConfig::default(), 1e-3, n, clip_scale(norm, 1.0));
+    (loss, norm)
+}
+
+fn check_training_step(matmul: Matmul) {
+    let config = small_config();
+    let (b, t) = (3, 11);
+    let params = gpt2_init(&config, 7);
+    let Some(mut gpu_backend) = cuda_backend(matmul, config, &params, b, t) else { return };
+    let mut cpu_backend = CpuBackend::new(config, params.clone());
+    let mut rng = Rng::new(18);
+    let inputs = random_tokens(&mut rng, b * t, config.vocab_size);
+    let targets = random_tokens(&mut rng, b * t, config.vocab_size);
+
+    // one step, looked at closely: loss, every gradient, the norm, the updated parameters
+    cpu_backend.zero_grad();
+    gpu_backend.zero_grad();
+    let cpu_loss = cpu_backend.forward_backward(&inputs, &targets, b, t, 1.0);
+    let gpu_loss = gpu_backend.forward_backward(&inputs, &targets, b, t, 1.0);
+    println!("{matmul:?} step 1 loss: cpu {cpu_loss} gpu {gpu_loss}");
+    assert!((cpu_loss - gpu_loss).abs() <= 1e-5 * cpu_loss, "loss: cpu {cpu_loss} gpu {gpu_loss}");
+    let gpu_grads = gpu_backend.model.grads().unwrap();
+    let layout = ParamLayout::new(&config);
+    for (i, name) in gpt2::model::PARAM_NAMES.iter().enumerate() {
+        let r = layout.range(i);
+        // each gradient is a chain of the layers' sums: 1e-4 of its largest entry
+        assert_close(&format!("{matmul:?} grad {name}"), &gpu_grads[r.clone()], &cpu_backend.model.grads[r], 1e-4);
+    }
+    let (cpu_norm, gpu_norm) = (cpu_backend.grad_norm(), gpu_backend.grad_norm());
+    assert!((cpu_norm - gpu_norm).abs() <= 1e-4 * cpu_norm, "norm: cpu {cpu_norm} gpu {gpu_norm}");
+    let adamw = AdamWConfig::default();
+    cpu_backend.update(&adamw, 1e-3, 1, clip_scale(cpu_norm, 1.0));
+    gpu_backend.update(&adamw, 1e-3, 1, clip_scale(cpu_norm, 1.0));
+    // AdamW's first step moves each parameter by lr * g / (|g| + eps), about lr * sign(g): a gradient
+    // that is zero up to rounding may move its parameter anywhere in [-lr, lr] on either side, so
+    // the parameters are compared to lr (1e-3). The AdamW kernel itself is checked to 1e-6 above.
+    assert_close(&format!("{matmul:?} params after 1 step"), &gpu_backend.params(), &cpu_backend.params(), 1e-3);
+
+    // nine more steps on the same batch: the loss falls the same way on both
+    for n in 2..=10 {
+        let (cpu_loss, _) = step(&mut cpu_backend, &inputs, &targets, b, t, n);
+        let (gpu_loss, _) = step(&mut gpu_backend, &inputs, &targets, b, t, n);
+        println!("{matmul:?} step {n:>2} loss: cpu {cpu_loss:.6} gpu {gpu_loss:.6}");
+        // rounding differences feed back through 10 updates: 1e-3 relative
+        assert!((cpu_loss - gpu_loss).abs() <= 1e-3 * cpu_loss, "step {n}: cpu {cpu_loss} gpu {gpu_loss}");
+    }
+    let final_cpu = cpu_backend.loss(&inputs, &targets, b, t);
+    let final_gpu = gpu_backend.loss(&inputs, &targets, b, t);
+    assert!(final_gpu < cpu_loss, "the GPU's loss did not fall: {cpu_loss} -> {final_gpu}");
+    assert!((final_cpu - final_gpu).abs() <= 1e-3 * final_cpu, "after 10 steps: cpu {final_cpu} gpu {final_gpu}");
+}
+
+#[test]
+fn training_steps_match_the_cpu_with_the_tiled_matmul() {
+    check_training_step(Matmul::Handwritten);
+}
+
+#[test]
+fn training_steps_match_the_cpu_with_the_naive_matmul() {
+    check_training_step(Matmul::Naive);
+}
+
+#[test]
+fn training_steps_match_the_cpu_with_cublas() {
+    check_training_step(Matmul::Cublas);
+}
+
+#[test]
+fn checkpoints_move_between_gpu_and_cpu() {
+    let config = small_config();
+    let (b, t) = (2, 9);
+    let params = gpt2_init(&config, 8);
+    let Some(mut gpu_backend) = cuda_backend(Matmul::Handwritten, config, &params, b, t) else { return };
+    let mut cpu_backend = CpuBackend::new(config, params.clone());
+    let mut rng = Rng::new(19);
+    let inputs = random_tokens(&mut rng, b * t, config.vocab_size);
+    let targets = random_tokens(&mut rng, b * t, config.vocab_size);
+    let dir = tempfile::tempdir().unwrap();
+    let state = TrainState { step: 2, b: b as u32, t: t as u32, ..Default::default() };
+
+    // GPU -> file -> CPU: the same numbers, bit for bit, and the same loss on the CPU
+    for n in 1..=2 {
+        step(&mut gpu_backend, &inputs, &targets, b, t, n);
+    }
+    let (gpu_params, (m, v)) = (gpu_backend.params(), gpu_backend.optimizer_state());
+    let path = dir.path().join("from_gpu.ckpt");
+    save_checkpoint(&path, &config, &gpu_params, &m, &v, &state).unwrap();
+    let ckpt = checkpoint::load(&path).unwrap();
+    assert_eq!(ckpt.params, gpu_params);
+    let (cm, cv, _) = ckpt.optimizer.unwrap();
+    assert!(cm == m && cv == v);
+    let mut on_cpu = CpuBackend::new(config, ckpt.params);
+    on_cpu.set_optimizer_state(&cm, &cv);
+    let (gpu_loss, cpu_loss) = (gpu_backend.loss(&inputs, &targets, b, t), on_cpu.loss(&inputs, &targets, b, t));
+    println!("GPU checkpoint: loss on gpu {gpu_loss}, on cpu {cpu_loss}");
+    assert!((gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss);
+
+    // CPU -> file -> GPU
+    for n in 1..=2 {
+        step(&mut cpu_backend, &inputs, &targets, b, t, n);
+    }
+    let (cpu_params, (m, v)) = (cpu_backend.params(), cpu_backend.optimizer_state());
+    let path = dir.path().join("from_cpu.ckpt");
+    save_checkpoint(&path, &config, &cpu_params, &m, &v, &state).unwrap();
+    let ckpt = checkpoint::load(&path).unwrap();
+    let (cm, cv, _) = ckpt.optimizer.unwrap();
+    let mut on_gpu = cuda_backend(Matmul::Handwritten, config, &ckpt.params, b, t).unwrap();
+    on_gpu.set_optimizer_state(&cm, &cv);
+    assert_eq!(on_gpu.params(), cpu_params);
+    assert_eq!(on_gpu.optimizer_state(), (m, v));
+    let (gpu_loss, cpu_loss) = (on_gpu.loss(&inputs, &targets, b, t), cpu_backend.loss(&inputs, &targets, b, t));
+    println!("CPU checkpoint: loss on gpu {gpu_loss}, on cpu {cpu_loss}");
+    assert!((gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss);
+}
+
+// ----------------------------------------------------------------------------- device choice
+
+/// Runs the `gpt2` binary's `train` with these arguments (and data that does not exist, so that it
+/// stops right after choosing the device); returns (success, stderr).
+fn train_command(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .arg("train")
+        .args(args)
+        .args(["--train-data", "/nonexistent/shard.bin", "--steps", "1"])
+        .output()
+        .expect("the gpt2 binary runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn without_a_gpu_device_cuda_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
+    if gpt2::cuda::availability().is_ok() {
+        println!("skipping: this machine has a GPU");
+        return;
+    }
+    let (ok, stderr) = train_command(&["--device", "cuda"]);
+    println!("--device cuda: {stderr}");
+    assert!(!ok && stderr.contains("--device cuda, but CUDA is not usable here"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (_, stderr) = train_command(&["--device", "auto"]);
+    println!("--device auto: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("device: CPU (") && first.ends_with(')'), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
