@@ -278,14 +278,17 @@ pub fn train(
         None => None,
     };
     if !cfg.quiet {
+        let validation = match (cfg.val_every, val_batches) {
+            (0, _) | (_, 0) => "no validation".to_string(),
+            (every, n) => format!("validation every {every} steps on {n} batches"),
+        };
         eprintln!(
-            "training {} ({:.1}M parameters) on {} | B={b} T={t} accumulation={accum} ({} tokens/step) | {} train tokens, {} val batches",
+            "training {} ({:.1}M parameters) on {} | B={b} T={t} accumulation={accum} ({} tokens/step) | {} train tokens, {validation}",
             model_cfg,
             model_cfg.num_parameters_unpadded() as f64 / 1e6,
             backend.describe(),
             cfg.total_batch,
             train_loader.num_tokens(),
-            val_batches,
         );
     }
 
