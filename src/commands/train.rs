@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long)]
     pub total_batch: Option<usize>,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     pub steps: usize,
     /// Peak learning rate [default: 3e-3 for tiny, else 6e-4 (GPT-2 small's)].
     #[arg(long)]
@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     pub grad_clip: f32,
     /// Measure validation loss every N steps (0 = never).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     pub val_every: usize,
     /// Validation batches, read in order from the start of the val data.
     #[arg(long, default_value_t = 10)]
@@ -113,7 +113,7 @@ pub struct Args {
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Print a short sample every N steps (0 = never).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 250)]
     pub sample_every: usize,
 }
 
