@@ -138,3 +138,28 @@ fn train_explains_bad_input() {
     assert!(stderr(&out).contains("not_a_model.bin: file is 5 bytes"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));
 }
+
+#[test]
+fn ctrl_c_finishes_the_step_and_saves() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = shards(dir.path());
+    let ckpt = dir.path().join("ckpt.bin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["train", "--device", "cpu", "--model", "L2H2C16", "--train-data", &train, "--batch", "2", "--seq", "8"])
+        .args(["--steps", "100000", "--val-every", "0", "--save", ckpt.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // wait until training is under way, then press Ctrl-C (SIGINT)
+    lines.by_ref().map(|l| l.unwrap()).find(|l| l.starts_with("step")).expect("a step line");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l.starts_with("stopping after step")), "{rest:?}");
+    let state = gpt2::model::checkpoint::load(&ckpt).unwrap().optimizer.unwrap().2;
+    assert!(state.step >= 1 && state.step < 100000, "saved at step {}", state.step);
+}
