@@ -13,6 +13,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A function given (params, m, v), as `Backend::with_state` lends them.
+pub type StateVisitor<'a> = dyn FnMut(&[f32], &[f32], &[f32]) -> Result<()> + 'a;
+
 /// What a device must do for the training loop.
 pub trait Backend {
     /// One line naming the device, for the console.
@@ -32,6 +35,13 @@ pub trait Backend {
     fn params(&mut self) -> Vec<f32>;
     fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>);
     fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]);
+    /// Calls `f` with the parameters and AdamW's moments m and v, for writing a checkpoint. The CPU
+    /// lends its own buffers (no copy of a model that may be most of memory); a GPU copies to the host.
+    fn with_state(&mut self, f: &mut StateVisitor) -> Result<()> {
+        let params = self.params();
+        let (m, v) = self.optimizer_state();
+        f(&params, &m, &v)
+    }
     /// The device's peak FLOP/s for the precision it trains in, when known: the console then shows
     /// MFU (model FLOPs utilization, `ModelConfig::flops_per_token` x tokens/s over this peak).
     fn peak_flops(&self) -> Option<f64> {
@@ -97,6 +107,9 @@ impl Backend for CpuBackend {
     fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) {
         self.m.copy_from_slice(m);
         self.v.copy_from_slice(v);
+    }
+    fn with_state(&mut self, f: &mut StateVisitor) -> Result<()> {
+        f(&self.model.params, &self.m, &self.v)
     }
 }
 
@@ -299,27 +312,27 @@ pub fn train(
     let mut timed_steps = 0usize;
 
     let save = |backend: &mut dyn Backend, step: usize, pos: Position, rng: &Rng| -> Result<()> {
-        let params = backend.params();
-        if let Some(path) = &cfg.save {
-            let (m, v) = backend.optimizer_state();
-            let state = TrainState {
-                step: step as u64,
-                epoch: pos.epoch,
-                shard: pos.shard,
-                batch: pos.batch,
-                rng: rng.state,
-                b: b as u32,
-                t: t as u32,
-                total_batch: cfg.total_batch as u64,
-                seed: cfg.seed,
-                shuffle: cfg.shuffle,
-            };
-            save_checkpoint(path, &model_cfg, &params, &m, &v, &state)?;
-        }
-        if let Some(path) = &cfg.export_llmc {
-            save_llmc(path, &model_cfg, &params)?;
-        }
-        Ok(())
+        backend.with_state(&mut |params, m, v| {
+            if let Some(path) = &cfg.save {
+                let state = TrainState {
+                    step: step as u64,
+                    epoch: pos.epoch,
+                    shard: pos.shard,
+                    batch: pos.batch,
+                    rng: rng.state,
+                    b: b as u32,
+                    t: t as u32,
+                    total_batch: cfg.total_batch as u64,
+                    seed: cfg.seed,
+                    shuffle: cfg.shuffle,
+                };
+                save_checkpoint(path, &model_cfg, params, m, v, &state)?;
+            }
+            if let Some(path) = &cfg.export_llmc {
+                save_llmc(path, &model_cfg, params)?;
+            }
+            Ok(())
+        })
     };
 
     let end_step = cfg.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));

@@ -160,9 +160,10 @@ pub fn run(args: &Args) -> Result<()> {
     let tokenizer = Tokenizer::gpt2();
     let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
     let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
-        let params = backend.params();
         println!("---- sample ----");
-        print_sample(&config, &params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)?;
+        backend.with_state(&mut |params, _, _| {
+            print_sample(&config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
+        })?;
         println!("\n----------------");
         Ok(())
     };
