@@ -92,7 +92,7 @@ fn train_logs_json_saves_and_resumes() {
     assert!(ckpt.exists() && llmc.exists());
 
     // resume for 2 more steps of a 6-step run: the log continues at step 4
-    let mut args = vec!["train", "--resume", ckpt_s, "--steps", "6", "--log", log_s, "--val-every", "0"];
+    let mut args = vec!["train", "--resume", ckpt_s, "--steps", "6", "--log", log_s, "--val-every", "0", "--no-save"];
     args.extend(common);
     let out = gpt2(&args);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -109,7 +109,7 @@ fn train_logs_json_saves_and_resumes() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("To be"));
 
     // the exported llm.c file starts a new run with --init
-    let mut args = vec!["train", "--init", llmc.to_str().unwrap(), "--steps", "1", "--val-every", "0"];
+    let mut args = vec!["train", "--init", llmc.to_str().unwrap(), "--steps", "1", "--val-every", "0", "--no-save"];
     args.extend(common);
     assert!(gpt2(&args).status.success());
 }
@@ -119,21 +119,40 @@ fn train_explains_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let (train, _) = shards(dir.path());
     let missing = dir.path().join("missing_*.bin");
-    let out = gpt2(&["train", "--device", "cpu", "--model", "L2H2C16", "--train-data", missing.to_str().unwrap()]);
+    let out = gpt2(&[
+        "train",
+        "--no-save",
+        "--device",
+        "cpu",
+        "--model",
+        "L2H2C16",
+        "--train-data",
+        missing.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no file matches"), "{}", stderr(&out));
 
-    let out = gpt2(&["train", "--device", "cpu", "--model", "L2H2C16", "--train-data", &train, "--seq", "2000"]);
+    let out =
+        gpt2(&["train", "--no-save", "--device", "cpu", "--model", "L2H2C16", "--train-data", &train, "--seq", "2000"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("longer than the model's maximum sequence length"), "{}", stderr(&out));
 
-    let out = gpt2(&["train", "--device", "cpu", "--model", "d13", "--train-data", &train]);
+    let out = gpt2(&["train", "--no-save", "--device", "cpu", "--model", "d13", "--train-data", &train]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown model 'd13'"), "{}", stderr(&out));
 
     let not_a_model = dir.path().join("not_a_model.bin");
     std::fs::write(&not_a_model, b"hello").unwrap();
-    let out = gpt2(&["train", "--device", "cpu", "--init", not_a_model.to_str().unwrap(), "--train-data", &train]);
+    let out = gpt2(&[
+        "train",
+        "--no-save",
+        "--device",
+        "cpu",
+        "--init",
+        not_a_model.to_str().unwrap(),
+        "--train-data",
+        &train,
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not_a_model.bin: file is 5 bytes"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));

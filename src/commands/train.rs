@@ -100,9 +100,13 @@ pub struct Args {
     /// Append one JSON object per step to this file.
     #[arg(long)]
     pub log: Option<PathBuf>,
-    /// Write a checkpoint (weights, optimizer state, data position) here at the end and every --save-every steps.
-    #[arg(long)]
+    /// Write a checkpoint (weights, optimizer state, data position) here at the end, on Ctrl-C and every
+    /// --save-every steps [default: checkpoints/latest.bin].
+    #[arg(long, conflicts_with = "no_save")]
     pub save: Option<PathBuf>,
+    /// Do not write a checkpoint.
+    #[arg(long)]
+    pub no_save: bool,
     /// Save every N steps (0 = only at the end).
     #[arg(long, default_value_t = 0)]
     pub save_every: usize,
@@ -176,10 +180,15 @@ pub fn run(args: &Args) -> Result<()> {
         summary.tokens_per_second,
         cfg.save.as_ref().map_or(String::new(), |p| format!(", saved to {}", p.display()))
     );
+    if let (Some(path), true) = (&cfg.save, config.vocab_size == GPT2_VOCAB_SIZE) {
+        eprintln!("generate text with it: cargo run --release -- sample --init {}", path.display());
+    }
     Ok(())
 }
 
 const DEFAULT_SEED: u64 = 1337;
+/// Where `train` saves its checkpoint unless told otherwise, so a finished run is never lost.
+const DEFAULT_SAVE: &str = "checkpoints/latest.bin";
 
 /// Rejects hyperparameters that cannot train (before any work is done).
 fn check_hyperparameters(args: &Args, lr: f32) -> Result<()> {
@@ -271,7 +280,8 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
     };
     let lr = args.lr.unwrap_or(if model_cfg.channels <= 128 { 3e-3 } else { 6e-4 });
     check_hyperparameters(args, lr)?;
-    for path in [&args.save, &args.export_llmc].into_iter().flatten() {
+    let save = if args.no_save { None } else { Some(args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SAVE))) };
+    for path in [&save, &args.export_llmc].into_iter().flatten() {
         check_writable(path)?;
     }
     let (train_data, val_data) = match &args.train_data {
@@ -281,8 +291,8 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
             (train, Some(args.val_data.clone().unwrap_or(val)))
         }
     };
-    if args.save_every > 0 && args.save.is_none() {
-        bail!("--save-every needs --save PATH");
+    if args.save_every > 0 && save.is_none() {
+        bail!("--save-every needs a checkpoint to write: drop --no-save");
     }
     Ok(TrainConfig {
         train_data,
@@ -308,7 +318,7 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
         shuffle,
         seed,
         log: args.log.clone(),
-        save: args.save.clone(),
+        save,
         save_every: args.save_every,
         export_llmc: args.export_llmc.clone(),
         sample_every: args.sample_every,
