@@ -101,7 +101,7 @@ pub struct Args {
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Write a checkpoint (weights, optimizer state, data position) here at the end, on Ctrl-C and every
-    /// --save-every steps [default: checkpoints/latest.bin].
+    /// --save-every steps [default: the --resume checkpoint, else checkpoints/latest.bin].
     #[arg(long, conflicts_with = "no_save")]
     pub save: Option<PathBuf>,
     /// Do not write a checkpoint.
@@ -280,7 +280,12 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
     };
     let lr = args.lr.unwrap_or(if model_cfg.channels <= 128 { 3e-3 } else { 6e-4 });
     check_hyperparameters(args, lr)?;
-    let save = if args.no_save { None } else { Some(args.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SAVE))) };
+    // a resumed run keeps saving where it was resumed from
+    let save = match (&args.save, &args.resume) {
+        _ if args.no_save => None,
+        (Some(path), _) | (None, Some(path)) => Some(path.clone()),
+        (None, None) => Some(PathBuf::from(DEFAULT_SAVE)),
+    };
     for path in [&save, &args.export_llmc].into_iter().flatten() {
         check_writable(path)?;
     }
