@@ -101,9 +101,11 @@ fn encoder_forward_and_backward_match_the_cpu() {
     encoder_backward(&mut dwte, &mut dwpe, &dout, &inp, b, t, c);
 
     let (d_out, d_inp, d_wte, d_wpe) = (g.alloc(b * t * c).unwrap(), dev(&g, &inp), dev(&g, &wte), dev(&g, &wpe));
-    g.encoder_forward(d_out.all(), d_inp.all(), d_wte.all(), d_wpe.all(), b, t, c).unwrap();
+    // SAFETY: the tokens come from random_tokens below the vocabulary, the rows of wte
+    unsafe { g.encoder_forward(d_out.all(), d_inp.all(), d_wte.all(), d_wpe.all(), b, t, c).unwrap() };
     let (d_dwte, d_dwpe, d_dout) = (dev(&g, &dwte0), dev(&g, &dwpe0), dev(&g, &dout));
-    g.encoder_backward(d_dwte.all(), d_dwpe.all(), d_dout.all(), d_inp.all(), b, t, c).unwrap();
+    // SAFETY: as above
+    unsafe { g.encoder_backward(d_dwte.all(), d_dwpe.all(), d_dout.all(), d_inp.all(), b, t, c).unwrap() };
     // one addition per number: exact; the backward's atomic adds come in any order (a few ulp)
     assert_close("encoder out", &host(&g, d_out.all()), &out, 0.0);
     assert_close("encoder dwte", &host(&g, d_dwte.all()), &dwte, 1e-6);
@@ -358,7 +360,8 @@ fn softmax_crossentropy_forward_and_backward_match_the_cpu() {
     let (d_logits, d_targets, d_probs, d_losses) =
         (dev(&g, &logits), dev(&g, &targets), g.alloc(bt * vp).unwrap(), g.alloc(bt).unwrap());
     g.softmax_forward(d_probs.all(), d_logits.all(), bt, v, vp).unwrap();
-    g.crossentropy_forward(d_losses.all(), d_probs.all(), d_targets.all(), bt, vp).unwrap();
+    // SAFETY: the targets are below V <= Vp
+    unsafe { g.crossentropy_forward(d_losses.all(), d_probs.all(), d_targets.all(), bt, vp).unwrap() };
     let (d_dlogits, d_dlosses) = (dev(&g, &dlogits0), dev(&g, &dlosses));
     g.crossentropy_softmax_backward(d_dlogits.all(), d_dlosses.all(), d_probs.all(), d_targets.all(), bt, v, vp)
         .unwrap();

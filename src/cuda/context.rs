@@ -57,7 +57,8 @@ impl<T> Dev<T> {
     }
     /// Elements `start..start + len`.
     pub fn slice(self, start: usize, len: usize) -> Dev<T> {
-        assert!(start + len <= self.len, "device slice {start}..{} out of bounds (length {})", start + len, self.len);
+        let end = start.checked_add(len).filter(|&end| end <= self.len);
+        assert!(end.is_some(), "device slice {start} + {len} out of bounds (length {})", self.len);
         Dev { ptr: self.ptr + (start * std::mem::size_of::<T>()) as u64, len, _type: PhantomData }
     }
     /// Layer `l`'s part of a tensor stacked over `n` layers (`at` in `src/cpu/gpt2.rs`).

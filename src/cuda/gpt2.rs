@@ -190,7 +190,8 @@ impl CudaGpt2 {
         let a = DevActivations::new(self.acts.all(), &sizes);
 
         // token embedding + position embedding
-        g.encoder_forward(a.encoded, inp, p.wte, p.wpe, b, t, c)?;
+        // SAFETY: the tokens were checked against V <= Vp (the rows of wte) by `check_tokens` above.
+        unsafe { g.encoder_forward(a.encoded, inp, p.wte, p.wpe, b, t, c)? };
 
         for l in 0..nl {
             // the residual stream entering block l: the embedding, or block l-1's output
@@ -241,7 +242,8 @@ impl CudaGpt2 {
 
         // the loss: cross-entropy against the targets
         if targets.is_some() {
-            g.crossentropy_forward(a.losses, a.probs, tgt, bt, vp)?;
+            // SAFETY: the targets were checked against V <= Vp by `check_tokens` above.
+            unsafe { g.crossentropy_forward(a.losses, a.probs, tgt, bt, vp)? };
         }
         Ok(())
     }
@@ -273,15 +275,32 @@ impl CudaGpt2 {
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
         let bt = b * t;
         let sizes = activation_sizes(&cfg, b, t);
-        let used: usize = sizes.iter().sum();
         let g = &self.gpu;
-        // activation gradients are recomputed from scratch each backward (parameter gradients accumulate)
-        g.zero(self.grad_acts.all().slice(0, used))?;
 
         let p = DevParams::new(self.params.all(), &self.layout.sizes());
         let gp = DevParams::new(self.grads.all(), &self.layout.sizes());
         let a = DevActivations::new(self.acts.all(), &sizes);
         let ga = DevActivations::new(self.grad_acts.all(), &sizes);
+        // Activation gradients start from zero each backward (parameter gradients accumulate), as in
+        // src/cpu/gpt2.rs: only those the kernels add into; attention overwrites dpreatt and datt,
+        // and probs, the means and the rstds get no gradient.
+        for grad in [
+            ga.encoded,
+            ga.ln1,
+            ga.qkv,
+            ga.atty,
+            ga.attproj,
+            ga.residual2,
+            ga.ln2,
+            ga.fch,
+            ga.fch_gelu,
+            ga.fcproj,
+            ga.residual3,
+            ga.lnf,
+            ga.logits,
+        ] {
+            g.zero(grad)?;
+        }
         let (inputs, targets) = (self.inputs.all().slice(0, bt), self.targets.all().slice(0, bt));
 
         // d(mean loss)/d(loss at each position) = 1/(B*T)
@@ -352,7 +371,8 @@ impl CudaGpt2 {
         }
 
         // embeddings, backwards
-        g.encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c)
+        // SAFETY: these are the inputs of the last forward, checked against V <= Vp there.
+        unsafe { g.encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c) }
     }
 
     /// The global L2 norm of the gradients (waits for the queued work).

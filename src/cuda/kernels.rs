@@ -143,8 +143,11 @@ impl Gpu {
     // ---------------------------------------------------------------------------------- encoder
 
     /// out (B, T, C) = wte[inp[b, t]] + wpe[t], for tokens inp (B, T), wte (Vp, C), wpe (maxT, C).
-    /// The caller checks that the tokens are below Vp (the kernel reads wte at them).
-    pub fn encoder_forward(
+    ///
+    /// # Safety
+    /// Every token in `inp` must be below wte's number of rows: the kernel reads wte at them, and the
+    /// tokens live on the device where this function cannot check them.
+    pub unsafe fn encoder_forward(
         &self,
         out: Dev<f32>,
         inp: Dev<u32>,
@@ -164,7 +167,10 @@ impl Gpu {
     }
 
     /// Backward of `encoder_forward`: accumulates (+=) dout's rows into dwte and dwpe.
-    pub fn encoder_backward(
+    ///
+    /// # Safety
+    /// As for `encoder_forward`: every token must be below dwte's number of rows (the kernel writes there).
+    pub unsafe fn encoder_backward(
         &self,
         dwte: Dev<f32>,
         dwpe: Dev<f32>,
@@ -526,8 +532,12 @@ impl Gpu {
         unsafe { launch!(self, "softmax_forward", cfg, probs, logits, bt, v, vp) }
     }
 
-    /// losses (BT) = -log(probs[target]), with targets (BT) below V (checked by the caller).
-    pub fn crossentropy_forward(
+    /// losses (BT) = -log(probs[target]), with targets (BT).
+    ///
+    /// # Safety
+    /// Every target must be below Vp: the kernel reads probs at it, and the targets live on the device
+    /// where this function cannot check them.
+    pub unsafe fn crossentropy_forward(
         &self,
         losses: Dev<f32>,
         probs: Dev<f32>,

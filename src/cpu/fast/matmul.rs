@@ -568,6 +568,7 @@ mod x86 {
     #[inline]
     pub fn transpose_8x8(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize) {
         assert!(src.len() >= 7 * lds + 8 && dst.len() >= 7 * ldd + 8);
+        debug_assert!(is_x86_feature_detected!("avx"), "transpose_8x8 needs AVX");
         // SAFETY: `simd` is only set for the AVX2 / AVX-512 paths, whose CPUs have AVX; the bounds
         // are checked above.
         unsafe { transpose_8x8_avx(src.as_ptr(), lds, dst.as_mut_ptr(), ldd) }
