@@ -251,6 +251,9 @@ fn make_backend(
 /// parameters, optimizer state and activations fit in GPU 0's free memory.
 fn gpu_default_batch(config: &ModelConfig, seq: usize) -> Result<usize> {
     let (free, _) = crate::cuda::free_memory(0)?;
+    // measured before the kernels and cuBLAS are loaded: leave them 1 GiB, so that the check
+    // CudaGpt2::new makes afterwards agrees with this choice
+    let free = free.saturating_sub(1 << 30);
     match crate::cuda::gpt2::largest_batch(config, seq, free, 64) {
         0 => bail!(
             "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
