@@ -179,18 +179,6 @@ flat_views!(
      fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
 );
 
-/// Layer `l`'s slice of a tensor stacked over layers.
-pub fn layer<T>(t: &[T], l: usize, num_layers: usize) -> &[T] {
-    let n = t.len() / num_layers;
-    &t[l * n..(l + 1) * n]
-}
-
-/// Layer `l`'s mutable slice of a tensor stacked over layers.
-pub fn layer_mut<T>(t: &mut [T], l: usize, num_layers: usize) -> &mut [T] {
-    let n = t.len() / num_layers;
-    &mut t[l * n..(l + 1) * n]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
