@@ -5,6 +5,7 @@
 use crate::config::ModelConfig;
 use crate::cpu::gpt2::Gpt2;
 use crate::data::{DataLoader, Position};
+use crate::model::checked_activation_sizes;
 use crate::model::checkpoint::{save_checkpoint, save_llmc, TrainState};
 use crate::optim::{adamw_update, clip_scale, global_norm, learning_rate, AdamWConfig, Schedule};
 use crate::rng::Rng;
@@ -116,21 +117,9 @@ impl Backend for CpuBackend {
 /// Bytes the CPU model needs for training at (B, T): parameters, gradients and AdamW's two moments,
 /// plus the activations and their gradients. `None` if it does not even fit a usize.
 pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
-    let params = cfg.num_parameters().checked_mul(4)?;
-    let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
-    // the sum of `activation_sizes`, with overflow checks: per layer 15 (B,T,C)-sized, 4 (B,T)-sized,
-    // 2 (B,NH,T,T); plus the encoder, final layernorm, logits and probs
-    let bt = b.checked_mul(t)?;
-    let per_layer = bt
-        .checked_mul(c)?
-        .checked_mul(18)?
-        .checked_add(bt.checked_mul(4)?)?
-        .checked_add(b.checked_mul(nh)?.checked_mul(t)?.checked_mul(t)?.checked_mul(2)?)?;
-    let acts = per_layer
-        .checked_mul(l)?
-        .checked_add(bt.checked_mul(2 * c + 3)?)?
-        .checked_add(bt.checked_mul(vp)?.checked_mul(2)?)?;
-    params.checked_mul(4)?.checked_add(acts.checked_mul(8)?)
+    let acts = checked_activation_sizes(cfg, b, t)?.iter().sum::<usize>();
+    // 4 floats per parameter (params, grads, m, v), 2 per activation (value and gradient), 4 bytes each
+    cfg.num_parameters().checked_mul(16)?.checked_add(acts.checked_mul(8)?)
 }
 
 /// The memory this machine has available, from /proc/meminfo (Linux); `None` elsewhere.
@@ -139,6 +128,28 @@ pub fn available_memory_bytes() -> Option<usize> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
+}
+
+/// The largest batch in 1..=max_batch for which `fits` holds, or 0 if none does. Memory grows with
+/// the batch, so `fits` is true up to some batch and false above it: a binary search finds the edge
+/// (a linear one would take forever for an absurd --batch).
+pub fn largest_batch_that_fits(max_batch: usize, fits: impl Fn(usize) -> bool) -> usize {
+    if max_batch == 0 || !fits(1) {
+        return 0;
+    }
+    if fits(max_batch) {
+        return max_batch;
+    }
+    let (mut lo, mut hi) = (1, max_batch); // fits(lo), !fits(hi)
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Refuses, with the largest batch that fits, a CPU run that would not fit in memory.
@@ -150,19 +161,7 @@ pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize) -> Result<()> {
     }
     let need = cpu_training_bytes(cfg, b, t)
         .map_or("more than 2^64 bytes".into(), |n| format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64));
-    // memory grows with the batch: binary search for the largest that fits
-    let largest = fits(1).then(|| {
-        let (mut lo, mut hi) = (1, b); // fits(lo), !fits(hi)
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if fits(mid) {
-                lo = mid
-            } else {
-                hi = mid
-            }
-        }
-        lo
-    });
+    let largest = Some(largest_batch_that_fits(b - 1, fits)).filter(|&b| b > 0);
     bail!(
         "training {cfg} with --batch {b} --seq {t} needs {need} but {:.1} GiB are available; {}",
         available as f64 / (1u64 << 30) as f64,

@@ -9,7 +9,7 @@
 
 use super::context::{Dev, DeviceBuffer, Gpu};
 use crate::config::ModelConfig;
-use crate::model::{activation_sizes, ParamLayout};
+use crate::model::{activation_sizes, checked_activation_sizes, ParamLayout};
 use crate::optim::AdamWConfig;
 use anyhow::{bail, Result};
 
@@ -49,8 +49,12 @@ dev_views!(
 /// `MEMORY_RESERVE`.
 pub fn memory_needed(config: &ModelConfig, b: usize, t: usize) -> usize {
     let params = ParamLayout::new(config).total;
-    let acts: usize = activation_sizes(config, b, t).iter().sum();
-    (4 * params + 2 * acts + 2 * b * t) * std::mem::size_of::<f32>()
+    // a batch so large that the sizes overflow needs "more than any GPU has"
+    let Some(sizes) = checked_activation_sizes(config, b, t) else { return usize::MAX };
+    let acts: usize = sizes.iter().sum();
+    let floats =
+        (4 * params).saturating_add(acts.saturating_mul(2)).saturating_add(b.saturating_mul(t).saturating_mul(2));
+    floats.saturating_mul(std::mem::size_of::<f32>())
 }
 
 /// Device memory kept free beyond `memory_needed`: the compiled kernels, cuBLAS's workspace, and room to spare.
@@ -59,7 +63,9 @@ pub const MEMORY_RESERVE: usize = 512 << 20;
 /// The largest batch (at most `max_batch`) whose `memory_needed` at sequence length `t` fits in
 /// `free` bytes with `MEMORY_RESERVE` to spare; 0 if not even one sequence fits.
 pub fn largest_batch(config: &ModelConfig, t: usize, free: usize, max_batch: usize) -> usize {
-    (1..=max_batch).rev().find(|&b| memory_needed(config, b, t) + MEMORY_RESERVE <= free).unwrap_or(0)
+    crate::train::largest_batch_that_fits(max_batch, |b| {
+        memory_needed(config, b, t).saturating_add(MEMORY_RESERVE) <= free
+    })
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -105,7 +111,7 @@ impl CudaGpt2 {
         }
         let (free, total) = gpu.memory()?;
         let needed = memory_needed(&config, max_b, max_t);
-        if needed + MEMORY_RESERVE > free {
+        if needed.saturating_add(MEMORY_RESERVE) > free {
             let p = ParamLayout::new(&config).total * 4 * 4;
             let fits = largest_batch(&config, max_t, free, max_b);
             bail!(

@@ -144,32 +144,43 @@ pub const ACTIVATION_NAMES: [&str; 23] = [
 
 /// Sizes of the activation tensors for a batch of B sequences of T tokens.
 pub fn activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 23] {
+    checked_activation_sizes(cfg, b, t)
+        .expect("activation sizes overflow: check the batch with checked_activation_sizes first")
+}
+
+/// `activation_sizes`, or `None` when a size or their sum does not fit a usize (a huge --batch).
+pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option<[usize; 23]> {
     let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
-    [
-        b * t * c,          // encoded (B, T, C)
-        l * b * t * c,      // ln1 (L, B, T, C)
-        l * b * t,          // ln1_mean (L, B, T)
-        l * b * t,          // ln1_rstd (L, B, T)
-        l * b * t * 3 * c,  // qkv (L, B, T, 3C)
-        l * b * t * c,      // atty (L, B, T, C)
-        l * b * nh * t * t, // preatt (L, B, NH, T, T)
-        l * b * nh * t * t, // att (L, B, NH, T, T)
-        l * b * t * c,      // attproj (L, B, T, C)
-        l * b * t * c,      // residual2 (L, B, T, C)
-        l * b * t * c,      // ln2 (L, B, T, C)
-        l * b * t,          // ln2_mean (L, B, T)
-        l * b * t,          // ln2_rstd (L, B, T)
-        l * b * t * 4 * c,  // fch (L, B, T, 4C)
-        l * b * t * 4 * c,  // fch_gelu (L, B, T, 4C)
-        l * b * t * c,      // fcproj (L, B, T, C)
-        l * b * t * c,      // residual3 (L, B, T, C)
-        b * t * c,          // lnf (B, T, C)
-        b * t,              // lnf_mean (B, T)
-        b * t,              // lnf_rstd (B, T)
-        b * t * vp,         // logits (B, T, Vp)
-        b * t * vp,         // probs (B, T, Vp)
-        b * t,              // losses (B, T)
-    ]
+    // the number of elements of a tensor of this shape
+    let n = |shape: &[usize]| shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let sizes = [
+        n(&[b, t, c])?,        // encoded (B, T, C)
+        n(&[l, b, t, c])?,     // ln1 (L, B, T, C)
+        n(&[l, b, t])?,        // ln1_mean (L, B, T)
+        n(&[l, b, t])?,        // ln1_rstd (L, B, T)
+        n(&[l, b, t, 3, c])?,  // qkv (L, B, T, 3C)
+        n(&[l, b, t, c])?,     // atty (L, B, T, C)
+        n(&[l, b, nh, t, t])?, // preatt (L, B, NH, T, T)
+        n(&[l, b, nh, t, t])?, // att (L, B, NH, T, T)
+        n(&[l, b, t, c])?,     // attproj (L, B, T, C)
+        n(&[l, b, t, c])?,     // residual2 (L, B, T, C)
+        n(&[l, b, t, c])?,     // ln2 (L, B, T, C)
+        n(&[l, b, t])?,        // ln2_mean (L, B, T)
+        n(&[l, b, t])?,        // ln2_rstd (L, B, T)
+        n(&[l, b, t, 4, c])?,  // fch (L, B, T, 4C)
+        n(&[l, b, t, 4, c])?,  // fch_gelu (L, B, T, 4C)
+        n(&[l, b, t, c])?,     // fcproj (L, B, T, C)
+        n(&[l, b, t, c])?,     // residual3 (L, B, T, C)
+        n(&[b, t, c])?,        // lnf (B, T, C)
+        n(&[b, t])?,           // lnf_mean (B, T)
+        n(&[b, t])?,           // lnf_rstd (B, T)
+        n(&[b, t, vp])?,       // logits (B, T, Vp)
+        n(&[b, t, vp])?,       // probs (B, T, Vp)
+        n(&[b, t])?,           // losses (B, T)
+    ];
+    // the flat buffer holds them all: their sum must fit too
+    sizes.iter().try_fold(0usize, |acc, &s| acc.checked_add(s))?;
+    Some(sizes)
 }
 
 flat_views!(
