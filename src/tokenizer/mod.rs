@@ -318,15 +318,14 @@ impl Tokenizer {
             let message = format!("token {id} is {} bytes, llm.c's format allows at most 255", t.len());
             return Err(TokenizerError::Format { file: path.display().to_string(), line: 0, message });
         }
-        let mut header = [0i32; 256];
-        header[0] = LLMC_TOKENIZER_MAGIC;
-        header[1] = LLMC_TOKENIZER_VERSION;
-        header[2] = self.vocab_size() as i32;
-        header[3] = self.eot as i32;
+        let header = crate::files::header_bytes(&[
+            LLMC_TOKENIZER_MAGIC,
+            LLMC_TOKENIZER_VERSION,
+            self.vocab_size() as i32,
+            self.eot as i32,
+        ]);
         crate::atomic_file::write_atomic(path, |w| {
-            for h in header {
-                w.write_all(&h.to_le_bytes())?;
-            }
+            w.write_all(&header)?;
             for t in &self.tokens {
                 w.write_all(&[t.len() as u8])?;
                 w.write_all(t)?;
