@@ -12,7 +12,7 @@ use super::residual::{residual_backward, residual_forward};
 use super::softmax_crossentropy::{crossentropy_forward, crossentropy_softmax_backward, softmax_forward};
 use super::{fast, matmul};
 use crate::config::ModelConfig;
-use crate::model::{activation_sizes, ActivationViews, ParamLayout, ParamViews, ParamViewsMut};
+use crate::model::{activation_sizes, ActivationViews, ParamLayout, ParamViews, ParamViewsMut, ACTIVATION_NAMES};
 
 /// Layer `l`'s part of a tensor stacked over `n` layers.
 fn at(t: &[f32], l: usize, n: usize) -> &[f32] {
@@ -338,15 +338,19 @@ impl Gpt2 {
 
     /// The probabilities (B, T, Vp) of the last forward pass.
     pub fn probs(&self) -> &[f32] {
-        let sizes = activation_sizes(&self.config, self.b, self.t);
-        let offset: usize = sizes[..21].iter().sum();
-        &self.acts[offset..offset + sizes[21]]
+        self.activation("probs")
     }
 
     /// The logits (B, T, Vp) of the last forward pass.
     pub fn logits(&self) -> &[f32] {
+        self.activation("logits")
+    }
+
+    /// One activation tensor of the last forward pass, by its name in `ACTIVATION_NAMES`.
+    fn activation(&self, name: &str) -> &[f32] {
+        let i = ACTIVATION_NAMES.iter().position(|&n| n == name).expect("a known activation");
         let sizes = activation_sizes(&self.config, self.b, self.t);
-        let offset: usize = sizes[..20].iter().sum();
-        &self.acts[offset..offset + sizes[20]]
+        let offset: usize = sizes[..i].iter().sum();
+        &self.acts[offset..offset + sizes[i]]
     }
 }
