@@ -1,10 +1,13 @@
 //! Shared pieces of every file format: the error type that names the file, the 256-int header
-//! llm.c puts in front of everything, and atomic writes (temporary file, then rename).
+//! llm.c puts in front of everything, and atomic writes: write a temporary file next to the target,
+//! flush it to disk, then rename it over the target (a rename within one directory is atomic).
 
 use byteorder::{ByteOrder, LittleEndian};
 use std::fmt;
-use std::io::Write;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Something wrong with a file: which file, and what.
 #[derive(Debug)]
@@ -58,13 +61,13 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     std::fs::read(path).map_err(|e| FileError::new(path, format!("cannot read: {e}")))
 }
 
-/// Writes a file atomically (`atomic_file::write_atomic`: a temporary file, flushed, then renamed
+/// Writes a file atomically (`write_atomic_io`: a temporary file, flushed, then renamed
 /// over `path`), creating its directory if needed. A crash mid-write leaves the previous file intact.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), FileError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, format!("cannot create the directory: {e}")))?;
     }
-    crate::atomic_file::write_atomic(path, |w| write(w)).map_err(|e| FileError::new(path, format!("cannot write: {e}")))
+    write_atomic_io(path, |w| write(w)).map_err(|e| FileError::new(path, format!("cannot write: {e}")))
 }
 
 /// Writes f32s as little-endian bytes.
@@ -76,4 +79,53 @@ pub fn write_f32s(w: &mut dyn Write, values: &[f32]) -> std::io::Result<()> {
         w.write_all(bytes)?;
     }
     Ok(())
+}
+
+/// Makes temporary names unique between threads of this process; the pid separates processes.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `path` atomically, so that readers never see half of a file: `fill` writes the contents into a buffered temporary file, which is then
+/// synced and renamed to `path`. On any error the temporary file is removed and `path` is untouched.
+pub fn write_atomic_io<F>(path: &Path, fill: F) -> io::Result<()>
+where
+    F: FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+{
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `dir/name` -> `dir/.name.<pid>.<n>.tmp`, in the same directory so the rename stays on one file system.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn write_atomic_replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        write_atomic_io(&path, |w| w.write_all(b"first")).unwrap();
+        write_atomic_io(&path, |w| w.write_all(b"second")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        let err = write_atomic_io(&path, |_| Err(io::Error::other("boom")));
+        assert!(err.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

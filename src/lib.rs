@@ -4,15 +4,16 @@
 // Indexed loops are kept where the index arithmetic is the point of the lesson.
 #![allow(clippy::needless_range_loop)]
 
-pub mod atomic_file;
 pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod cuda;
 pub mod data;
 pub mod files;
+pub mod memory;
 pub mod model;
 pub mod optim;
+pub mod prepare;
 pub mod rng;
 pub mod sample;
 pub mod tokenizer;

@@ -1,13 +1,11 @@
-//! The training loop, the same for every device: a `Backend` (CPU here, CUDA in `src/cuda/`) does
+//! The training loop, the same for every device: a `Backend` (`src/cpu/backend.rs`, `src/cuda/backend.rs`) does
 //! the math, this file decides what happens when: batches, gradient accumulation, clipping, the
 //! learning rate, validation, logging and checkpoints.
 
 use crate::config::ModelConfig;
-use crate::cpu::gpt2::Gpt2;
 use crate::data::{DataLoader, Position};
-use crate::model::checked_activation_sizes;
 use crate::model::checkpoint::{save_checkpoint, save_llmc, TrainState};
-use crate::optim::{adamw_update, clip_scale, global_norm, learning_rate, AdamWConfig, Schedule};
+use crate::optim::{clip_scale, learning_rate, AdamWConfig, Schedule};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -48,127 +46,6 @@ pub trait Backend {
     fn peak_flops(&self) -> Option<f64> {
         None
     }
-}
-
-/// The CPU reference as a backend.
-pub struct CpuBackend {
-    pub model: Gpt2,
-    m: Vec<f32>,
-    v: Vec<f32>,
-}
-
-impl CpuBackend {
-    pub fn new(config: ModelConfig, params: Vec<f32>) -> Self {
-        let n = params.len();
-        CpuBackend { model: Gpt2::new(config, params), m: vec![0.0; n], v: vec![0.0; n] }
-    }
-}
-
-impl Backend for CpuBackend {
-    fn describe(&self) -> String {
-        format!("CPU ({} threads)", rayon::current_num_threads())
-    }
-    fn config(&self) -> &ModelConfig {
-        &self.model.config
-    }
-    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32 {
-        let loss = self.model.forward(inputs, Some(targets), b, t).expect("targets given");
-        self.model.backward(loss_scale);
-        loss
-    }
-    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
-        self.model.forward(inputs, Some(targets), b, t).expect("targets given")
-    }
-    fn zero_grad(&mut self) {
-        self.model.zero_grad();
-    }
-    fn grad_norm(&mut self) -> f32 {
-        global_norm(&self.model.grads)
-    }
-    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) {
-        let model = &mut self.model;
-        adamw_update(
-            &mut model.params,
-            &model.grads,
-            &mut self.m,
-            &mut self.v,
-            &model.layout,
-            adamw,
-            lr,
-            t,
-            grad_scale,
-        );
-    }
-    fn params(&mut self) -> Vec<f32> {
-        self.model.params.clone()
-    }
-    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>) {
-        (self.m.clone(), self.v.clone())
-    }
-    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) {
-        self.m.copy_from_slice(m);
-        self.v.copy_from_slice(v);
-    }
-    fn with_state(&mut self, f: &mut StateVisitor) -> Result<()> {
-        f(&self.model.params, &self.m, &self.v)
-    }
-}
-
-/// Bytes the CPU model needs for training at (B, T): parameters, gradients and AdamW's two moments,
-/// plus the activations and their gradients. `None` if it does not even fit a usize.
-pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
-    let acts = checked_activation_sizes(cfg, b, t)?.iter().sum::<usize>();
-    // 4 floats per parameter (params, grads, m, v), 2 per activation (value and gradient), 4 bytes each
-    cfg.num_parameters().checked_mul(16)?.checked_add(acts.checked_mul(8)?)
-}
-
-/// The memory this machine has available, from /proc/meminfo (Linux); `None` elsewhere.
-pub fn available_memory_bytes() -> Option<usize> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// The largest batch in 1..=max_batch for which `fits` holds, or 0 if none does. Memory grows with
-/// the batch, so `fits` is true up to some batch and false above it: a binary search finds the edge
-/// (a linear one would take forever for an absurd --batch).
-pub fn largest_batch_that_fits(max_batch: usize, fits: impl Fn(usize) -> bool) -> usize {
-    if max_batch == 0 || !fits(1) {
-        return 0;
-    }
-    if fits(max_batch) {
-        return max_batch;
-    }
-    let (mut lo, mut hi) = (1, max_batch); // fits(lo), !fits(hi)
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
-/// Refuses, with the largest batch that fits, a CPU run that would not fit in memory.
-pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize) -> Result<()> {
-    let Some(available) = available_memory_bytes() else { return Ok(()) };
-    let fits = |b: usize| cpu_training_bytes(cfg, b, t).is_some_and(|n| n <= available);
-    if fits(b) {
-        return Ok(());
-    }
-    let need = cpu_training_bytes(cfg, b, t)
-        .map_or("more than 2^64 bytes".into(), |n| format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64));
-    let largest = Some(largest_batch_that_fits(b - 1, fits)).filter(|&b| b > 0);
-    bail!(
-        "training {cfg} with --batch {b} --seq {t} needs {need} but {:.1} GiB are available; {}",
-        available as f64 / (1u64 << 30) as f64,
-        largest.map_or("even --batch 1 does not fit: try a smaller --seq or model".into(), |b| format!(
-            "the largest batch that fits is --batch {b}"
-        ))
-    );
 }
 
 /// Everything the loop needs to know, resolved from the command line.

@@ -16,6 +16,7 @@
 mod common;
 use common::*;
 use gpt2::config::ModelConfig;
+use gpt2::cpu::backend::CpuBackend;
 use gpt2::cpu::softmax_crossentropy::*;
 use gpt2::cpu::{attention::*, encoder::*, gelu::*, layernorm::*, matmul::*, residual::*};
 use gpt2::cuda::{CudaBackend, Dev, DeviceBuffer, Gpu, Matmul};
@@ -24,7 +25,7 @@ use gpt2::model::init::gpt2_init;
 use gpt2::model::ParamLayout;
 use gpt2::optim::{adamw_update, clip_scale, global_norm, AdamWConfig};
 use gpt2::rng::Rng;
-use gpt2::train::{Backend, CpuBackend};
+use gpt2::train::Backend;
 
 /// Whether there is a usable GPU; when there is none, says why, and fails if GPT_REQUIRE_CUDA=1.
 fn have_gpu() -> bool {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gpt2::commands::prepare::{default_training_data_in, DEFAULT_VAL_TOKENS};
 use gpt2::data::write_shard;
+use gpt2::prepare::{default_training_data_in, DEFAULT_VAL_TOKENS};
 use gpt2::tokenizer::Tokenizer;
 
 fn gpt2(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -214,7 +214,7 @@ fn write_shard_writes_the_llmc_header_and_little_endian_tokens() {
 #[test]
 fn prepare_encodes_a_long_document_in_parallel_chunks_to_the_same_tokens() {
     // All of Shakespeare as one 5 MB document: split into ~1 MiB chunks encoded on all cores.
-    let text: String = gpt2::commands::prepare::SHAKESPEARE.iter().map(|(_, t)| *t).collect();
+    let text: String = gpt2::prepare::SHAKESPEARE.iter().map(|(_, t)| *t).collect();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("all.txt");
     std::fs::write(&input, &text).unwrap();

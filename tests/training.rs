@@ -3,12 +3,13 @@
 
 mod common;
 use gpt2::config::ModelConfig;
+use gpt2::cpu::backend::CpuBackend;
 use gpt2::data::write_shard;
 use gpt2::model::checkpoint::load;
 use gpt2::model::init::gpt2_init;
 use gpt2::optim::{AdamWConfig, Schedule};
 use gpt2::rng::Rng;
-use gpt2::train::{train, Backend, CpuBackend, TrainConfig};
+use gpt2::train::{train, Backend, TrainConfig};
 use std::path::Path;
 
 fn config() -> ModelConfig {
@@ -183,8 +184,8 @@ fn gradient_accumulation_matches_one_big_batch() {
 
 #[test]
 fn the_memory_estimate_counts_every_buffer() {
+    use gpt2::memory::cpu_training_bytes;
     use gpt2::model::activation_sizes;
-    use gpt2::train::cpu_training_bytes;
     for (cfg, b, t) in [(config(), 3, 7), (ModelConfig::from_name("d12").unwrap(), 4, 64)] {
         let acts: usize = activation_sizes(&cfg, b, t).iter().sum();
         // params, grads, m, v (4 floats a parameter) + activations and their gradients (2 floats each)

@@ -6,13 +6,14 @@
 
 use crate::commands::train::{select_device, Device};
 use crate::config::ModelConfig;
+use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
 use crate::cpu::{encoder, layernorm, residual, softmax_crossentropy as sce};
 use crate::cuda::{CudaBackend, Matmul};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
 use crate::rng::Rng;
-use crate::train::{Backend, CpuBackend};
+use crate::train::Backend;
 use anyhow::{bail, Result};
 use std::time::Instant;
 
@@ -68,7 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut backend: Box<dyn Backend> = if device == Device::Cuda {
         Box::new(CudaBackend::new(0, args.matmul, cfg, &gpt2_init(&cfg, 1), b, t)?)
     } else {
-        crate::train::check_cpu_memory(&cfg, b, t)?;
+        crate::memory::check_cpu_memory(&cfg, b, t)?;
         let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
         cpu.model.kernels = args.kernels;
         Box::new(cpu)

@@ -4,13 +4,14 @@
 use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
 use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
+use crate::cpu::backend::CpuBackend;
 use crate::cuda::{CudaBackend, Matmul};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
-use crate::train::{train, Backend, CpuBackend, SampleHook, TrainConfig};
+use crate::train::{train, Backend, SampleHook, TrainConfig};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -241,7 +242,7 @@ fn make_backend(
     Ok(match device {
         Device::Cuda => Box::new(CudaBackend::new(0, matmul, config, &params, cfg.batch, cfg.seq)?),
         _ => {
-            crate::train::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
+            crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
             Box::new(CpuBackend::new(config, params))
         }
     })
@@ -254,7 +255,7 @@ fn gpu_default_batch(config: &ModelConfig, seq: usize) -> Result<usize> {
     // measured before the kernels and cuBLAS are loaded: leave them 1 GiB, so that the check
     // CudaGpt2::new makes afterwards agrees with this choice
     let free = free.saturating_sub(1 << 30);
-    match crate::cuda::gpt2::largest_batch(config, seq, free, 64) {
+    match crate::memory::largest_gpu_batch(config, seq, free, 64) {
         0 => bail!(
             "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
              memory: try a shorter --seq or a smaller --model",
@@ -295,7 +296,7 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
         None => {
-            let (train, val) = crate::commands::prepare::default_training_data()?;
+            let (train, val) = crate::prepare::default_training_data()?;
             (train, Some(args.val_data.clone().unwrap_or(val)))
         }
     };

@@ -2,6 +2,7 @@
 //! composing them. Every CUDA kernel in `kernels/` is checked against these functions.
 
 pub mod attention;
+pub mod backend;
 pub mod encoder;
 pub mod fast;
 pub mod gelu;

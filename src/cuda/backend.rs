@@ -1,5 +1,5 @@
 //! `CudaBackend`: GPT-2 on one GPU as a `Backend` of the training loop in `src/train.rs`.
-//! Twin: `CpuBackend` in `src/train.rs`.
+//! Twin: `src/cpu/backend.rs`.
 
 use super::context::{Gpu, Matmul};
 use super::gpt2::CudaGpt2;

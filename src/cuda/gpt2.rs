@@ -9,7 +9,8 @@
 
 use super::context::{Dev, DeviceBuffer, Gpu};
 use crate::config::ModelConfig;
-use crate::model::{activation_sizes, checked_activation_sizes, ParamLayout};
+use crate::memory::{gpu_training_bytes, largest_gpu_batch, GPU_MEMORY_RESERVE};
+use crate::model::{activation_sizes, ParamLayout};
 use crate::optim::AdamWConfig;
 use anyhow::{bail, Result};
 
@@ -42,31 +43,6 @@ dev_views!(
     [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, preatt, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
      fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
 );
-
-/// Bytes of device memory a model needs to train on (B, T): parameters, gradients and AdamW's two
-/// moments (4 buffers of the parameter count), activations and their gradients (2 buffers of the
-/// activation count), and the token buffers. Kernels, cuBLAS and the context need some more; see
-/// `MEMORY_RESERVE`.
-pub fn memory_needed(config: &ModelConfig, b: usize, t: usize) -> usize {
-    let params = ParamLayout::new(config).total;
-    // a batch so large that the sizes overflow needs "more than any GPU has"
-    let Some(sizes) = checked_activation_sizes(config, b, t) else { return usize::MAX };
-    let acts: usize = sizes.iter().sum();
-    let floats =
-        (4 * params).saturating_add(acts.saturating_mul(2)).saturating_add(b.saturating_mul(t).saturating_mul(2));
-    floats.saturating_mul(std::mem::size_of::<f32>())
-}
-
-/// Device memory kept free beyond `memory_needed`: the compiled kernels, cuBLAS's workspace, and room to spare.
-pub const MEMORY_RESERVE: usize = 512 << 20;
-
-/// The largest batch (at most `max_batch`) whose `memory_needed` at sequence length `t` fits in
-/// `free` bytes with `MEMORY_RESERVE` to spare; 0 if not even one sequence fits.
-pub fn largest_batch(config: &ModelConfig, t: usize, free: usize, max_batch: usize) -> usize {
-    crate::train::largest_batch_that_fits(max_batch, |b| {
-        memory_needed(config, b, t).saturating_add(MEMORY_RESERVE) <= free
-    })
-}
 
 fn gib(bytes: usize) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
@@ -110,10 +86,10 @@ impl CudaGpt2 {
             bail!("sequence length {max_t} exceeds the model's maximum {}", config.max_seq_len);
         }
         let (free, total) = gpu.memory()?;
-        let needed = memory_needed(&config, max_b, max_t);
-        if needed.saturating_add(MEMORY_RESERVE) > free {
+        let needed = gpu_training_bytes(&config, max_b, max_t);
+        if needed.saturating_add(GPU_MEMORY_RESERVE) > free {
             let p = ParamLayout::new(&config).total * 4 * 4;
-            let fits = largest_batch(&config, max_t, free, max_b);
+            let fits = largest_gpu_batch(&config, max_t, free, max_b);
             bail!(
                 "B={max_b} T={max_t} needs {:.1} GiB of GPU memory ({:.1} GiB for parameters, gradients and AdamW's \
                  two moments, {:.1} GiB for activations and their gradients) plus {:.1} GiB spare, but {} has {:.1} of \
@@ -121,7 +97,7 @@ impl CudaGpt2 {
                 gib(needed),
                 gib(p),
                 gib(needed - p),
-                gib(MEMORY_RESERVE),
+                gib(GPU_MEMORY_RESERVE),
                 gpu.name,
                 gib(free),
                 gib(total),
@@ -448,32 +424,5 @@ impl CudaGpt2 {
     pub fn probs(&self) -> Result<Vec<f32>> {
         let a = DevActivations::new(self.acts.all(), &activation_sizes(&self.config, self.b, self.t));
         self.gpu.download(a.probs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_needed_counts_four_parameter_buffers_and_two_activation_buffers() {
-        let cfg = ModelConfig::from_name("d12").unwrap();
-        let per_batch = memory_needed(&cfg, 2, 1024) - memory_needed(&cfg, 1, 1024);
-        let acts: usize = activation_sizes(&cfg, 1, 1024).iter().sum();
-        assert_eq!(per_batch, (2 * acts + 2 * 1024) * 4);
-        assert_eq!(memory_needed(&cfg, 0, 1024), 4 * ParamLayout::new(&cfg).total * 4);
-        // GPT-2 small at T=1024 needs about 4.7 GB per sequence (the (T, T) attention maps are most of it)
-        assert!((4.5e9..4.9e9).contains(&(per_batch as f64)), "{per_batch}");
-    }
-
-    #[test]
-    fn largest_batch_is_the_last_that_fits() {
-        let cfg = ModelConfig::from_name("d12").unwrap();
-        let free = 80usize << 30;
-        let b = largest_batch(&cfg, 1024, free, 64);
-        assert!(b > 0 && memory_needed(&cfg, b, 1024) + MEMORY_RESERVE <= free);
-        assert!(memory_needed(&cfg, b + 1, 1024) + MEMORY_RESERVE > free);
-        assert_eq!(largest_batch(&cfg, 1024, 1 << 30, 64), 0);
-        assert_eq!(largest_batch(&ModelConfig::from_name("tiny").unwrap(), 64, free, 8), 8);
     }
 }

@@ -324,7 +324,7 @@ impl Tokenizer {
             self.vocab_size() as i32,
             self.eot as i32,
         ]);
-        crate::atomic_file::write_atomic(path, |w| {
+        crate::files::write_atomic_io(path, |w| {
             w.write_all(&header)?;
             for t in &self.tokens {
                 w.write_all(&[t.len() as u8])?;

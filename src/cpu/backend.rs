@@ -1,0 +1,72 @@
+//! The CPU model as a training `Backend` (`src/train.rs`): the forward and backward of `gpt2.rs`,
+//! AdamW from `src/optim.rs`, the moments in host memory. Twin: `src/cuda/backend.rs`.
+
+use crate::config::ModelConfig;
+use crate::cpu::gpt2::Gpt2;
+use crate::optim::{adamw_update, global_norm, AdamWConfig};
+use crate::train::{Backend, StateVisitor};
+use anyhow::Result;
+
+/// The CPU reference as a backend.
+pub struct CpuBackend {
+    pub model: Gpt2,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl CpuBackend {
+    pub fn new(config: ModelConfig, params: Vec<f32>) -> Self {
+        let n = params.len();
+        CpuBackend { model: Gpt2::new(config, params), m: vec![0.0; n], v: vec![0.0; n] }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+    fn config(&self) -> &ModelConfig {
+        &self.model.config
+    }
+    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32 {
+        let loss = self.model.forward(inputs, Some(targets), b, t).expect("targets given");
+        self.model.backward(loss_scale);
+        loss
+    }
+    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
+        self.model.forward(inputs, Some(targets), b, t).expect("targets given")
+    }
+    fn zero_grad(&mut self) {
+        self.model.zero_grad();
+    }
+    fn grad_norm(&mut self) -> f32 {
+        global_norm(&self.model.grads)
+    }
+    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) {
+        let model = &mut self.model;
+        adamw_update(
+            &mut model.params,
+            &model.grads,
+            &mut self.m,
+            &mut self.v,
+            &model.layout,
+            adamw,
+            lr,
+            t,
+            grad_scale,
+        );
+    }
+    fn params(&mut self) -> Vec<f32> {
+        self.model.params.clone()
+    }
+    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>) {
+        (self.m.clone(), self.v.clone())
+    }
+    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) {
+        self.m.copy_from_slice(m);
+        self.v.copy_from_slice(v);
+    }
+    fn with_state(&mut self, f: &mut StateVisitor) -> Result<()> {
+        f(&self.model.params, &self.m, &self.v)
+    }
+}

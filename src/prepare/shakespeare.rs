@@ -1,0 +1,128 @@
+//! The default training text: the Shakespeare plays shipped in `data/shakespeare`, embedded in the
+//! binary and prepared once into a cache directory for `train` run without data flags.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{prepare, Input, Options};
+
+/// The shipped Shakespeare text (data/shakespeare, embedded in the binary): (file name, text), one
+/// document each, in file-name order.
+pub const SHAKESPEARE: [(&str, &str); 42] = [
+    ("alls_well_that_ends_well_gut.txt", include_str!("../../data/shakespeare/alls_well_that_ends_well_gut.txt")),
+    ("antony_and_cleopatra_gut.txt", include_str!("../../data/shakespeare/antony_and_cleopatra_gut.txt")),
+    ("as_you_like_it_gut.txt", include_str!("../../data/shakespeare/as_you_like_it_gut.txt")),
+    ("comedy_of_errors_gut.txt", include_str!("../../data/shakespeare/comedy_of_errors_gut.txt")),
+    ("coriolanus_gut.txt", include_str!("../../data/shakespeare/coriolanus_gut.txt")),
+    ("cymbeline_gut.txt", include_str!("../../data/shakespeare/cymbeline_gut.txt")),
+    ("hamlet_gut.txt", include_str!("../../data/shakespeare/hamlet_gut.txt")),
+    ("henry_iv_part_1_gut.txt", include_str!("../../data/shakespeare/henry_iv_part_1_gut.txt")),
+    ("henry_iv_part_2_gut.txt", include_str!("../../data/shakespeare/henry_iv_part_2_gut.txt")),
+    ("henry_v_gut.txt", include_str!("../../data/shakespeare/henry_v_gut.txt")),
+    ("henry_vi_part_1_gut.txt", include_str!("../../data/shakespeare/henry_vi_part_1_gut.txt")),
+    ("henry_vi_part_2_gut.txt", include_str!("../../data/shakespeare/henry_vi_part_2_gut.txt")),
+    ("henry_vi_part_3_gut.txt", include_str!("../../data/shakespeare/henry_vi_part_3_gut.txt")),
+    ("henry_viii_gut.txt", include_str!("../../data/shakespeare/henry_viii_gut.txt")),
+    ("john_gut.txt", include_str!("../../data/shakespeare/john_gut.txt")),
+    ("julius_caesar_gut.txt", include_str!("../../data/shakespeare/julius_caesar_gut.txt")),
+    ("lear_gut.txt", include_str!("../../data/shakespeare/lear_gut.txt")),
+    ("lovers_complaint_gut.txt", include_str!("../../data/shakespeare/lovers_complaint_gut.txt")),
+    ("loves_labours_lost_gut.txt", include_str!("../../data/shakespeare/loves_labours_lost_gut.txt")),
+    ("macbeth_gut.txt", include_str!("../../data/shakespeare/macbeth_gut.txt")),
+    ("measure_for_measure_gut.txt", include_str!("../../data/shakespeare/measure_for_measure_gut.txt")),
+    ("merchant_of_venice_gut.txt", include_str!("../../data/shakespeare/merchant_of_venice_gut.txt")),
+    ("merry_wives_of_windsor_gut.txt", include_str!("../../data/shakespeare/merry_wives_of_windsor_gut.txt")),
+    ("midsummer_nights_dream_gut.txt", include_str!("../../data/shakespeare/midsummer_nights_dream_gut.txt")),
+    ("much_ado_about_nothing_gut.txt", include_str!("../../data/shakespeare/much_ado_about_nothing_gut.txt")),
+    ("othello_gut.txt", include_str!("../../data/shakespeare/othello_gut.txt")),
+    ("passionate_pilgrim_gut.txt", include_str!("../../data/shakespeare/passionate_pilgrim_gut.txt")),
+    ("pericles_gut.txt", include_str!("../../data/shakespeare/pericles_gut.txt")),
+    ("phoenix_and_the_turtle_gut.txt", include_str!("../../data/shakespeare/phoenix_and_the_turtle_gut.txt")),
+    ("rape_of_lucrece_gut.txt", include_str!("../../data/shakespeare/rape_of_lucrece_gut.txt")),
+    ("richard_ii_gut.txt", include_str!("../../data/shakespeare/richard_ii_gut.txt")),
+    ("richard_iii_gut.txt", include_str!("../../data/shakespeare/richard_iii_gut.txt")),
+    ("romeo_and_juliet_gut.txt", include_str!("../../data/shakespeare/romeo_and_juliet_gut.txt")),
+    ("sonnets_gut.txt", include_str!("../../data/shakespeare/sonnets_gut.txt")),
+    ("taming_of_the_shrew_gut.txt", include_str!("../../data/shakespeare/taming_of_the_shrew_gut.txt")),
+    ("tempest_gut.txt", include_str!("../../data/shakespeare/tempest_gut.txt")),
+    ("timon_of_athens_gut.txt", include_str!("../../data/shakespeare/timon_of_athens_gut.txt")),
+    ("tragedy_of_titus_andronicus_gut.txt", include_str!("../../data/shakespeare/tragedy_of_titus_andronicus_gut.txt")),
+    ("troilus_and_cressida_gut.txt", include_str!("../../data/shakespeare/troilus_and_cressida_gut.txt")),
+    ("twelfth_night_gut.txt", include_str!("../../data/shakespeare/twelfth_night_gut.txt")),
+    ("two_gentlemen_of_verona_gut.txt", include_str!("../../data/shakespeare/two_gentlemen_of_verona_gut.txt")),
+    ("winters_tale_gut.txt", include_str!("../../data/shakespeare/winters_tale_gut.txt")),
+];
+
+/// Tokens of the default validation shard: the first 65,536 tokens of the Shakespeare text
+/// ("All's Well That Ends Well" and the start of "Antony and Cleopatra"), 128 batches of B=8, T=64.
+pub const DEFAULT_VAL_TOKENS: usize = 65_536;
+
+/// Written last into the cache directory; its contents describe the shards, so a cache from an
+/// interrupted run or an older version is prepared again.
+const CACHE_MARKER: &str = "READY";
+
+/// The shipped Shakespeare text as token shards, for `train` run without data flags: returns
+/// (train glob, val glob). On first use it prepares the shards into the cache directory
+/// (`$GPT2_CACHE_DIR` if set, else `cache/shakespeare` in the current directory) and prints one line
+/// naming it; later calls find the shards there and return at once.
+pub fn default_training_data() -> anyhow::Result<(String, String)> {
+    let dir = std::env::var_os("GPT2_CACHE_DIR").map_or_else(|| PathBuf::from("cache/shakespeare"), PathBuf::from);
+    default_training_data_in(&dir)
+}
+
+/// `default_training_data` with the cache directory given.
+pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> {
+    let globs = (dir.join("train_*.bin").display().to_string(), dir.join("val_*.bin").display().to_string());
+    let marker = dir.join(CACHE_MARKER);
+    if let Ok(contents) = std::fs::read_to_string(&marker) {
+        if cache_is_valid(dir, &contents) {
+            return Ok(globs);
+        }
+    }
+    // The marker goes first and comes back last, once `prepare` has moved every shard into place: an
+    // interrupted run leaves no marker, and the next call prepares again.
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("{}: cannot remove", marker.display()));
+        }
+        _ => {}
+    }
+    let inputs: Vec<Input> = SHAKESPEARE.iter().map(|&(name, text)| Input::Embedded(name, text)).collect();
+    let options = Options { val_tokens: DEFAULT_VAL_TOKENS, shard_tokens: 100_000_000, progress: false };
+    let summary = prepare(&inputs, dir, &options)?;
+    let mut contents = format!("{}\n", cache_key());
+    for file in &summary.files {
+        let size = std::fs::metadata(file).with_context(|| format!("{}: cannot read back", file.display()))?.len();
+        let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        contents.push_str(&format!("{name} {size}\n"));
+    }
+    crate::files::write_atomic_io(&marker, |w| w.write_all(contents.as_bytes()))
+        .with_context(|| format!("{}: cannot write", marker.display()))?;
+    println!(
+        "prepared the default training text (Shakespeare, {} documents, {} tokens) in {}",
+        summary.documents,
+        summary.tokens,
+        dir.display()
+    );
+    Ok(globs)
+}
+
+/// What the cache was made from: the text's size and the split. A change to either remakes it.
+fn cache_key() -> String {
+    let bytes: usize = SHAKESPEARE.iter().map(|(_, text)| text.len()).sum();
+    format!("gpt2 shakespeare cache v1: {} files, {bytes} bytes, val {DEFAULT_VAL_TOKENS} tokens", SHAKESPEARE.len())
+}
+
+/// The marker matches `cache_key` and every file it lists is there with its size.
+fn cache_is_valid(dir: &Path, marker: &str) -> bool {
+    let mut lines = marker.lines();
+    if lines.next() != Some(cache_key().as_str()) {
+        return false;
+    }
+    lines.all(|line| match line.split_once(' ') {
+        Some((name, size)) => std::fs::metadata(dir.join(name)).is_ok_and(|m| size.parse() == Ok(m.len())),
+        None => false,
+    })
+}
