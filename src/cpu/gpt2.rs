@@ -1,8 +1,44 @@
 //! GPT-2 on the CPU: the layers of this folder composed into the whole model, forward and backward.
-//! Twin: `src/cuda/gpt2.rs`, which makes the same calls to the kernels in `kernels/`.
+//! Twin: `src/cuda/gpt2.rs`, which makes the same calls to the kernels in `kernels/`: between the
+//! `[twin: ...]` and `[end twin]` comments the two files read the same, line for line, once device
+//! calls are written as plain calls (`tests/twins.rs` checks it).
 //!
 //! Read `forward` top to bottom: it is the model. Parameters, their gradients and the activations
 //! each live in one flat buffer (see `src/model/mod.rs`), allocated once; a step allocates nothing.
+//!
+//! ```text
+//!  inputs (B,T) token ids
+//!    |
+//!  encoder: wte[token] + wpe[position] ............................ encoded    (B,T,C)
+//!    |
+//!    +--> block l = 0 .. L-1, each reading the residual stream x (B,T,C):
+//!    |      ln1 = layernorm(x; ln1w, ln1b) ........................ ln1        (B,T,C), ln1_mean, ln1_rstd (B,T)
+//!    |      qkv = ln1 @ qkvw^T + qkvb ............................. qkv        (B,T,3C)
+//!    |      atty = causal self-attention(qkv) ..................... preatt, att (B,NH,T,T), atty (B,T,C)
+//!    |      attproj = atty @ attprojw^T + attprojb ................ attproj    (B,T,C)
+//!    |      x2 = x + attproj ...................................... residual2  (B,T,C)
+//!    |      ln2 = layernorm(x2; ln2w, ln2b) ....................... ln2        (B,T,C), ln2_mean, ln2_rstd (B,T)
+//!    |      fch = ln2 @ fcw^T + fcb ............................... fch        (B,T,4C)
+//!    |      fch_gelu = gelu(fch) .................................. fch_gelu   (B,T,4C)
+//!    |      fcproj = fch_gelu @ fcprojw^T + fcprojb ............... fcproj     (B,T,C)
+//!    |      x3 = x2 + fcproj ...................................... residual3  (B,T,C) = next block's x
+//!    |
+//!  lnf = layernorm(x3 of the last block; lnfw, lnfb) .............. lnf        (B,T,C), lnf_mean, lnf_rstd (B,T)
+//!  logits = lnf @ wte^T (the LM head is the token embedding) ...... logits     (B,T,Vp)
+//!  probs = softmax(logits) over the first V entries ............... probs      (B,T,Vp)
+//!  losses = -log probs[target] .................................... losses     (B,T), loss = their mean
+//! ```
+//!
+//! The names are llm.c's, kept so its readers feel at home: `ln1`/`ln2`/`lnf` the outputs of the
+//! two layernorms of a block and the final one, with the `_mean`/`_rstd` (1/standard deviation) the
+//! backward pass needs; `qkv` the queries, keys and values side by side; `preatt` the attention
+//! scores before the softmax and `att` after it; `atty` the attention's output (att times the
+//! values, "y" in the paper); `attproj`/`fcproj` the two projections back onto the residual stream;
+//! `residual2` the stream after the attention half of a block, `residual3` after the MLP half (the
+//! embedding is residual 1); `fch` the MLP's hidden layer ("fc hidden"), `fch_gelu` it after GELU.
+//! A leading `l_` marks one block's slice of a tensor stacked over the L blocks, `d` a gradient
+//! (`dl_ln1`: the gradient of block l's ln1), `p`/`gp` parameters and their gradients, `a`/`ga`
+//! activations and their gradients.
 
 use super::attention::{attention_backward, attention_forward};
 use super::encoder::{encoder_backward, encoder_forward};
@@ -14,7 +50,7 @@ use super::{fast, matmul};
 use crate::config::ModelConfig;
 use crate::model::{activation_sizes, ActivationViews, ParamLayout, ParamViews, ParamViewsMut, ACTIVATION_NAMES};
 
-/// Layer `l`'s part of a tensor stacked over `n` layers.
+/// Layer `l`'s part of a tensor stacked over `n` layers: (L, ...) -> (...).
 fn at(t: &[f32], l: usize, n: usize) -> &[f32] {
     let size = t.len() / n;
     &t[l * size..(l + 1) * size]
@@ -24,6 +60,25 @@ fn at(t: &[f32], l: usize, n: usize) -> &[f32] {
 fn at_mut(t: &mut [f32], l: usize, n: usize) -> &mut [f32] {
     let size = t.len() / n;
     &mut t[l * size..(l + 1) * size]
+}
+
+/// Block `l`'s input and output in the residual stream: the input is the embedding (`encoded`) for
+/// the first block and block l-1's slice of `residual3` after that; the output is block l's slice.
+fn block_residuals<'a>(
+    encoded: &'a mut [f32],
+    residual3: &'a mut [f32],
+    l: usize,
+    nl: usize,
+) -> (&'a mut [f32], &'a mut [f32]) {
+    let size = residual3.len() / nl;
+    let (done, rest) = residual3.split_at_mut(l * size);
+    let input = if l == 0 { encoded } else { &mut done[(l - 1) * size..] };
+    (input, &mut rest[..size])
+}
+
+/// Sets a gradient buffer to zero.
+fn zero(t: &mut [f32]) {
+    t.fill(0.0);
 }
 
 /// Which implementation of the layers the model calls: the readable reference in this folder, or
@@ -142,7 +197,7 @@ impl Gpt2 {
         assert_eq!(inputs.len(), b * t);
         assert!(inputs.iter().all(|&tok| (tok as usize) < v), "input token id out of range");
         self.reserve(b, t);
-        let (bt, btc) = (b * t, b * t * c);
+        let bt = b * t;
         self.b = b;
         self.t = t;
         self.inputs[..bt].copy_from_slice(inputs);
@@ -159,57 +214,75 @@ impl Gpt2 {
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
 
+        // [twin: forward]
         // token embedding + position embedding
+        // encoded (B,T,C) <- token ids (B,T), wte (Vp,C), wpe (maxT,C)
         encoder_forward(a.encoded, inputs, p.wte, p.wpe, b, t, c);
 
         for l in 0..nl {
-            // the residual stream entering block l: the embedding, or block l-1's output
-            let (done, rest) = a.residual3.split_at_mut(l * btc);
-            let residual: &[f32] = if l == 0 { a.encoded } else { &done[(l - 1) * btc..] };
-            let l_residual3 = &mut rest[..btc];
+            // the residual stream entering block l (the embedding, or block l-1's output), and block l's output
+            let (residual, l_residual3) = block_residuals(&mut *a.encoded, &mut *a.residual3, l, nl);
+
+            // this block's parameters
+            let (l_ln1w, l_ln1b) = (at(p.ln1w, l, nl), at(p.ln1b, l, nl));
+            let (l_qkvw, l_qkvb) = (at(p.qkvw, l, nl), at(p.qkvb, l, nl));
+            let (l_attprojw, l_attprojb) = (at(p.attprojw, l, nl), at(p.attprojb, l, nl));
+            let (l_ln2w, l_ln2b) = (at(p.ln2w, l, nl), at(p.ln2b, l, nl));
+            let (l_fcw, l_fcb) = (at(p.fcw, l, nl), at(p.fcb, l, nl));
+            let (l_fcprojw, l_fcprojb) = (at(p.fcprojw, l, nl), at(p.fcprojb, l, nl));
 
             // this block's slices of the activations
-            let l_ln1 = at_mut(a.ln1, l, nl);
-            let l_ln1_mean = at_mut(a.ln1_mean, l, nl);
-            let l_ln1_rstd = at_mut(a.ln1_rstd, l, nl);
-            let l_qkv = at_mut(a.qkv, l, nl);
-            let l_atty = at_mut(a.atty, l, nl);
-            let l_preatt = at_mut(a.preatt, l, nl);
-            let l_att = at_mut(a.att, l, nl);
-            let l_attproj = at_mut(a.attproj, l, nl);
-            let l_residual2 = at_mut(a.residual2, l, nl);
-            let l_ln2 = at_mut(a.ln2, l, nl);
-            let l_ln2_mean = at_mut(a.ln2_mean, l, nl);
-            let l_ln2_rstd = at_mut(a.ln2_rstd, l, nl);
-            let l_fch = at_mut(a.fch, l, nl);
-            let l_fch_gelu = at_mut(a.fch_gelu, l, nl);
-            let l_fcproj = at_mut(a.fcproj, l, nl);
+            let (l_ln1, l_ln1_mean, l_ln1_rstd) =
+                (at_mut(a.ln1, l, nl), at_mut(a.ln1_mean, l, nl), at_mut(a.ln1_rstd, l, nl));
+            let (l_qkv, l_atty) = (at_mut(a.qkv, l, nl), at_mut(a.atty, l, nl));
+            let (l_preatt, l_att) = (at_mut(a.preatt, l, nl), at_mut(a.att, l, nl));
+            let (l_attproj, l_residual2) = (at_mut(a.attproj, l, nl), at_mut(a.residual2, l, nl));
+            let (l_ln2, l_ln2_mean, l_ln2_rstd) =
+                (at_mut(a.ln2, l, nl), at_mut(a.ln2_mean, l, nl), at_mut(a.ln2_rstd, l, nl));
+            let (l_fch, l_fch_gelu, l_fcproj) =
+                (at_mut(a.fch, l, nl), at_mut(a.fch_gelu, l, nl), at_mut(a.fcproj, l, nl));
 
             // attention: layernorm -> qkv projection -> causal self-attention -> output projection -> residual
-            layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, at(p.ln1w, l, nl), at(p.ln1b, l, nl), bt, c);
-            matmul_forward(l_qkv, l_ln1, at(p.qkvw, l, nl), Some(at(p.qkvb, l, nl)), bt, c, 3 * c);
+            // ln1 (B,T,C), ln1_mean and ln1_rstd (B,T) <- residual (B,T,C)
+            layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, bt, c);
+            // qkv (B,T,3C) <- ln1 (B,T,C) @ qkvw^T (3C,C) + qkvb (3C)
+            matmul_forward(l_qkv, l_ln1, l_qkvw, Some(l_qkvb), bt, c, 3 * c);
+            // atty (B,T,C), preatt and att (B,NH,T,T) <- qkv (B,T,3C)
             attention_forward(l_atty, l_preatt, l_att, l_qkv, b, t, c, nh);
-            matmul_forward(l_attproj, l_atty, at(p.attprojw, l, nl), Some(at(p.attprojb, l, nl)), bt, c, c);
+            // attproj (B,T,C) <- atty (B,T,C) @ attprojw^T (C,C) + attprojb (C)
+            matmul_forward(l_attproj, l_atty, l_attprojw, Some(l_attprojb), bt, c, c);
+            // residual2 (B,T,C) = residual + attproj
             residual_forward(l_residual2, residual, l_attproj);
 
             // MLP: layernorm -> fc (C -> 4C) -> GELU -> projection (4C -> C) -> residual
-            layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, at(p.ln2w, l, nl), at(p.ln2b, l, nl), bt, c);
-            matmul_forward(l_fch, l_ln2, at(p.fcw, l, nl), Some(at(p.fcb, l, nl)), bt, c, 4 * c);
+            // ln2 (B,T,C), ln2_mean and ln2_rstd (B,T) <- residual2 (B,T,C)
+            layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, bt, c);
+            // fch (B,T,4C) <- ln2 (B,T,C) @ fcw^T (4C,C) + fcb (4C)
+            matmul_forward(l_fch, l_ln2, l_fcw, Some(l_fcb), bt, c, 4 * c);
+            // fch_gelu (B,T,4C) = gelu(fch)
             gelu_forward(l_fch_gelu, l_fch);
-            matmul_forward(l_fcproj, l_fch_gelu, at(p.fcprojw, l, nl), Some(at(p.fcprojb, l, nl)), bt, 4 * c, c);
+            // fcproj (B,T,C) <- fch_gelu (B,T,4C) @ fcprojw^T (C,4C) + fcprojb (C)
+            matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, Some(l_fcprojb), bt, 4 * c, c);
+            // residual3 (B,T,C) = residual2 + fcproj
             residual_forward(l_residual3, l_residual2, l_fcproj);
         }
 
         // final layernorm, then the LM head: logits against every token embedding (weights tied)
         let residual = at(a.residual3, nl - 1, nl);
+        // lnf (B,T,C), lnf_mean and lnf_rstd (B,T) <- the last block's residual3 (B,T,C)
         layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, bt, c);
+        // logits (B,T,Vp) <- lnf (B,T,C) @ wte^T (C,Vp)
         matmul_forward(a.logits, a.lnf, p.wte, None, bt, c, vp);
+        // probs (B,T,Vp) <- logits, normalized over the first V entries
         softmax_forward(a.probs, a.logits, bt, v, vp);
 
-        // the loss: mean cross-entropy against the targets
-        let targets = targets?;
-        crossentropy_forward(a.losses, a.probs, targets, bt, vp);
-        Some(a.losses.iter().sum::<f32>() / bt as f32)
+        // the loss: cross-entropy against the targets
+        if let Some(targets) = targets {
+            // losses (B,T) = -log probs[target]
+            crossentropy_forward(a.losses, a.probs, targets, bt, vp);
+        }
+        // [end twin]
+        targets.map(|_| a.losses.iter().sum::<f32>() / bt as f32)
     }
 
     /// Sets every parameter gradient to zero (once per optimizer step; micro-batches accumulate).
@@ -225,7 +298,7 @@ impl Gpt2 {
         let cfg = self.config;
         let (b, t) = (self.b, self.t);
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
-        let (bt, btc) = (b * t, b * t * c);
+        let bt = b * t;
         let sizes = activation_sizes(&cfg, b, t);
 
         let (_, matmul_backward) = self.kernels.matmul();
@@ -234,83 +307,82 @@ impl Gpt2 {
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let gp = ParamViewsMut::new(&self.layout.sizes(), &mut self.grads);
         let a = ActivationViews::new(&sizes, &mut self.acts);
-        let g = ActivationViews::new(&sizes, &mut self.grad_acts);
+        let ga = ActivationViews::new(&sizes, &mut self.grad_acts);
         let (inputs, targets) = (&self.inputs[..bt], &self.targets[..bt]);
+        // d(mean loss)/d(loss at each position) = loss_scale/(B*T)
+        ga.losses.fill(loss_scale / bt as f32);
 
+        // [twin: backward]
         // Activation gradients start from zero each backward (parameter gradients accumulate across
         // micro-batches). Only those the layers add into need zeroing: attention overwrites its
         // dpreatt and datt, and probs, the means and the rstds get no gradient.
         for grad in [
-            &mut *g.encoded,
-            &mut *g.ln1,
-            &mut *g.qkv,
-            &mut *g.atty,
-            &mut *g.attproj,
-            &mut *g.residual2,
-            &mut *g.ln2,
-            &mut *g.fch,
-            &mut *g.fch_gelu,
-            &mut *g.fcproj,
-            &mut *g.residual3,
-            &mut *g.lnf,
-            &mut *g.logits,
+            &mut *ga.encoded,
+            &mut *ga.ln1,
+            &mut *ga.qkv,
+            &mut *ga.atty,
+            &mut *ga.attproj,
+            &mut *ga.residual2,
+            &mut *ga.ln2,
+            &mut *ga.fch,
+            &mut *ga.fch_gelu,
+            &mut *ga.fcproj,
+            &mut *ga.residual3,
+            &mut *ga.lnf,
+            &mut *ga.logits,
         ] {
-            grad.fill(0.0);
+            zero(grad);
         }
 
-        // d(mean loss)/d(loss at each position) = 1/(B*T)
-        g.losses.fill(loss_scale / bt as f32);
-        crossentropy_softmax_backward(g.logits, g.losses, a.probs, targets, bt, v, vp);
-        matmul_backward(g.lnf, gp.wte, None, g.logits, a.lnf, p.wte, bt, c, vp);
-        let residual = at(a.residual3, nl - 1, nl);
-        let dresidual = at_mut(g.residual3, nl - 1, nl);
-        layernorm_backward(dresidual, gp.lnfw, gp.lnfb, g.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c);
+        // the loss, the LM head and the final layernorm, backwards
+        // dlogits (B,T,Vp) <- dlosses (B,T), probs, targets
+        crossentropy_softmax_backward(ga.logits, ga.losses, a.probs, targets, bt, v, vp);
+        // dlnf (B,T,C), dwte (Vp,C) += from dlogits (B,T,Vp)
+        matmul_backward(ga.lnf, gp.wte, None, ga.logits, a.lnf, p.wte, bt, c, vp);
+        let (residual, dresidual) = (at(a.residual3, nl - 1, nl), at_mut(ga.residual3, nl - 1, nl));
+        // d(last residual3) (B,T,C), dlnfw and dlnfb (C) += from dlnf (B,T,C)
+        layernorm_backward(dresidual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c);
 
         for l in (0..nl).rev() {
-            // the residual stream that entered block l, and its gradient
-            let residual: &[f32] = if l == 0 { a.encoded } else { at(a.residual3, l - 1, nl) };
-            let (g_done, g_rest) = g.residual3.split_at_mut(l * btc);
-            let dresidual: &mut [f32] = if l == 0 { &mut *g.encoded } else { &mut g_done[(l - 1) * btc..] };
-            let dl_residual3 = &g_rest[..btc];
+            // the residual stream that entered block l and block l's output, and their gradients
+            let (residual, _) = block_residuals(&mut *a.encoded, &mut *a.residual3, l, nl);
+            let (dresidual, dl_residual3) = block_residuals(&mut *ga.encoded, &mut *ga.residual3, l, nl);
 
-            // the gradients of this block's activations
-            let dl_ln1 = at_mut(g.ln1, l, nl);
-            let dl_qkv = at_mut(g.qkv, l, nl);
-            let dl_atty = at_mut(g.atty, l, nl);
-            let dl_preatt = at_mut(g.preatt, l, nl);
-            let dl_att = at_mut(g.att, l, nl);
-            let dl_attproj = at_mut(g.attproj, l, nl);
-            let dl_residual2 = at_mut(g.residual2, l, nl);
-            let dl_ln2 = at_mut(g.ln2, l, nl);
-            let dl_fch = at_mut(g.fch, l, nl);
-            let dl_fch_gelu = at_mut(g.fch_gelu, l, nl);
-            let dl_fcproj = at_mut(g.fcproj, l, nl);
+            // this block's parameters
+            let (l_ln1w, l_qkvw, l_attprojw) = (at(p.ln1w, l, nl), at(p.qkvw, l, nl), at(p.attprojw, l, nl));
+            let (l_ln2w, l_fcw, l_fcprojw) = (at(p.ln2w, l, nl), at(p.fcw, l, nl), at(p.fcprojw, l, nl));
 
-            // this block's parameters, their gradients and its saved activations
-            let (l_ln1w, l_qkvw, l_attprojw, l_ln2w, l_fcw, l_fcprojw) = (
-                at(p.ln1w, l, nl),
-                at(p.qkvw, l, nl),
-                at(p.attprojw, l, nl),
-                at(p.ln2w, l, nl),
-                at(p.fcw, l, nl),
-                at(p.fcprojw, l, nl),
-            );
+            // and their gradients
             let (dl_ln1w, dl_ln1b) = (at_mut(gp.ln1w, l, nl), at_mut(gp.ln1b, l, nl));
-            let (dl_qkvw, dl_qkvb) = (at_mut(gp.qkvw, l, nl), Some(at_mut(gp.qkvb, l, nl)));
-            let (dl_attprojw, dl_attprojb) = (at_mut(gp.attprojw, l, nl), Some(at_mut(gp.attprojb, l, nl)));
+            let (dl_qkvw, dl_qkvb) = (at_mut(gp.qkvw, l, nl), at_mut(gp.qkvb, l, nl));
+            let (dl_attprojw, dl_attprojb) = (at_mut(gp.attprojw, l, nl), at_mut(gp.attprojb, l, nl));
             let (dl_ln2w, dl_ln2b) = (at_mut(gp.ln2w, l, nl), at_mut(gp.ln2b, l, nl));
-            let (dl_fcw, dl_fcb) = (at_mut(gp.fcw, l, nl), Some(at_mut(gp.fcb, l, nl)));
-            let (dl_fcprojw, dl_fcprojb) = (at_mut(gp.fcprojw, l, nl), Some(at_mut(gp.fcprojb, l, nl)));
+            let (dl_fcw, dl_fcb) = (at_mut(gp.fcw, l, nl), at_mut(gp.fcb, l, nl));
+            let (dl_fcprojw, dl_fcprojb) = (at_mut(gp.fcprojw, l, nl), at_mut(gp.fcprojb, l, nl));
+
+            // this block's activations, saved by the forward pass
             let (l_ln1, l_ln1_mean, l_ln1_rstd) = (at(a.ln1, l, nl), at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
             let (l_qkv, l_atty, l_att) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) = (at(a.ln2, l, nl), at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
             let (l_residual2, l_fch, l_fch_gelu) = (at(a.residual2, l, nl), at(a.fch, l, nl), at(a.fch_gelu, l, nl));
 
+            // and their gradients
+            let (dl_ln1, dl_qkv, dl_atty) = (at_mut(ga.ln1, l, nl), at_mut(ga.qkv, l, nl), at_mut(ga.atty, l, nl));
+            let (dl_preatt, dl_att) = (at_mut(ga.preatt, l, nl), at_mut(ga.att, l, nl));
+            let (dl_attproj, dl_residual2) = (at_mut(ga.attproj, l, nl), at_mut(ga.residual2, l, nl));
+            let (dl_ln2, dl_fch) = (at_mut(ga.ln2, l, nl), at_mut(ga.fch, l, nl));
+            let (dl_fch_gelu, dl_fcproj) = (at_mut(ga.fch_gelu, l, nl), at_mut(ga.fcproj, l, nl));
+
             // MLP, backwards: the forward's calls in reverse order
+            // dresidual2 and dfcproj (B,T,C) += dresidual3 (B,T,C)
             residual_backward(dl_residual2, dl_fcproj, dl_residual3);
-            matmul_backward(dl_fch_gelu, dl_fcprojw, dl_fcprojb, dl_fcproj, l_fch_gelu, l_fcprojw, bt, 4 * c, c);
+            // dfch_gelu (B,T,4C), dfcprojw (C,4C), dfcprojb (C) += from dfcproj (B,T,C)
+            matmul_backward(dl_fch_gelu, dl_fcprojw, Some(dl_fcprojb), dl_fcproj, l_fch_gelu, l_fcprojw, bt, 4 * c, c);
+            // dfch (B,T,4C) += gelu'(fch) * dfch_gelu
             gelu_backward(dl_fch, l_fch, dl_fch_gelu);
-            matmul_backward(dl_ln2, dl_fcw, dl_fcb, dl_fch, l_ln2, l_fcw, bt, c, 4 * c);
+            // dln2 (B,T,C), dfcw (4C,C), dfcb (4C) += from dfch (B,T,4C)
+            matmul_backward(dl_ln2, dl_fcw, Some(dl_fcb), dl_fch, l_ln2, l_fcw, bt, c, 4 * c);
+            // dresidual2 (B,T,C), dln2w and dln2b (C) += from dln2 (B,T,C)
             layernorm_backward(
                 dl_residual2,
                 dl_ln2w,
@@ -325,15 +397,22 @@ impl Gpt2 {
             );
 
             // attention, backwards
+            // dresidual and dattproj (B,T,C) += dresidual2 (B,T,C)
             residual_backward(dresidual, dl_attproj, dl_residual2);
-            matmul_backward(dl_atty, dl_attprojw, dl_attprojb, dl_attproj, l_atty, l_attprojw, bt, c, c);
+            // datty (B,T,C), dattprojw (C,C), dattprojb (C) += from dattproj (B,T,C)
+            matmul_backward(dl_atty, dl_attprojw, Some(dl_attprojb), dl_attproj, l_atty, l_attprojw, bt, c, c);
+            // dqkv (B,T,3C) += from datty (B,T,C), through datt and dpreatt (B,NH,T,T)
             attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, b, t, c, nh);
-            matmul_backward(dl_ln1, dl_qkvw, dl_qkvb, dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c);
+            // dln1 (B,T,C), dqkvw (3C,C), dqkvb (3C) += from dqkv (B,T,3C)
+            matmul_backward(dl_ln1, dl_qkvw, Some(dl_qkvb), dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c);
+            // dresidual (B,T,C), dln1w and dln1b (C) += from dln1 (B,T,C)
             layernorm_backward(dresidual, dl_ln1w, dl_ln1b, dl_ln1, residual, l_ln1w, l_ln1_mean, l_ln1_rstd, bt, c);
         }
 
         // embeddings, backwards
-        encoder_backward(gp.wte, gp.wpe, g.encoded, inputs, b, t, c);
+        // dwte (Vp,C), dwpe (maxT,C) += from dencoded (B,T,C)
+        encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c);
+        // [end twin]
     }
 
     /// The probabilities (B, T, Vp) of the last forward pass.

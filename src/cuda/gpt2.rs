@@ -44,6 +44,24 @@ dev_views!(
      fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
 );
 
+/// Layer `l`'s part of a tensor stacked over `n` layers: (L, ...) -> (...). As in `src/cpu/gpt2.rs`.
+fn at(t: Dev<f32>, l: usize, n: usize) -> Dev<f32> {
+    t.layer(l, n)
+}
+
+/// `at`, for a tensor the kernel writes: a device view is a plain handle, so this is `at` under the
+/// CPU's name (where reading and writing borrow differently).
+fn at_mut(t: Dev<f32>, l: usize, n: usize) -> Dev<f32> {
+    t.layer(l, n)
+}
+
+/// Block `l`'s input and output in the residual stream: the input is the embedding (`encoded`) for
+/// the first block and block l-1's slice of `residual3` after that; the output is block l's slice.
+fn block_residuals(encoded: Dev<f32>, residual3: Dev<f32>, l: usize, nl: usize) -> (Dev<f32>, Dev<f32>) {
+    let input = if l == 0 { encoded } else { residual3.layer(l - 1, nl) };
+    (input, residual3.layer(l, nl))
+}
+
 fn gib(bytes: usize) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
@@ -143,90 +161,109 @@ impl CudaGpt2 {
 
     /// The forward pass over tokens `inputs` (B, T); with `targets` (B, T) it also computes the
     /// losses, which `mean_loss` reads and `backward` differentiates. Queues the work and returns.
-    pub fn forward(&mut self, inputs: &[u32], targets: Option<&[u32]>, b: usize, t: usize) -> Result<()> {
+    pub fn forward(&mut self, host_inputs: &[u32], host_targets: Option<&[u32]>, b: usize, t: usize) -> Result<()> {
         let cfg = self.config;
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
-        if b * t == 0 || inputs.len() != b * t || targets.is_some_and(|x| x.len() != b * t) {
-            bail!("a batch of B={b} T={t} needs B*T > 0 input (and target) tokens, got {}", inputs.len());
+        if b * t == 0 || host_inputs.len() != b * t || host_targets.is_some_and(|x| x.len() != b * t) {
+            bail!("a batch of B={b} T={t} needs B*T > 0 input (and target) tokens, got {}", host_inputs.len());
         }
         let sizes = activation_sizes(&cfg, b, t);
         if t > self.max_t || sizes.iter().sum::<usize>() > self.acts.len() || b * t > self.inputs.len() {
             bail!("batch B={b} T={t} is larger than the buffers allocated for B={} T={}", self.max_b, self.max_t);
         }
-        self.check_tokens(inputs, "input")?;
-        if let Some(targets) = targets {
-            self.check_tokens(targets, "target")?;
+        self.check_tokens(host_inputs, "input")?;
+        if let Some(host) = host_targets {
+            self.check_tokens(host, "target")?;
         }
-        let (bt, g) = (b * t, &self.gpu);
+        let (bt, gpu) = (b * t, &self.gpu);
         self.b = b;
         self.t = t;
-        let inp = self.inputs.all().slice(0, bt);
-        g.upload(inp, inputs)?;
-        self.has_targets = targets.is_some();
-        let tgt = self.targets.all().slice(0, bt);
-        if let Some(targets) = targets {
-            g.upload(tgt, targets)?;
-        }
+        self.has_targets = host_targets.is_some();
+        // from here on, `inputs` and `targets` are the device copies
+        let inputs = self.inputs.all().slice(0, bt);
+        gpu.upload(inputs, host_inputs)?;
+        let targets = match host_targets {
+            Some(host) => {
+                let targets = self.targets.all().slice(0, bt);
+                gpu.upload(targets, host)?;
+                Some(targets)
+            }
+            None => None,
+        };
 
         let p = DevParams::new(self.params.all(), &self.layout.sizes());
         let a = DevActivations::new(self.acts.all(), &sizes);
 
+        // [twin: forward]
         // token embedding + position embedding
+        // encoded (B,T,C) <- token ids (B,T), wte (Vp,C), wpe (maxT,C)
         // SAFETY: the tokens were checked against V <= Vp (the rows of wte) by `check_tokens` above.
-        unsafe { g.encoder_forward(a.encoded, inp, p.wte, p.wpe, b, t, c)? };
+        unsafe { gpu.encoder_forward(a.encoded, inputs, p.wte, p.wpe, b, t, c)? };
 
         for l in 0..nl {
-            // the residual stream entering block l: the embedding, or block l-1's output
-            let residual = if l == 0 { a.encoded } else { a.residual3.layer(l - 1, nl) };
+            // the residual stream entering block l (the embedding, or block l-1's output), and block l's output
+            let (residual, l_residual3) = block_residuals(a.encoded, a.residual3, l, nl);
+
+            // this block's parameters
+            let (l_ln1w, l_ln1b) = (at(p.ln1w, l, nl), at(p.ln1b, l, nl));
+            let (l_qkvw, l_qkvb) = (at(p.qkvw, l, nl), at(p.qkvb, l, nl));
+            let (l_attprojw, l_attprojb) = (at(p.attprojw, l, nl), at(p.attprojb, l, nl));
+            let (l_ln2w, l_ln2b) = (at(p.ln2w, l, nl), at(p.ln2b, l, nl));
+            let (l_fcw, l_fcb) = (at(p.fcw, l, nl), at(p.fcb, l, nl));
+            let (l_fcprojw, l_fcprojb) = (at(p.fcprojw, l, nl), at(p.fcprojb, l, nl));
 
             // this block's slices of the activations
-            let l_ln1 = a.ln1.layer(l, nl);
-            let l_ln1_mean = a.ln1_mean.layer(l, nl);
-            let l_ln1_rstd = a.ln1_rstd.layer(l, nl);
-            let l_qkv = a.qkv.layer(l, nl);
-            let l_atty = a.atty.layer(l, nl);
-            let l_preatt = a.preatt.layer(l, nl);
-            let l_att = a.att.layer(l, nl);
-            let l_attproj = a.attproj.layer(l, nl);
-            let l_residual2 = a.residual2.layer(l, nl);
-            let l_ln2 = a.ln2.layer(l, nl);
-            let l_ln2_mean = a.ln2_mean.layer(l, nl);
-            let l_ln2_rstd = a.ln2_rstd.layer(l, nl);
-            let l_fch = a.fch.layer(l, nl);
-            let l_fch_gelu = a.fch_gelu.layer(l, nl);
-            let l_fcproj = a.fcproj.layer(l, nl);
-            let l_residual3 = a.residual3.layer(l, nl);
+            let (l_ln1, l_ln1_mean, l_ln1_rstd) =
+                (at_mut(a.ln1, l, nl), at_mut(a.ln1_mean, l, nl), at_mut(a.ln1_rstd, l, nl));
+            let (l_qkv, l_atty) = (at_mut(a.qkv, l, nl), at_mut(a.atty, l, nl));
+            let (l_preatt, l_att) = (at_mut(a.preatt, l, nl), at_mut(a.att, l, nl));
+            let (l_attproj, l_residual2) = (at_mut(a.attproj, l, nl), at_mut(a.residual2, l, nl));
+            let (l_ln2, l_ln2_mean, l_ln2_rstd) =
+                (at_mut(a.ln2, l, nl), at_mut(a.ln2_mean, l, nl), at_mut(a.ln2_rstd, l, nl));
+            let (l_fch, l_fch_gelu, l_fcproj) =
+                (at_mut(a.fch, l, nl), at_mut(a.fch_gelu, l, nl), at_mut(a.fcproj, l, nl));
 
             // attention: layernorm -> qkv projection -> causal self-attention -> output projection -> residual
-            let (ln1w, ln1b) = (p.ln1w.layer(l, nl), p.ln1b.layer(l, nl));
-            g.layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, ln1w, ln1b, bt, c)?;
-            g.matmul_forward(l_qkv, l_ln1, p.qkvw.layer(l, nl), Some(p.qkvb.layer(l, nl)), bt, c, 3 * c)?;
-            g.attention_forward(l_atty, l_preatt, l_att, l_qkv, b, t, c, nh)?;
-            let (attprojw, attprojb) = (p.attprojw.layer(l, nl), p.attprojb.layer(l, nl));
-            g.matmul_forward(l_attproj, l_atty, attprojw, Some(attprojb), bt, c, c)?;
-            g.residual_forward(l_residual2, residual, l_attproj)?;
+            // ln1 (B,T,C), ln1_mean and ln1_rstd (B,T) <- residual (B,T,C)
+            gpu.layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, bt, c)?;
+            // qkv (B,T,3C) <- ln1 (B,T,C) @ qkvw^T (3C,C) + qkvb (3C)
+            gpu.matmul_forward(l_qkv, l_ln1, l_qkvw, Some(l_qkvb), bt, c, 3 * c)?;
+            // atty (B,T,C), preatt and att (B,NH,T,T) <- qkv (B,T,3C)
+            gpu.attention_forward(l_atty, l_preatt, l_att, l_qkv, b, t, c, nh)?;
+            // attproj (B,T,C) <- atty (B,T,C) @ attprojw^T (C,C) + attprojb (C)
+            gpu.matmul_forward(l_attproj, l_atty, l_attprojw, Some(l_attprojb), bt, c, c)?;
+            // residual2 (B,T,C) = residual + attproj
+            gpu.residual_forward(l_residual2, residual, l_attproj)?;
 
             // MLP: layernorm -> fc (C -> 4C) -> GELU -> projection (4C -> C) -> residual
-            let (ln2w, ln2b) = (p.ln2w.layer(l, nl), p.ln2b.layer(l, nl));
-            g.layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, ln2w, ln2b, bt, c)?;
-            g.matmul_forward(l_fch, l_ln2, p.fcw.layer(l, nl), Some(p.fcb.layer(l, nl)), bt, c, 4 * c)?;
-            g.gelu_forward(l_fch_gelu, l_fch)?;
-            let (fcprojw, fcprojb) = (p.fcprojw.layer(l, nl), p.fcprojb.layer(l, nl));
-            g.matmul_forward(l_fcproj, l_fch_gelu, fcprojw, Some(fcprojb), bt, 4 * c, c)?;
-            g.residual_forward(l_residual3, l_residual2, l_fcproj)?;
+            // ln2 (B,T,C), ln2_mean and ln2_rstd (B,T) <- residual2 (B,T,C)
+            gpu.layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, bt, c)?;
+            // fch (B,T,4C) <- ln2 (B,T,C) @ fcw^T (4C,C) + fcb (4C)
+            gpu.matmul_forward(l_fch, l_ln2, l_fcw, Some(l_fcb), bt, c, 4 * c)?;
+            // fch_gelu (B,T,4C) = gelu(fch)
+            gpu.gelu_forward(l_fch_gelu, l_fch)?;
+            // fcproj (B,T,C) <- fch_gelu (B,T,4C) @ fcprojw^T (C,4C) + fcprojb (C)
+            gpu.matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, Some(l_fcprojb), bt, 4 * c, c)?;
+            // residual3 (B,T,C) = residual2 + fcproj
+            gpu.residual_forward(l_residual3, l_residual2, l_fcproj)?;
         }
 
         // final layernorm, then the LM head: logits against every token embedding (weights tied)
-        let residual = a.residual3.layer(nl - 1, nl);
-        g.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, bt, c)?;
-        g.matmul_forward(a.logits, a.lnf, p.wte, None, bt, c, vp)?;
-        g.softmax_forward(a.probs, a.logits, bt, v, vp)?;
+        let residual = at(a.residual3, nl - 1, nl);
+        // lnf (B,T,C), lnf_mean and lnf_rstd (B,T) <- the last block's residual3 (B,T,C)
+        gpu.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, bt, c)?;
+        // logits (B,T,Vp) <- lnf (B,T,C) @ wte^T (C,Vp)
+        gpu.matmul_forward(a.logits, a.lnf, p.wte, None, bt, c, vp)?;
+        // probs (B,T,Vp) <- logits, normalized over the first V entries
+        gpu.softmax_forward(a.probs, a.logits, bt, v, vp)?;
 
         // the loss: cross-entropy against the targets
-        if targets.is_some() {
+        if let Some(targets) = targets {
+            // losses (B,T) = -log probs[target]
             // SAFETY: the targets were checked against V <= Vp by `check_tokens` above.
-            unsafe { g.crossentropy_forward(a.losses, a.probs, tgt, bt, vp)? };
+            unsafe { gpu.crossentropy_forward(a.losses, a.probs, targets, bt, vp)? };
         }
+        // [end twin]
         Ok(())
     }
 
@@ -257,15 +294,22 @@ impl CudaGpt2 {
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
         let bt = b * t;
         let sizes = activation_sizes(&cfg, b, t);
-        let g = &self.gpu;
+        let gpu = &self.gpu;
 
         let p = DevParams::new(self.params.all(), &self.layout.sizes());
         let gp = DevParams::new(self.grads.all(), &self.layout.sizes());
         let a = DevActivations::new(self.acts.all(), &sizes);
         let ga = DevActivations::new(self.grad_acts.all(), &sizes);
-        // Activation gradients start from zero each backward (parameter gradients accumulate), as in
-        // src/cpu/gpt2.rs: only those the kernels add into; attention overwrites dpreatt and datt,
-        // and probs, the means and the rstds get no gradient.
+        let (inputs, targets) = (self.inputs.all().slice(0, bt), self.targets.all().slice(0, bt));
+        // d(mean loss)/d(loss at each position) = loss_scale/(B*T)
+        self.dlosses.clear();
+        self.dlosses.resize(bt, loss_scale / bt as f32);
+        gpu.upload(ga.losses, &self.dlosses)?;
+
+        // [twin: backward]
+        // Activation gradients start from zero each backward (parameter gradients accumulate across
+        // micro-batches). Only those the layers add into need zeroing: attention overwrites its
+        // dpreatt and datt, and probs, the means and the rstds get no gradient.
         for grad in [
             ga.encoded,
             ga.ln1,
@@ -281,80 +325,102 @@ impl CudaGpt2 {
             ga.lnf,
             ga.logits,
         ] {
-            g.zero(grad)?;
+            gpu.zero(grad)?;
         }
-        let (inputs, targets) = (self.inputs.all().slice(0, bt), self.targets.all().slice(0, bt));
 
-        // d(mean loss)/d(loss at each position) = 1/(B*T)
-        self.dlosses.clear();
-        self.dlosses.resize(bt, loss_scale / bt as f32);
-        g.upload(ga.losses, &self.dlosses)?;
-        g.crossentropy_softmax_backward(ga.logits, ga.losses, a.probs, targets, bt, v, vp)?;
-        g.matmul_backward(ga.lnf, gp.wte, None, ga.logits, a.lnf, p.wte, bt, c, vp)?;
-        let residual = a.residual3.layer(nl - 1, nl);
-        let dresidual = ga.residual3.layer(nl - 1, nl);
-        g.layernorm_backward(dresidual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c)?;
+        // the loss, the LM head and the final layernorm, backwards
+        // dlogits (B,T,Vp) <- dlosses (B,T), probs, targets
+        gpu.crossentropy_softmax_backward(ga.logits, ga.losses, a.probs, targets, bt, v, vp)?;
+        // dlnf (B,T,C), dwte (Vp,C) += from dlogits (B,T,Vp)
+        gpu.matmul_backward(ga.lnf, gp.wte, None, ga.logits, a.lnf, p.wte, bt, c, vp)?;
+        let (residual, dresidual) = (at(a.residual3, nl - 1, nl), at_mut(ga.residual3, nl - 1, nl));
+        // d(last residual3) (B,T,C), dlnfw and dlnfb (C) += from dlnf (B,T,C)
+        gpu.layernorm_backward(dresidual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c)?;
 
         for l in (0..nl).rev() {
-            // the residual stream that entered block l, and its gradient
-            let residual = if l == 0 { a.encoded } else { a.residual3.layer(l - 1, nl) };
-            let dresidual = if l == 0 { ga.encoded } else { ga.residual3.layer(l - 1, nl) };
-            let dl_residual3 = ga.residual3.layer(l, nl);
+            // the residual stream that entered block l and block l's output, and their gradients
+            let (residual, _) = block_residuals(a.encoded, a.residual3, l, nl);
+            let (dresidual, dl_residual3) = block_residuals(ga.encoded, ga.residual3, l, nl);
 
-            // the gradients of this block's activations
-            let dl_ln1 = ga.ln1.layer(l, nl);
-            let dl_qkv = ga.qkv.layer(l, nl);
-            let dl_atty = ga.atty.layer(l, nl);
-            let dl_preatt = ga.preatt.layer(l, nl);
-            let dl_att = ga.att.layer(l, nl);
-            let dl_attproj = ga.attproj.layer(l, nl);
-            let dl_residual2 = ga.residual2.layer(l, nl);
-            let dl_ln2 = ga.ln2.layer(l, nl);
-            let dl_fch = ga.fch.layer(l, nl);
-            let dl_fch_gelu = ga.fch_gelu.layer(l, nl);
-            let dl_fcproj = ga.fcproj.layer(l, nl);
+            // this block's parameters
+            let (l_ln1w, l_qkvw, l_attprojw) = (at(p.ln1w, l, nl), at(p.qkvw, l, nl), at(p.attprojw, l, nl));
+            let (l_ln2w, l_fcw, l_fcprojw) = (at(p.ln2w, l, nl), at(p.fcw, l, nl), at(p.fcprojw, l, nl));
 
-            // MLP, backwards
-            g.residual_backward(dl_residual2, dl_fcproj, dl_residual3)?;
-            let (fch_gelu, fcprojw) = (a.fch_gelu.layer(l, nl), p.fcprojw.layer(l, nl));
-            let (dfcprojw, dfcprojb) = (gp.fcprojw.layer(l, nl), gp.fcprojb.layer(l, nl));
-            g.matmul_backward(dl_fch_gelu, dfcprojw, Some(dfcprojb), dl_fcproj, fch_gelu, fcprojw, bt, 4 * c, c)?;
-            g.gelu_backward(dl_fch, a.fch.layer(l, nl), dl_fch_gelu)?;
-            let (dfcw, dfcb) = (gp.fcw.layer(l, nl), gp.fcb.layer(l, nl));
-            g.matmul_backward(dl_ln2, dfcw, Some(dfcb), dl_fch, a.ln2.layer(l, nl), p.fcw.layer(l, nl), bt, c, 4 * c)?;
-            let (ln2_mean, ln2_rstd) = (a.ln2_mean.layer(l, nl), a.ln2_rstd.layer(l, nl));
-            let (dln2w, dln2b) = (gp.ln2w.layer(l, nl), gp.ln2b.layer(l, nl));
-            let (residual2, ln2w) = (a.residual2.layer(l, nl), p.ln2w.layer(l, nl));
-            g.layernorm_backward(dl_residual2, dln2w, dln2b, dl_ln2, residual2, ln2w, ln2_mean, ln2_rstd, bt, c)?;
+            // and their gradients
+            let (dl_ln1w, dl_ln1b) = (at_mut(gp.ln1w, l, nl), at_mut(gp.ln1b, l, nl));
+            let (dl_qkvw, dl_qkvb) = (at_mut(gp.qkvw, l, nl), at_mut(gp.qkvb, l, nl));
+            let (dl_attprojw, dl_attprojb) = (at_mut(gp.attprojw, l, nl), at_mut(gp.attprojb, l, nl));
+            let (dl_ln2w, dl_ln2b) = (at_mut(gp.ln2w, l, nl), at_mut(gp.ln2b, l, nl));
+            let (dl_fcw, dl_fcb) = (at_mut(gp.fcw, l, nl), at_mut(gp.fcb, l, nl));
+            let (dl_fcprojw, dl_fcprojb) = (at_mut(gp.fcprojw, l, nl), at_mut(gp.fcprojb, l, nl));
 
-            // attention, backwards
-            g.residual_backward(dresidual, dl_attproj, dl_residual2)?;
-            let (atty, attprojw) = (a.atty.layer(l, nl), p.attprojw.layer(l, nl));
-            let (dattprojw, dattprojb) = (gp.attprojw.layer(l, nl), gp.attprojb.layer(l, nl));
-            g.matmul_backward(dl_atty, dattprojw, Some(dattprojb), dl_attproj, atty, attprojw, bt, c, c)?;
-            let (qkv, att) = (a.qkv.layer(l, nl), a.att.layer(l, nl));
-            g.attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, qkv, att, b, t, c, nh)?;
-            let (dqkvw, dqkvb) = (gp.qkvw.layer(l, nl), gp.qkvb.layer(l, nl));
-            g.matmul_backward(
-                dl_ln1,
-                dqkvw,
-                Some(dqkvb),
-                dl_qkv,
-                a.ln1.layer(l, nl),
-                p.qkvw.layer(l, nl),
+            // this block's activations, saved by the forward pass
+            let (l_ln1, l_ln1_mean, l_ln1_rstd) = (at(a.ln1, l, nl), at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
+            let (l_qkv, l_atty, l_att) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att, l, nl));
+            let (l_ln2, l_ln2_mean, l_ln2_rstd) = (at(a.ln2, l, nl), at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
+            let (l_residual2, l_fch, l_fch_gelu) = (at(a.residual2, l, nl), at(a.fch, l, nl), at(a.fch_gelu, l, nl));
+
+            // and their gradients
+            let (dl_ln1, dl_qkv, dl_atty) = (at_mut(ga.ln1, l, nl), at_mut(ga.qkv, l, nl), at_mut(ga.atty, l, nl));
+            let (dl_preatt, dl_att) = (at_mut(ga.preatt, l, nl), at_mut(ga.att, l, nl));
+            let (dl_attproj, dl_residual2) = (at_mut(ga.attproj, l, nl), at_mut(ga.residual2, l, nl));
+            let (dl_ln2, dl_fch) = (at_mut(ga.ln2, l, nl), at_mut(ga.fch, l, nl));
+            let (dl_fch_gelu, dl_fcproj) = (at_mut(ga.fch_gelu, l, nl), at_mut(ga.fcproj, l, nl));
+
+            // MLP, backwards: the forward's calls in reverse order
+            // dresidual2 and dfcproj (B,T,C) += dresidual3 (B,T,C)
+            gpu.residual_backward(dl_residual2, dl_fcproj, dl_residual3)?;
+            // dfch_gelu (B,T,4C), dfcprojw (C,4C), dfcprojb (C) += from dfcproj (B,T,C)
+            gpu.matmul_backward(
+                dl_fch_gelu,
+                dl_fcprojw,
+                Some(dl_fcprojb),
+                dl_fcproj,
+                l_fch_gelu,
+                l_fcprojw,
+                bt,
+                4 * c,
+                c,
+            )?;
+            // dfch (B,T,4C) += gelu'(fch) * dfch_gelu
+            gpu.gelu_backward(dl_fch, l_fch, dl_fch_gelu)?;
+            // dln2 (B,T,C), dfcw (4C,C), dfcb (4C) += from dfch (B,T,4C)
+            gpu.matmul_backward(dl_ln2, dl_fcw, Some(dl_fcb), dl_fch, l_ln2, l_fcw, bt, c, 4 * c)?;
+            // dresidual2 (B,T,C), dln2w and dln2b (C) += from dln2 (B,T,C)
+            gpu.layernorm_backward(
+                dl_residual2,
+                dl_ln2w,
+                dl_ln2b,
+                dl_ln2,
+                l_residual2,
+                l_ln2w,
+                l_ln2_mean,
+                l_ln2_rstd,
                 bt,
                 c,
-                3 * c,
             )?;
-            let (ln1_mean, ln1_rstd) = (a.ln1_mean.layer(l, nl), a.ln1_rstd.layer(l, nl));
-            let (dln1w, dln1b) = (gp.ln1w.layer(l, nl), gp.ln1b.layer(l, nl));
-            let ln1w = p.ln1w.layer(l, nl);
-            g.layernorm_backward(dresidual, dln1w, dln1b, dl_ln1, residual, ln1w, ln1_mean, ln1_rstd, bt, c)?;
+
+            // attention, backwards
+            // dresidual and dattproj (B,T,C) += dresidual2 (B,T,C)
+            gpu.residual_backward(dresidual, dl_attproj, dl_residual2)?;
+            // datty (B,T,C), dattprojw (C,C), dattprojb (C) += from dattproj (B,T,C)
+            gpu.matmul_backward(dl_atty, dl_attprojw, Some(dl_attprojb), dl_attproj, l_atty, l_attprojw, bt, c, c)?;
+            // dqkv (B,T,3C) += from datty (B,T,C), through datt and dpreatt (B,NH,T,T)
+            gpu.attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, b, t, c, nh)?;
+            // dln1 (B,T,C), dqkvw (3C,C), dqkvb (3C) += from dqkv (B,T,3C)
+            gpu.matmul_backward(dl_ln1, dl_qkvw, Some(dl_qkvb), dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c)?;
+            // dresidual (B,T,C), dln1w and dln1b (C) += from dln1 (B,T,C)
+            gpu.layernorm_backward(
+                dresidual, dl_ln1w, dl_ln1b, dl_ln1, residual, l_ln1w, l_ln1_mean, l_ln1_rstd, bt, c,
+            )?;
         }
 
         // embeddings, backwards
+        // dwte (Vp,C), dwpe (maxT,C) += from dencoded (B,T,C)
         // SAFETY: these are the inputs of the last forward, checked against V <= Vp there.
-        unsafe { g.encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c) }
+        unsafe { gpu.encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c)? };
+        // [end twin]
+        Ok(())
     }
 
     /// The global L2 norm of the gradients (waits for the queued work).
