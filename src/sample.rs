@@ -6,10 +6,8 @@
 //! logits and tokens as the full forward pass of `src/cpu/gpt2.rs`.
 
 use crate::config::ModelConfig;
-use crate::cpu::gelu::gelu_forward;
+use crate::cpu::gpt2::CpuKernels;
 use crate::cpu::layernorm::layernorm_forward;
-// the fast matmul (same results as `cpu::matmul`) spreads a single row over both cores' output tiles
-use crate::cpu::fast::matmul::matmul_forward;
 use crate::model::{ParamLayout, ParamViews};
 use crate::rng::Rng;
 
@@ -32,6 +30,9 @@ pub struct Sampler<'a> {
     fch_gelu: Vec<f32>,
     scores: Vec<f32>,
     pub logits: Vec<f32>,
+    /// The matmul and GELU to call: the fast ones by default (the fast matmul spreads a single row
+    /// over both cores' output tiles), the readable ones of `src/cpu/` with `sample --kernels reference`.
+    pub kernels: CpuKernels,
 }
 
 impl<'a> Sampler<'a> {
@@ -53,6 +54,7 @@ impl<'a> Sampler<'a> {
             fch_gelu: vec![0.0; 4 * c],
             scores: vec![0.0; maxt],
             logits: vec![0.0; config.padded_vocab_size],
+            kernels: CpuKernels::default(),
         }
     }
 
@@ -70,6 +72,8 @@ impl<'a> Sampler<'a> {
         assert!(pos < maxt, "the KV cache is full ({maxt} positions)");
         let p = &self.params;
         let (mut mean, mut rstd) = ([0.0f32], [0.0f32]);
+        let (matmul_forward, _) = self.kernels.matmul();
+        let (gelu_forward, _) = self.kernels.gelu();
 
         // embedding of this token at this position
         let tok = token as usize;
@@ -173,10 +177,27 @@ pub fn generate(
     temperature: f32,
     top_k: usize,
     rng: &mut Rng,
+    on_token: impl FnMut(u32),
+) -> Vec<u32> {
+    generate_with(CpuKernels::default(), config, params, prompt, n, temperature, top_k, rng, on_token)
+}
+
+/// `generate` with the layers to use: `CpuKernels::Reference` steps through the readable ones.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_with(
+    kernels: CpuKernels,
+    config: ModelConfig,
+    params: &[f32],
+    prompt: &[u32],
+    n: usize,
+    temperature: f32,
+    top_k: usize,
+    rng: &mut Rng,
     mut on_token: impl FnMut(u32),
 ) -> Vec<u32> {
     assert!(!prompt.is_empty(), "generation needs at least one prompt token");
     let mut sampler = Sampler::new(config, params);
+    sampler.kernels = kernels;
     // the prompt may be longer than the context: keep its end
     if prompt.len() > config.max_seq_len {
         eprintln!(

@@ -182,3 +182,55 @@ fn ctrl_c_finishes_the_step_and_saves() {
     let state = gpt2::model::checkpoint::load(&ckpt).unwrap().optimizer.unwrap().2;
     assert!(state.step >= 1 && state.step < 100000, "saved at step {}", state.step);
 }
+
+#[test]
+fn train_and_sample_step_into_the_reference_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = shards(dir.path());
+    let ckpt = dir.path().join("ckpt.bin");
+    let mut losses = Vec::new();
+    for kernels in ["reference", "fast"] {
+        let log = dir.path().join(format!("{kernels}.jsonl"));
+        let out = gpt2(&[
+            "train",
+            "--device",
+            "cpu",
+            "--model",
+            "L2H2C16",
+            "--train-data",
+            &train,
+            "--batch",
+            "2",
+            "--seq",
+            "8",
+            "--steps",
+            "3",
+            "--val-every",
+            "0",
+            "--kernels",
+            kernels,
+            "--save",
+            ckpt.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("{kernels} layers")),
+            "the first line names the layers: {}",
+            stderr(&out)
+        );
+        let log = std::fs::read_to_string(&log).unwrap();
+        let run: Vec<f64> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].as_f64().unwrap())
+            .collect();
+        losses.push(run);
+    }
+    // the fast layers sum in other orders: the same losses to rounding
+    for (r, f) in losses[0].iter().zip(&losses[1]) {
+        assert!((r - f).abs() < 1e-4, "reference {:?} vs fast {:?}", losses[0], losses[1]);
+    }
+    let out = gpt2(&["sample", "--init", ckpt.to_str().unwrap(), "--tokens", "4", "--kernels", "reference"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -3,7 +3,7 @@
 
 mod common;
 use gpt2::config::ModelConfig;
-use gpt2::cpu::gpt2::Gpt2;
+use gpt2::cpu::gpt2::{CpuKernels, Gpt2};
 use gpt2::model::init::gpt2_init;
 use gpt2::rng::Rng;
 use gpt2::sample::{generate, sample_token, Sampler};
@@ -19,19 +19,24 @@ fn kv_cache_logits_match_the_full_forward_pass() {
     let mut rng = Rng::new(5);
     params.iter_mut().for_each(|p| *p += 0.05 * rng.normal()); // less uniform than a fresh init
     let tokens = common::random_tokens(&mut rng, 20, cfg.vocab_size);
-    let mut full = Gpt2::new(cfg, params.clone());
-    full.forward(&tokens, None, 1, tokens.len());
-    let vp = cfg.padded_vocab_size;
-    let mut sampler = Sampler::new(cfg, &params);
-    let mut worst = 0.0f32;
-    for (pos, &tok) in tokens.iter().enumerate() {
-        sampler.step(tok);
-        let expected = &full.logits()[pos * vp..(pos + 1) * vp];
-        worst = sampler.logits.iter().zip(expected).fold(worst, |m, (a, b)| m.max((a - b).abs()));
+    // both the readable layers (`sample --kernels reference`) and the fast ones
+    for kernels in [CpuKernels::Reference, CpuKernels::Fast] {
+        let mut full = Gpt2::new(cfg, params.clone());
+        full.kernels = kernels;
+        full.forward(&tokens, None, 1, tokens.len());
+        let vp = cfg.padded_vocab_size;
+        let mut sampler = Sampler::new(cfg, &params);
+        sampler.kernels = kernels;
+        let mut worst = 0.0f32;
+        for (pos, &tok) in tokens.iter().enumerate() {
+            sampler.step(tok);
+            let expected = &full.logits()[pos * vp..(pos + 1) * vp];
+            worst = sampler.logits.iter().zip(expected).fold(worst, |m, (a, b)| m.max((a - b).abs()));
+        }
+        println!("{kernels:?} layers: largest logit difference, cached vs full: {worst:.2e}");
+        // same arithmetic in the same order except the attention sums: f32 rounding only
+        assert!(worst < 1e-5, "{kernels:?} layers: the KV-cached logits differ from the full forward by {worst:e}");
     }
-    println!("largest logit difference, cached vs full: {worst:.2e}");
-    // same arithmetic in the same order except the attention sums: f32 rounding only
-    assert!(worst < 1e-5);
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! `sample`: generate text from a trained model, printing it as it comes.
 
 use crate::config::{ModelConfig, EOT_TOKEN, GPT2_VOCAB_SIZE};
+use crate::cpu::gpt2::CpuKernels;
 use crate::model::checkpoint;
 use crate::rng::Rng;
-use crate::sample::generate;
+use crate::sample::generate_with;
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Result};
 use std::io::Write;
@@ -28,6 +29,10 @@ pub struct Args {
     pub top_k: usize,
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
+    /// The CPU layers to run: the fast ones, or the readable reference of src/cpu/*.rs (slower; a
+    /// debugger steps into the code you read).
+    #[arg(long, value_enum, default_value = "fast")]
+    pub kernels: CpuKernels,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -44,6 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
         print!("{text}");
     }
     print_sample(
+        args.kernels,
         &ckpt.config,
         &ckpt.params,
         &tokenizer,
@@ -60,6 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
 /// Generates from `prompt` and prints the text as it comes. Used by `sample` and by `train --sample-every`.
 #[allow(clippy::too_many_arguments)]
 pub fn print_sample(
+    kernels: CpuKernels,
     config: &ModelConfig,
     params: &[f32],
     tokenizer: &Tokenizer,
@@ -75,7 +82,7 @@ pub fn print_sample(
     let mut decoder = tokenizer.stream_decoder();
     let mut stdout = std::io::stdout();
     let mut result = Ok(());
-    generate(*config, params, prompt, n, temperature, top_k, rng, |token| {
+    generate_with(kernels, *config, params, prompt, n, temperature, top_k, rng, |token| {
         if result.is_err() {
             return;
         }

@@ -5,6 +5,7 @@ use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
 use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
 use crate::cpu::backend::CpuBackend;
+use crate::cpu::gpt2::CpuKernels;
 use crate::cuda::{CudaBackend, Matmul};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
@@ -32,6 +33,10 @@ pub struct Args {
     /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS SGEMM.
     #[arg(long, value_enum, default_value = "handwritten")]
     pub matmul: Matmul,
+    /// On the CPU, which layers run: the fast ones (src/cpu/fast/), or the readable reference
+    /// (src/cpu/*.rs, about 14x slower) so that a debugger steps into the code you read.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub kernels: CpuKernels,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
@@ -141,7 +146,7 @@ pub fn run(args: &Args) -> Result<()> {
         (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
     let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config)?;
-    let mut backend = make_backend(device, args.matmul, config, params, &cfg)?;
+    let mut backend = make_backend(device, args.matmul, args.kernels, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
             backend.set_optimizer_state(&m, &v);
@@ -167,7 +172,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
         println!("---- sample ----");
         backend.with_state(&mut |params, _, _| {
-            print_sample(&config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
+            print_sample(args.kernels, &config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
         })?;
         println!("\n----------------");
         Ok(())
@@ -235,6 +240,7 @@ pub fn select_device(device: Device) -> Result<Device> {
 fn make_backend(
     device: Device,
     matmul: Matmul,
+    kernels: CpuKernels,
     config: ModelConfig,
     params: Vec<f32>,
     cfg: &TrainConfig,
@@ -243,7 +249,9 @@ fn make_backend(
         Device::Cuda => Box::new(CudaBackend::new(0, matmul, config, &params, cfg.batch, cfg.seq)?),
         _ => {
             crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
-            Box::new(CpuBackend::new(config, params))
+            let mut backend = CpuBackend::new(config, params);
+            backend.model.kernels = kernels;
+            Box::new(backend)
         }
     })
 }

@@ -23,7 +23,11 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        format!("CPU ({} threads)", rayon::current_num_threads())
+        format!(
+            "CPU ({} threads, {} layers)",
+            rayon::current_num_threads(),
+            format!("{:?}", self.model.kernels).to_lowercase()
+        )
     }
     fn config(&self) -> &ModelConfig {
         &self.model.config
