@@ -9,6 +9,20 @@ pub mod config;
 pub mod cpu;
 pub mod cuda;
 pub mod data;
+/// Learner exercises (EXERCISES.md): compiled only with an `exercise-*` feature, which routes one
+/// reference function to the learner's version there.
+#[cfg(any(
+    feature = "exercise-residual",
+    feature = "exercise-encoder",
+    feature = "exercise-gelu",
+    feature = "exercise-matmul",
+    feature = "exercise-layernorm",
+    feature = "exercise-softmax_crossentropy",
+    feature = "exercise-attention",
+    feature = "exercise-adamw"
+))]
+#[path = "../exercises/mod.rs"]
+pub mod exercises;
 pub mod files;
 pub mod memory;
 pub mod model;

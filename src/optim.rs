@@ -26,6 +26,7 @@ impl Default for AdamWConfig {
 ///   m = beta1 m + (1 - beta1) g          (running mean of gradients)
 ///   v = beta2 v + (1 - beta2) g^2        (running mean of squared gradients)
 ///   p -= lr (m / (1 - beta1^t) / (sqrt(v / (1 - beta2^t)) + eps) + wd p)
+#[cfg(not(feature = "exercise-adamw"))]
 #[allow(clippy::too_many_arguments)]
 pub fn adamw_update(
     params: &mut [f32],
@@ -55,6 +56,11 @@ pub fn adamw_update(
         });
     }
 }
+
+// With `--features exercise-adamw`, your version from `exercises/adamw.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-adamw")]
+pub use crate::exercises::adamw::adamw_update;
 
 /// The L2 norm of all gradients together, accumulated in f64 so 124M squares add up exactly enough.
 pub fn global_norm(grads: &[f32]) -> f32 {

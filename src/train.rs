@@ -74,6 +74,8 @@ pub struct TrainConfig {
     /// Also write an llm.c model file here when saving.
     pub export_llmc: Option<PathBuf>,
     pub sample_every: usize,
+    /// Keep a console line every N steps (0: about 20 lines a run); the log file has every step.
+    pub print_every: usize,
     /// End this run after this many steps, as if interrupted (the schedule still spans `steps`).
     pub stop_at: Option<usize>,
     pub quiet: bool,
@@ -212,6 +214,9 @@ pub fn train(
     };
 
     let end_step = cfg.stop_at.map_or(cfg.steps, |s| s.min(cfg.steps));
+    // the console keeps about 20 step lines of a run (plus validations); the JSONL log has every step
+    let print_every = if cfg.print_every > 0 { cfg.print_every } else { cfg.steps.div_ceil(20).max(1) };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut steps_done = start_step;
     for step in start_step..end_step {
         // validation, before this step's update
@@ -269,11 +274,23 @@ pub fn train(
             let left = format_duration(avg_ms / 1e3 * (end_step - step - 1) as f64);
             let val = val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
             let mfu = mfu.map_or(String::new(), |m| format!(" | mfu {:.1}%", 100.0 * m));
-            eprintln!(
+            let line = format!(
                 "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s{mfu} | {left} left",
                 step + 1,
                 cfg.steps,
             );
+            // A line stays on screen at the first and last step, at every validation and every
+            // `print_every` steps; on a terminal the line in between is rewritten in place each step.
+            let keep = step == start_step
+                || step + 1 == end_step
+                || val_loss.is_some()
+                || !train_loss.is_finite()
+                || (step + 1) % print_every == 0;
+            if keep {
+                eprintln!("{}{line}", if tty { "\r\x1b[2K" } else { "" });
+            } else if tty {
+                eprint!("\r\x1b[2K{line}");
+            }
         }
         if !train_loss.is_finite() {
             bail!("the training loss became {train_loss} at step {step}: try a lower --lr or --grad-clip 1.0");

@@ -52,6 +52,7 @@ fn train_config(dir: &Path, steps: usize) -> TrainConfig {
         save_every: 0,
         export_llmc: None,
         sample_every: 0,
+        print_every: 0,
         stop_at: None,
         quiet: true,
     }

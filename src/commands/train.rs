@@ -122,6 +122,10 @@ pub struct Args {
     /// Resume from one of our checkpoints: weights, optimizer state, step and data position.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Keep a console line every N steps (0: about 20 lines a run, plus one at each validation); on a
+    /// terminal the line in between updates in place. --log keeps every step.
+    #[arg(long, default_value_t = 0)]
+    pub print_every: usize,
     /// Print a short sample every N steps (0 = never).
     #[arg(long, default_value_t = 250)]
     pub sample_every: usize,
@@ -339,6 +343,7 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
         save_every: args.save_every,
         export_llmc: args.export_llmc.clone(),
         sample_every: args.sample_every,
+        print_every: args.print_every,
         stop_at: None,
         quiet: false,
     })

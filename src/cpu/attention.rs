@@ -76,6 +76,7 @@ pub fn attention_forward(
 
 /// Backward of `attention_forward`. Accumulates (+=) into dinp (B, T, 3C); dpreatt and datt
 /// (B, NH, T, T) are scratch space that this function overwrites.
+#[cfg(not(feature = "exercise-attention"))]
 pub fn attention_backward(
     dinp: &mut [f32],
     dpreatt: &mut [f32],
@@ -130,3 +131,8 @@ pub fn attention_backward(
         }
     }
 }
+
+// With `--features exercise-attention`, your version from `exercises/attention.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-attention")]
+pub use crate::exercises::attention::attention_backward;

@@ -18,6 +18,7 @@ pub fn encoder_forward(out: &mut [f32], inp: &[u32], wte: &[f32], wpe: &[f32], b
 
 /// Backward of `encoder_forward`: the gradient of each output row flows, unchanged, into the
 /// token's row of dwte and the position's row of dwpe. Accumulates (+=).
+#[cfg(not(feature = "exercise-encoder"))]
 pub fn encoder_backward(dwte: &mut [f32], dwpe: &mut [f32], dout: &[f32], inp: &[u32], b: usize, t: usize, c: usize) {
     assert_eq!(dout.len(), b * t * c);
     for (bt, dout_bt) in dout.chunks_exact(c).enumerate() {
@@ -31,3 +32,8 @@ pub fn encoder_backward(dwte: &mut [f32], dwpe: &mut [f32], dout: &[f32], inp: &
         }
     }
 }
+
+// With `--features exercise-encoder`, your version from `exercises/encoder.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-encoder")]
+pub use crate::exercises::encoder::encoder_backward;

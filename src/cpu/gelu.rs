@@ -18,6 +18,7 @@ pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
 
 /// Backward: dinp (N) += gelu'(inp) * dout. With u = sqrt(2/pi) (x + 0.044715 x^3):
 ///   gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+#[cfg(not(feature = "exercise-gelu"))]
 pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     assert_eq!(dinp.len(), inp.len());
     assert_eq!(dout.len(), inp.len());
@@ -29,3 +30,8 @@ pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
         *di += local_grad * d;
     });
 }
+
+// With `--features exercise-gelu`, your version from `exercises/gelu.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-gelu")]
+pub use crate::exercises::gelu::gelu_backward;

@@ -45,6 +45,7 @@ pub fn layernorm_forward(
 /// With n = (x - mean) * rstd and dnorm = dout * weight, the input gradient is
 ///   dinp = rstd * (dnorm - mean(dnorm) - n * mean(dnorm * n))
 /// (the two means come from mean and rstd themselves depending on every x of the row).
+#[cfg(not(feature = "exercise-layernorm"))]
 pub fn layernorm_backward(
     dinp: &mut [f32],
     dweight: &mut [f32],
@@ -84,3 +85,8 @@ pub fn layernorm_backward(
         }
     }
 }
+
+// With `--features exercise-layernorm`, your version from `exercises/layernorm.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-layernorm")]
+pub use crate::exercises::layernorm::layernorm_backward;

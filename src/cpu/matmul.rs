@@ -38,6 +38,7 @@ pub fn matmul_forward(
 ///   dinp    += dout @ weight        (each input feeds every output through its weight)
 ///   dweight += dout^T @ inp         (each weight sees every row that passed through it)
 ///   dbias   += sum over rows of dout
+#[cfg(not(feature = "exercise-matmul"))]
 pub fn matmul_backward(
     dinp: &mut [f32],
     dweight: &mut [f32],
@@ -77,3 +78,8 @@ pub fn matmul_backward(
         });
     }
 }
+
+// With `--features exercise-matmul`, your version from `exercises/matmul.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-matmul")]
+pub use crate::exercises::matmul::matmul_backward;

@@ -9,6 +9,7 @@ pub fn residual_forward(out: &mut [f32], inp1: &[f32], inp2: &[f32]) {
 }
 
 /// Backward: an addition passes its gradient to both inputs unchanged. Accumulates (+=).
+#[cfg(not(feature = "exercise-residual"))]
 pub fn residual_backward(dinp1: &mut [f32], dinp2: &mut [f32], dout: &[f32]) {
     assert!(dinp1.len() == dout.len() && dinp2.len() == dout.len());
     for ((d1, d2), d) in dinp1.iter_mut().zip(dinp2.iter_mut()).zip(dout) {
@@ -16,3 +17,8 @@ pub fn residual_backward(dinp1: &mut [f32], dinp2: &mut [f32], dout: &[f32]) {
         *d2 += d;
     }
 }
+
+// With `--features exercise-residual`, your version from `exercises/residual.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-residual")]
+pub use crate::exercises::residual::residual_backward;

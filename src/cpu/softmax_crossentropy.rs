@@ -36,6 +36,7 @@ pub fn crossentropy_forward(losses: &mut [f32], probs: &[f32], targets: &[u32], 
 
 /// Fused backward of softmax + cross-entropy: dlogits (BT, Vp) += (probs - one_hot(target)) * dloss,
 /// given dlosses (BT) (1/(B*T) each for a mean loss). Padded columns get no gradient.
+#[cfg(not(feature = "exercise-softmax_crossentropy"))]
 pub fn crossentropy_softmax_backward(
     dlogits: &mut [f32],
     dlosses: &[f32],
@@ -55,3 +56,8 @@ pub fn crossentropy_softmax_backward(
         }
     });
 }
+
+// With `--features exercise-softmax_crossentropy`, your version from `exercises/softmax_crossentropy.rs` takes this one's place
+// everywhere in the crate, and the gradient checks judge it: see EXERCISES.md.
+#[cfg(feature = "exercise-softmax_crossentropy")]
+pub use crate::exercises::softmax_crossentropy::crossentropy_softmax_backward;
