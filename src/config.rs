@@ -113,7 +113,8 @@ impl ModelConfig {
         self.num_parameters() - (self.padded_vocab_size - self.vocab_size) * self.channels
     }
 
-    /// Training FLOPs per token: 6N for the matmuls with parameters, 6*L*T*C for attention (DESIGN.md).
+    /// Training FLOPs per token: 6N for the matmuls with parameters, 6*L*T*C for attention (the
+    /// estimate of the PaLM paper, appendix B, that llm.c and nanoGPT use for MFU).
     pub fn flops_per_token(&self, seq_len: usize) -> f64 {
         let n = self.num_parameters_unpadded() as f64;
         6.0 * n + 6.0 * (self.num_layers * seq_len * self.channels) as f64

@@ -1,6 +1,8 @@
 //! AdamW (https://arxiv.org/abs/1711.05101), the learning-rate schedule and gradient clipping.
 //! Twin: `kernels/adamw.cu` and `kernels/global_norm.cu`.
 
+// (with `--features exercise-adamw` the learner's `adamw_update` replaces the one that uses these)
+#[cfg_attr(feature = "exercise-adamw", allow(unused_imports))]
 use crate::model::ParamLayout;
 use rayon::prelude::*;
 

@@ -21,7 +21,7 @@
 //! shards of an earlier run from DIR and moves its own in. So `DIR/train_*.bin` always means the shards
 //! of one run, and a run that fails (bad input, a full disk) leaves DIR as it was.
 //!
-//! Shard format (llm.c, see DESIGN.md): a header of 256 little-endian i32, `[0]` = 20240520,
+//! Shard format (llm.c's; README.md, "Files"): a header of 256 little-endian i32, `[0]` = 20240520,
 //! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
 //! `src/data.rs` is the reader of these files.
 //!
