@@ -13,6 +13,7 @@ pub mod data;
 pub mod files;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod sample;
 pub mod tokenizer;
