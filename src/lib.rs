@@ -16,5 +16,6 @@ pub mod optim;
 pub mod plot;
 pub mod rng;
 pub mod sample;
+pub mod serve;
 pub mod tokenizer;
 pub mod train;

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod plot;
 pub mod prepare;
 pub mod sample;
+pub mod serve;
 pub mod tokenize;
 pub mod train;
