@@ -162,7 +162,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, log: &TrainLog) -> Re
             .x_labels(6)
             .y_labels(6)
             .label_style(("sans-serif", 12))
-            .y_label_formatter(&|y| format_tick(*y))
+            .y_label_formatter(&|y| format_tick(*y, y1 - y0))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(err)?;
@@ -195,18 +195,18 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, log: &TrainLog) -> Re
     Ok(())
 }
 
-/// Tick labels that stay short from 1e-5 (learning rates) to 1e6 (tokens per second).
-fn format_tick(y: f64) -> String {
+/// Tick labels that stay short from 1e-5 (learning rates) to 1e6 (tokens per second), with as many
+/// decimals as the axis' `span` needs to tell its ticks apart.
+fn format_tick(y: f64, span: f64) -> String {
     let a = y.abs();
     if a == 0.0 {
-        "0".into()
-    } else if !(1e-2..1e5).contains(&a) {
-        format!("{y:.1e}")
-    } else if a >= 100.0 {
-        format!("{y:.0}")
-    } else {
-        format!("{y:.3}")
+        return "0".into();
     }
+    if !(1e-2..1e6).contains(&a) {
+        return format!("{y:.1e}");
+    }
+    let decimals = (1.0 - span.log10().floor()).clamp(0.0, 4.0) as usize;
+    format!("{y:.decimals$}")
 }
 
 /// The figure's size in pixels.
