@@ -242,6 +242,7 @@ fn models_healthz_and_metrics_answer() {
         "gpt2_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1",
         "gpt2_generated_tokens_total 3",
         "gpt2_queue_depth 0",
+        "gpt2_active_sequences 0",
         "gpt2_batch_size_bucket",
         "gpt2_time_to_first_token_seconds_count 1",
         "gpt2_time_per_output_token_seconds_count 2",

@@ -192,6 +192,8 @@ impl Seq<'_> {
     }
 
     fn done(&mut self, reason: FinishReason, metrics: &Metrics) {
+        // counted out before the client hears it is done, so the metrics it reads next agree
+        metrics.active_sequences.dec();
         metrics.request_duration.observe(self.request.arrived.elapsed().as_secs_f64());
         let _ = self.request.events.send(Event::Done {
             finish_reason: reason,
@@ -217,6 +219,7 @@ fn admit<'t>(
     metrics.prompt_tokens.inc_by(request.prompt.len() as u64);
     let cache = KvCache::new(config, request.prompt.len() + request.max_tokens);
     let rng = Rng::new(request.seed);
+    metrics.active_sequences.inc();
     active.push(Seq {
         request,
         cache,
@@ -260,10 +263,10 @@ fn run(
             let gone = s.request.events.is_closed();
             if gone {
                 metrics.cancelled.inc();
+                metrics.active_sequences.dec();
             }
             !gone
         });
-        metrics.active_sequences.set(active.len() as i64);
         if active.is_empty() {
             continue;
         }
