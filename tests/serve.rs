@@ -407,7 +407,7 @@ fn without_a_model_completions_say_so_and_the_training_view_serves_the_log() {
         "{\"step\":0,\"train_loss\":10.9,\"lr\":0.0001,\"norm\":1.5,\"ms\":100,\"tok_per_s\":5000}\n{\"step\":1,\"tr",
     )
     .unwrap();
-    let state = AppState::new(None, Some(log), options()).unwrap();
+    let state = AppState::new(None, Some(log.clone()), options()).unwrap();
     let server = Server::start("127.0.0.1:0", state).unwrap();
     let (status, v) = completion(server.addr, json!({"prompt": "a"}));
     assert_eq!(status, 503);
@@ -416,8 +416,14 @@ fn without_a_model_completions_say_so_and_the_training_view_serves_the_log() {
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["records"].as_array().unwrap().len(), 1, "the half-written line is skipped");
+    // the writer finishes its line and adds another: the view follows
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(b"ain_loss\":10.5}\n{\"step\":2,\"train_loss\":10.1,\"hellaswag_acc_norm\":0.26}\n").unwrap();
+    let v: Value = serde_json::from_str(&http(server.addr, "GET", "/v1/training/log", None).2).unwrap();
+    assert_eq!(v["records"].as_array().unwrap().len(), 3);
+    assert_eq!(v["records"][2]["hellaswag_acc_norm"], 0.26);
     let (status, head, svg) = http(server.addr, "GET", "/training.svg", None);
     assert_eq!(status, 200);
     assert!(head.contains("image/svg+xml"));
-    assert!(svg.contains("<svg") && svg.contains("gradient norm"));
+    assert!(svg.contains("<svg") && svg.contains("gradient norm") && svg.contains("HellaSwag"));
 }
