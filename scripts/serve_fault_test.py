@@ -188,8 +188,8 @@ def main():
             print(f"round {round_}: {args.hangups} hang-ups, {args.garbage} garbage, {len(silent)} silent "
                   f"({closed} closed by the server after {args.timeout} s); next request {status}; "
                   f"queue {depth:.0f}, active {active:.0f}; VmRSS {rss_kib(proc.pid)} KiB; {time.time() - t0:.1f} s")
-            if depth != 0:
-                failures.append(f"round {round_}: queue depth {depth} after the faults")
+            if depth != 0 or active != 0:
+                failures.append(f"round {round_}: queue depth {depth}, active sequences {active} after the faults")
         print(f"cancelled (clients gone mid-generation): {metric(port, 'gpt2_cancelled_total'):.0f}")
     finally:
         alive = proc.poll() is None
