@@ -90,7 +90,11 @@ fn options() -> ServeOptions {
 }
 
 fn start(options: ServeOptions) -> Fixture {
-    let config = ModelConfig::from_name("L1H2C32").unwrap();
+    start_model("L1H2C32", options)
+}
+
+fn start_model(name: &str, options: ServeOptions) -> Fixture {
+    let config = ModelConfig::from_name(name).unwrap();
     let params = gpt2_init(&config, 42);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.bin");
@@ -232,7 +236,7 @@ fn models_healthz_and_metrics_answer() {
     let (status, _, body) = http(f.server.addr, "GET", "/healthz", None);
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "ok");
-    completion(f.server.addr, json!({"prompt": "a", "max_tokens": 3}));
+    completion(f.server.addr, json!({"prompt": "a", "max_tokens": 3, "temperature": 0}));
     let (status, _, page) = http(f.server.addr, "GET", "/", None);
     assert_eq!(status, 200);
     assert!(page.contains("<textarea id=\"prompt\""));
@@ -313,7 +317,8 @@ fn open_stream(addr: SocketAddr, max_tokens: usize) -> TcpStream {
 fn a_full_queue_gets_503_and_a_client_that_leaves_frees_its_place() {
     let mut o = options();
     o.engine = EngineOptions { max_batch: 1, queue: 1, prefill_tokens: 64 };
-    let f = start(o);
+    // wide enough that A's 1000 tokens take seconds, so B and C surely arrive while A runs
+    let f = start_model("L2H2C256", o);
     let addr = f.server.addr;
     // A holds the only place in the batch, B waits in the queue, C finds the queue full
     let a = open_stream(addr, 1000);
@@ -343,11 +348,12 @@ fn a_full_queue_gets_503_and_a_client_that_leaves_frees_its_place() {
 fn concurrent_requests_share_forward_passes_and_get_the_answers_they_would_alone() {
     let f = start(options());
     let addr = f.server.addr;
-    let alone = greedy_text(&f, "Together", 16);
+    // long enough (100 tokens each) that the six overlap even on a fast machine
+    let alone = greedy_text(&f, "Together", 100);
     let threads: Vec<_> = (0..6)
         .map(|_| {
             std::thread::spawn(move || {
-                completion(addr, json!({"prompt": "Together", "max_tokens": 16, "temperature": 0}))
+                completion(addr, json!({"prompt": "Together", "max_tokens": 100, "temperature": 0}))
             })
         })
         .collect();
