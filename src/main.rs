@@ -21,6 +21,10 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     /// Turn text / .jsonl files into llm.c token shards (train and val) plus llm.c's tokenizer file.
     Prepare(commands::prepare::Args),
+    /// Serve a model behind OpenAI's completions API, with metrics, a web page and a training view.
+    Serve(commands::serve::Args),
+    /// Draw the training curves of a `train --log` JSONL file as SVG or PNG.
+    Plot(commands::plot::Args),
 }
 
 fn main() {
@@ -31,6 +35,8 @@ fn main() {
         Command::Bench(a) => commands::bench::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Prepare(a) => commands::prepare::run(a),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Plot(a) => commands::plot::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -258,7 +258,7 @@ pub fn train(
             // f32 -> f64 through the shortest decimal, so 5e-5 is logged as 5e-5, not 5.0000002e-5
             let f = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::NAN);
             let mut record = serde_json::json!({
-                "step": step, "train_loss": f(train_loss), "lr": f(lr), "ms": ms, "tok_per_s": tok_per_s,
+                "step": step, "train_loss": f(train_loss), "lr": f(lr), "norm": f(norm), "ms": ms, "tok_per_s": tok_per_s,
             });
             if let Some(v) = val_loss {
                 record["val_loss"] = serde_json::json!(f(v));

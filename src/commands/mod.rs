@@ -1,7 +1,9 @@
 //! The CLI's subcommands, one module each; `src/main.rs` only parses arguments and dispatches.
 
 pub mod bench;
+pub mod plot;
 pub mod prepare;
 pub mod sample;
+pub mod serve;
 pub mod tokenize;
 pub mod train;

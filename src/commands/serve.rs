@@ -1,0 +1,75 @@
+//! `serve`: a model behind OpenAI's completions API, with metrics, a web page and a training view
+//! (the server itself is `src/serve/`).
+
+use crate::model::checkpoint;
+use crate::serve::batcher::EngineOptions;
+use crate::serve::{AppState, ServeOptions, Server};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// The model: an llm.c model file or one of our checkpoints. Without it, only the training view.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// A training log (`train --log`) to show as curves on the web page, updating as it grows.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The most sequences generated together in one forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// The most requests waiting for a place in the batch; beyond it, 503.
+    #[arg(long, default_value_t = 256)]
+    pub queue: usize,
+    /// The most prompt tokens read in one forward pass (long prompts are read in chunks).
+    #[arg(long, default_value_t = 256)]
+    pub prefill_tokens: usize,
+    /// Request bodies over this many bytes get 413.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// The most open connections; more are closed at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request head (or a body) before it is closed.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.init.is_none() && args.log.is_none() {
+        bail!("nothing to serve: give --init MODEL, --log LOG.jsonl, or both");
+    }
+    if args.timeout == 0 {
+        bail!("--timeout must be at least 1 second");
+    }
+    let model = match &args.init {
+        Some(path) => {
+            let ckpt = checkpoint::load(path)?;
+            let id = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+            eprintln!("model {id}: {} ({} parameters)", ckpt.config, ckpt.config.num_parameters_unpadded());
+            Some((id, ckpt))
+        }
+        None => None,
+    };
+    let options = ServeOptions {
+        engine: EngineOptions { max_batch: args.max_batch, queue: args.queue, prefill_tokens: args.prefill_tokens },
+        max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.timeout),
+        body_timeout: Duration::from_secs(args.timeout),
+    };
+    let state = AppState::new(model, args.log.clone(), options)?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let server = Server::start(&addr, state)?;
+    eprintln!(
+        "serving on http://{} (POST /v1/completions, GET /v1/models, /metrics, /healthz; the web page at /)",
+        server.addr
+    );
+    server.wait();
+    Ok(())
+}
