@@ -115,7 +115,7 @@ where
     F: FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 {
     let result = (|| {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
         fill(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
