@@ -108,8 +108,8 @@ fn wait_for(child: &mut std::process::Child, ready: impl Fn() -> bool) -> bool {
 
 /// Runs `rounds` kill rounds. Process start-up time varies a lot on a busy machine, so the kill
 /// moment is counted from the first checkpoint's appearance: a uniform delay within the time the
-/// run spends training and saving after it. Every third round instead kills the moment a temporary
-/// file is seen after the first save, to cut a save short on purpose.
+/// run spends training and saving after it. Every third round instead kills the moment the temporary
+/// file of a save (the k-th one seen, k at random) is there, to cut a save short on purpose.
 fn kill_rounds(rounds: usize, seed: u64) -> Tally {
     let s = setup();
     // the uninterrupted run
@@ -143,8 +143,15 @@ fn kill_rounds(rounds: usize, seed: u64) -> Tally {
                 .spawn()
                 .unwrap();
         let how = if round % 3 == 2 {
-            wait_for(&mut child, || ck.exists() && !temporaries(&ck).is_empty());
-            "as a save was under way".to_string()
+            // the k-th save we see under way (each save's temporary file has a new name), k at random
+            let k = 2 + rng.below(STEPS / 2);
+            let seen = std::cell::RefCell::new(std::collections::HashSet::new());
+            wait_for(&mut child, || {
+                let mut seen = seen.borrow_mut();
+                seen.extend(temporaries(&ck));
+                seen.len() >= k && !temporaries(&ck).is_empty()
+            });
+            format!("as save {k} was under way")
         } else {
             wait_for(&mut child, || ck.exists());
             // within the first 80% of the span, as the next run may be a little faster
