@@ -212,7 +212,7 @@ fn sigkill_at_random_moments_leaves_a_checkpoint_that_resumes_bit_exactly() {
 }
 
 #[test]
-#[ignore = "200 kill rounds: about a minute and a half on 2 cores"]
+#[ignore = "200 kill rounds: 281 s measured on the busy 2-core development machine"]
 fn sigkill_200_rounds() {
     let tally = kill_rounds(200, 2);
     assert!(tally.resumed >= 100, "{tally:?}");
