@@ -105,6 +105,11 @@ fn format_duration(seconds: f64) -> String {
     }
 }
 
+/// The first value that is NaN or infinite, as (the name of its tensor, its index).
+fn first_non_finite<'a>(tensors: &[(&'a str, &[f32])]) -> Option<(&'a str, usize)> {
+    tensors.iter().find_map(|&(name, values)| values.iter().position(|x| !x.is_finite()).map(|i| (name, i)))
+}
+
 /// Trains `backend` as `cfg` says, starting from `resume` (a training state) when given.
 pub fn train(
     backend: &mut dyn Backend,
@@ -191,6 +196,13 @@ pub fn train(
 
     let save = |backend: &mut dyn Backend, step: usize, pos: Position, rng: &Rng| -> Result<()> {
         backend.with_state(&mut |params, m, v| {
+            // an update with finite gradients can still overflow a weight: never save that over a good file
+            if let Some((what, i)) = first_non_finite(&[("weight", params), ("AdamW m", m), ("AdamW v", v)]) {
+                bail!(
+                    "after step {step} {what} {i} is not a finite number; stopped without saving, so the last \
+                     checkpoint stays the last good one. Likely cause: a learning rate too high (try a lower --lr)"
+                );
+            }
             if let Some(path) = &cfg.save {
                 let state = TrainState {
                     step: step as u64,
@@ -243,6 +255,22 @@ pub fn train(
         }
         let norm = backend.grad_norm();
         let lr = learning_rate(cfg.schedule, cfg.lr, step, cfg.warmup, cfg.steps, cfg.min_lr_frac);
+        // NaN guard, before the update: a NaN or infinite loss or gradient would poison every weight.
+        // Stopping here returns before any save, so the last checkpoint on disk stays the last good one.
+        if !train_loss.is_finite() || !norm.is_finite() {
+            bail!(
+                "step {}: the training loss is {train_loss} and the gradient norm {norm}, not finite numbers; stopped \
+                 before updating the weights{}. Likely causes: a learning rate too high for this model (try a \
+                 lower --lr, a longer --warmup, or --grad-clip 1.0; now --lr {} is {lr:.3e} at this step) or \
+                 bad data (check the shards of --train-data)",
+                step + 1,
+                cfg.save.as_ref().map_or(String::new(), |p| format!(
+                    " and without saving (any checkpoint in {} is from before this step)",
+                    p.display()
+                )),
+                cfg.lr,
+            );
+        }
         backend.update(&cfg.adamw, lr, step as u64 + 1, clip_scale(norm, cfg.grad_clip));
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
@@ -292,10 +320,6 @@ pub fn train(
                 eprint!("\r\x1b[2K{line}");
             }
         }
-        if !train_loss.is_finite() {
-            bail!("the training loss became {train_loss} at step {step}: try a lower --lr or --grad-clip 1.0");
-        }
-
         let done = step + 1;
         steps_done = done;
         // sample before saving, so the saved RNG state is the one the next step starts with

@@ -74,7 +74,7 @@ fn read_input(file: Option<&PathBuf>) -> anyhow::Result<(String, Vec<u8>)> {
 }
 
 /// The bytes as text, or an error naming the first invalid byte's offset and line.
-fn utf8(name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
+pub fn utf8(name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -86,7 +86,7 @@ fn utf8(name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
 
 /// Token ids: plain decimal numbers (ASCII digits only, no sign) separated by white space, each below
 /// `vocab_size`. An error names the input, the line, the word, and which number in the input it is.
-fn parse_ids(name: &str, text: &str, vocab_size: usize) -> anyhow::Result<Vec<u32>> {
+pub fn parse_ids(name: &str, text: &str, vocab_size: usize) -> anyhow::Result<Vec<u32>> {
     let mut ids = Vec::new();
     for (line_no, line) in text.lines().enumerate() {
         let line_no = line_no + 1;

@@ -5,8 +5,11 @@
 //! * Our training checkpoint: the same parameters plus AdamW's two moments and where training was
 //!   (step, data position, RNG state), so a resumed run continues bit for bit. Header
 //!   `[20261127, 1, maxT, V, L, NH, C, Vp, step (2 ints), epoch, shard, batch, rng (2 ints), B, T,
-//!   total batch (2 ints), seed (2 ints), shuffle, 0...]`,
-//!   then params, m, v as f32.
+//!   total batch (2 ints), seed (2 ints), shuffle, checksum, 0...]`,
+//!   then params, m, v as f32. The checksum (header[22], since version 2) is the CRC-32C of the
+//!   whole file with that entry set to 0, so a bit flipped anywhere after the write is caught on load:
+//!   "corrupted: checksum mismatch". `GPT2_IGNORE_CHECKSUM=1` loads such a file anyway, for forensics.
+//!   Version 1 checkpoints (no checksum) still load, unverified, with a note.
 //!
 //! Every write is atomic (`files::write_atomic`).
 
@@ -17,7 +20,12 @@ use std::path::Path;
 
 pub const LLMC_MODEL_MAGIC: i32 = 20240326;
 pub const CHECKPOINT_MAGIC: i32 = 20261127;
-pub const CHECKPOINT_VERSION: i32 = 1;
+/// Version 2 added the checksum; version 1 files (without one) still load.
+pub const CHECKPOINT_VERSION: i32 = 2;
+/// The header entry holding the checksum: the CRC-32C of the file with this entry set to 0.
+pub const CHECKSUM_INDEX: usize = 22;
+/// Set this environment variable to 1 to load a checkpoint whose checksum does not match.
+pub const IGNORE_CHECKSUM_ENV: &str = "GPT2_IGNORE_CHECKSUM";
 
 /// Where training stands, saved with the checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,10 +102,49 @@ fn expect_size(path: &Path, bytes: &[u8], count: usize, width: usize, what: &str
     Ok(())
 }
 
-/// Reads an llm.c model file (version 3 fp32 or 5 bf16) or one of our checkpoints.
+/// Reads an llm.c model file (version 3 fp32 or 5 bf16) or one of our checkpoints, verifying a
+/// checkpoint's checksum unless the environment variable `GPT2_IGNORE_CHECKSUM` is 1.
 pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
+    let ignore_checksum = std::env::var(IGNORE_CHECKSUM_ENV).is_ok_and(|v| v == "1");
+    load_with(path, ignore_checksum)
+}
+
+/// `load`, saying whether a checkpoint whose checksum does not match is loaded anyway (with a warning
+/// on stderr) instead of refused.
+pub fn load_with(path: &Path, ignore_checksum: bool) -> Result<Checkpoint, FileError> {
     let bytes = read_file(path)?;
-    let h = read_header(path, &bytes)?;
+    parse(path, &bytes, ignore_checksum)
+}
+
+/// The CRC-32C of a checkpoint's header (with the checksum entry as 0) and everything after it.
+fn checksum_of_file(bytes: &[u8]) -> u32 {
+    let mut header = bytes[..HEADER_BYTES].to_vec();
+    header[4 * CHECKSUM_INDEX..4 * CHECKSUM_INDEX + 4].fill(0);
+    crc32c::crc32c_append(crc32c::crc32c(&header), &bytes[HEADER_BYTES..])
+}
+
+/// Checks a version 2 checkpoint's checksum; a mismatch is an error, or with `ignore_checksum` a warning.
+fn verify_checksum(path: &Path, bytes: &[u8], h: &[i32], ignore_checksum: bool) -> Result<(), FileError> {
+    let stored = h[CHECKSUM_INDEX] as u32;
+    let actual = checksum_of_file(bytes);
+    if stored == actual {
+        return Ok(());
+    }
+    let what = format!(
+        "corrupted: checksum mismatch (the header says CRC-32C {stored:#010x}, the file's {} bytes give \
+         {actual:#010x}): it changed after it was written",
+        bytes.len()
+    );
+    if !ignore_checksum {
+        return Err(FileError::new(path, format!("{what}; set {IGNORE_CHECKSUM_ENV}=1 to load it anyway")));
+    }
+    eprintln!("warning: {}: {what}; loading it anyway ({IGNORE_CHECKSUM_ENV}=1)", path.display());
+    Ok(())
+}
+
+/// Parses the bytes of a model file or checkpoint (`load` without the reading); `path` names it in errors.
+pub fn parse(path: &Path, bytes: &[u8], ignore_checksum: bool) -> Result<Checkpoint, FileError> {
+    let h = read_header(path, bytes)?;
     let config = match h[0] {
         LLMC_MODEL_MAGIC | CHECKPOINT_MAGIC => config_from_header(path, &h)?,
         other => {
@@ -112,13 +159,13 @@ pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
     if h[0] == LLMC_MODEL_MAGIC {
         let params = match h[1] {
             3 => {
-                expect_size(path, &bytes, n, 4, "an fp32 model")?;
+                expect_size(path, bytes, n, 4, "an fp32 model")?;
                 let mut params = vec![0.0f32; n];
                 LittleEndian::read_f32_into(body, &mut params);
                 params
             }
             5 => {
-                expect_size(path, &bytes, n, 2, "a bf16 model")?;
+                expect_size(path, bytes, n, 2, "a bf16 model")?;
                 // bf16 is the top half of an f32: shift it back into place
                 body.chunks_exact(2).map(|b| f32::from_bits((LittleEndian::read_u16(b) as u32) << 16)).collect()
             }
@@ -131,13 +178,33 @@ pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
         };
         return Ok(Checkpoint { config, params, optimizer: None });
     }
-    if h[1] != CHECKPOINT_VERSION {
-        return Err(FileError::new(
-            path,
-            format!("unsupported checkpoint version {}: expected {CHECKPOINT_VERSION}", h[1]),
-        ));
+    match h[1] {
+        CHECKPOINT_VERSION => verify_checksum(path, bytes, &h, ignore_checksum)?,
+        // version 1 wrote 0 where version 2 keeps the checksum: a 1 there with a checksum is a version 2
+        // file whose version number was damaged, not an old file to load unverified
+        1 if h[CHECKSUM_INDEX] != 0 && !ignore_checksum => {
+            return Err(FileError::new(
+                path,
+                format!(
+                    "corrupted: the header says version 1 (no checksum) but holds a checksum, as version \
+                     {CHECKPOINT_VERSION} does: the version number was damaged; set {IGNORE_CHECKSUM_ENV}=1 to \
+                     load it anyway"
+                ),
+            ))
+        }
+        1 => eprintln!(
+            "note: {}: a version 1 checkpoint, which has no checksum: loading it unverified (the next save \
+             writes version {CHECKPOINT_VERSION}, with one)",
+            path.display()
+        ),
+        v => {
+            return Err(FileError::new(
+                path,
+                format!("unsupported checkpoint version {v}: expected {CHECKPOINT_VERSION} (or 1, without a checksum)"),
+            ))
+        }
     }
-    expect_size(path, &bytes, 3 * n, 4, "a checkpoint (params, m, v)")?;
+    expect_size(path, bytes, 3 * n, 4, "a checkpoint (params, m, v)")?;
     let u64_at = |i: usize| (h[i] as u32 as u64) | ((h[i + 1] as u32 as u64) << 32);
     let state = TrainState {
         step: u64_at(8),
@@ -192,6 +259,13 @@ pub fn save_checkpoint(
     h.extend(split(state.total_batch));
     h.extend(split(state.seed));
     h.push(state.shuffle as i32);
+    assert_eq!(h.len(), CHECKSUM_INDEX);
+    // the checksum covers the header with its own entry still 0, then the three tensors
+    let mut crc = crc32c::crc32c(&header_bytes(&h));
+    for values in [params, m, v] {
+        crc = crc32c_f32s(crc, values);
+    }
+    h.push(crc as i32);
     let header = header_bytes(&h);
     write_atomic(path, |w| {
         w.write_all(&header)?;
@@ -199,4 +273,15 @@ pub fn save_checkpoint(
         write_f32s(w, m)?;
         write_f32s(w, v)
     })
+}
+
+/// Extends a CRC-32C with f32s as the little-endian bytes they are written as.
+fn crc32c_f32s(mut crc: u32, values: &[f32]) -> u32 {
+    let mut buf = vec![0u8; 4 * 16384];
+    for chunk in values.chunks(16384) {
+        let bytes = &mut buf[..4 * chunk.len()];
+        LittleEndian::write_f32_into(chunk, bytes);
+        crc = crc32c::crc32c_append(crc, bytes);
+    }
+    crc
 }

@@ -27,7 +27,7 @@ impl Input {
 
     /// Calls `each` with every document of this input, in order. A .jsonl file is read a line at a
     /// time, so a file larger than memory is fine.
-    pub(super) fn for_each_document(
+    pub fn for_each_document(
         &self,
         mut each: impl FnMut(Cow<'static, str>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {

@@ -19,7 +19,8 @@
 //! The output also gets `tokenizer.bin` (llm.c's tokenizer file), so llm.c can print our samples.
 //! A run writes its files into `DIR/.prepare-partial/` and, once all of them are complete, removes the
 //! shards of an earlier run from DIR and moves its own in. So `DIR/train_*.bin` always means the shards
-//! of one run, and a run that fails (bad input, a full disk) leaves DIR as it was.
+//! of one run, and a run that fails (bad input, a full disk) leaves DIR as it was. One run at a time
+//! per directory: a run locks DIR (`lock_dir`), and a second one is refused while the first works.
 //!
 //! Shard format (llm.c's; README.md, "Files"): a header of 256 little-endian i32, `[0]` = 20240520,
 //! `[1]` = 1, `[2]` = number of tokens; then the tokens as little-endian u16.
@@ -67,24 +68,92 @@ pub struct Summary {
 
 /// The directory inside `out` that a run writes its files into before moving them into `out`. Hidden,
 /// and a subdirectory, so `out/train_*.bin` never matches a file in it. Its name is fixed, so that the
-/// next run clears what an interrupted one left; two runs into one directory at once would share it.
+/// next run clears what an interrupted one left; the lock on `out` (`lock_dir`) keeps two runs from
+/// sharing it.
 const STAGING_DIR: &str = ".prepare-partial";
+/// In the staging directory: the pid of the run writing it, for the messages of the runs it turns away.
+const OWNER_FILE: &str = ".owner";
+
+/// An exclusive lock on an output directory, held while a run writes into it; dropping it unlocks.
+/// It is the operating system's advisory lock (`flock`) on the directory itself, so a run that is
+/// killed releases it with its other files: a lock is never stale. What a killed run does leave is its
+/// staging directory, which the next run notices and removes.
+pub struct DirLock {
+    _dir: std::fs::File,
+}
+
+/// Locks `out` (creating it if needed) for one run of `prepare`. With `wait` false, a directory another
+/// run holds is an error naming it; with `wait` true, this waits until that run is done.
+pub fn lock_dir(out: &Path, wait: bool) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    let dir = std::fs::File::open(out).with_context(|| format!("{}: cannot open the directory", out.display()))?;
+    match dir.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) if wait => {
+            eprintln!("waiting for another run that is preparing data in {}", out.display());
+            dir.lock().with_context(|| format!("{}: cannot lock the directory", out.display()))?;
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let owner = std::fs::read_to_string(out.join(STAGING_DIR).join(OWNER_FILE))
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .map_or(String::new(), |pid| format!(" (pid {pid})"));
+            bail!(
+                "{}: another `prepare`{owner} is writing into this directory right now: wait for it to finish, \
+                 or choose another --out",
+                out.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("{}: cannot lock the directory", out.display()))
+        }
+    }
+    Ok(DirLock { _dir: dir })
+}
 
 /// Tokenizes `inputs` into shards in `out` (see the module comment). The files are written into
 /// `out/.prepare-partial/` and moved into `out` only once all of them are complete, so a run that fails
-/// leaves `out` as it was.
+/// leaves `out` as it was. A second run into the same directory while this one works is refused.
 pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Result<Summary> {
+    check_options(options)?;
+    let lock = lock_dir(out, false)?;
+    prepare_locked(inputs, out, options, &lock)
+}
+
+fn check_options(options: &Options) -> anyhow::Result<()> {
     if options.shard_tokens == 0 || options.shard_tokens > i32::MAX as usize {
         bail!("--shard-tokens must be between 1 and {}, found {}", i32::MAX, options.shard_tokens);
     }
     if options.val_tokens > i32::MAX as usize {
         bail!("--val-tokens must be at most {}, found {}", i32::MAX, options.val_tokens);
     }
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    Ok(())
+}
+
+/// `prepare`, for a caller that already holds the lock on `out`.
+pub(crate) fn prepare_locked(
+    inputs: &[Input],
+    out: &Path,
+    options: &Options,
+    _lock: &DirLock,
+) -> anyhow::Result<Summary> {
+    check_options(options)?;
     let staging = out.join(STAGING_DIR);
-    // A staging directory already there is what an interrupted run (Ctrl-C, a crash) left behind.
+    // A staging directory already there is what an interrupted run (Ctrl-C, a crash, kill -9) left.
+    if staging.exists() {
+        let owner = std::fs::read_to_string(staging.join(OWNER_FILE)).unwrap_or_default();
+        let owner = owner.trim();
+        eprintln!(
+            "note: removing {}, left by an earlier run{} that was interrupted",
+            staging.display(),
+            if owner.is_empty() { String::new() } else { format!(" (pid {owner})") }
+        );
+    }
     remove_dir_if_there(&staging)?;
     std::fs::create_dir(&staging).with_context(|| format!("{}: cannot create the directory", staging.display()))?;
+    let owner = staging.join(OWNER_FILE);
+    std::fs::write(&owner, format!("{}\n", std::process::id()))
+        .with_context(|| format!("{}: cannot write", owner.display()))?;
 
     let start = Instant::now();
     let written = shards::write_files(inputs, &staging, options, start).and_then(|summary| {
@@ -95,6 +164,7 @@ pub fn prepare(inputs: &[Input], out: &Path, options: &Options) -> anyhow::Resul
         // Already failing: the first error is the one to report.
         let _ = std::fs::remove_dir_all(&staging);
     } else {
+        std::fs::remove_file(&owner).with_context(|| format!("{}: cannot remove", owner.display()))?;
         std::fs::remove_dir(&staging).with_context(|| format!("{}: cannot remove the directory", staging.display()))?;
     }
     written

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{prepare, Input, Options};
+use super::{lock_dir, prepare_locked, Input, Options};
 
 /// The shipped Shakespeare text (data/shakespeare, embedded in the binary): (file name, text), one
 /// document each, in file-name order.
@@ -76,10 +76,14 @@ pub fn default_training_data() -> anyhow::Result<(String, String)> {
 pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> {
     let globs = (dir.join("train_*.bin").display().to_string(), dir.join("val_*.bin").display().to_string());
     let marker = dir.join(CACHE_MARKER);
-    if let Ok(contents) = std::fs::read_to_string(&marker) {
-        if cache_is_valid(dir, &contents) {
-            return Ok(globs);
-        }
+    let cached = || std::fs::read_to_string(&marker).is_ok_and(|contents| cache_is_valid(dir, &contents));
+    if cached() {
+        return Ok(globs);
+    }
+    // Two runs may start at once on an empty cache: the second waits for the first, then finds its shards.
+    let lock = lock_dir(dir, true)?;
+    if cached() {
+        return Ok(globs);
     }
     // The marker goes first and comes back last, once `prepare` has moved every shard into place: an
     // interrupted run leaves no marker, and the next call prepares again.
@@ -91,7 +95,7 @@ pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> 
     }
     let inputs: Vec<Input> = SHAKESPEARE.iter().map(|&(name, text)| Input::Embedded(name, text)).collect();
     let options = Options { val_tokens: DEFAULT_VAL_TOKENS, shard_tokens: 100_000_000, progress: false };
-    let summary = prepare(&inputs, dir, &options)?;
+    let summary = prepare_locked(&inputs, dir, &options, &lock)?;
     let mut contents = format!("{}\n", cache_key());
     for file in &summary.files {
         let size = std::fs::metadata(file).with_context(|| format!("{}: cannot read back", file.display()))?.len();
