@@ -36,7 +36,8 @@ pub struct Args {
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
     pub model: Option<String>,
-    /// Start from these weights: an llm.c model file or one of our checkpoints (optimizer state is not used).
+    /// Start from these weights: an llm.c model file, one of our checkpoints (optimizer state is not used),
+    /// or a Hugging Face GPT-2 (a directory with config.json + model.safetensors, or a .safetensors file).
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
     /// Training token shards (llm.c format), a path or glob [default: the shipped Shakespeare text].
@@ -132,7 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
         };
         (ckpt.config, ckpt.params, Some((m, v, state)))
     } else if let Some(path) = &args.init {
-        let ckpt = checkpoint::load(path)?;
+        let ckpt = crate::model::load_model(path)?;
         (ckpt.config, ckpt.params, None)
     } else {
         let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
