@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod data;
 pub mod files;
+pub mod hellaswag;
 pub mod memory;
 pub mod model;
 pub mod optim;
