@@ -72,10 +72,8 @@ pub fn parse_jsonl(path: &Path, bytes: &[u8], tokenizer: &Tokenizer) -> Result<V
         }
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at(format!("not valid JSON: {e}")))?;
         let ctx = value.get("ctx").and_then(|v| v.as_str()).ok_or_else(|| at("no \"ctx\" string".into()))?;
-        let endings = value
-            .get("endings")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| at("no \"endings\" array".into()))?;
+        let endings =
+            value.get("endings").and_then(|v| v.as_array()).ok_or_else(|| at("no \"endings\" array".into()))?;
         if endings.len() != ENDINGS {
             return Err(at(format!("\"endings\" has {} entries, expected {ENDINGS}", endings.len())));
         }
@@ -146,7 +144,9 @@ pub fn parse_bin(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, FileError> {
         }
         let (label, endings) = (head[3] as usize, head[4] as usize);
         if endings != ENDINGS || label >= endings {
-            return Err(err(format!("has {endings} endings and label {label}: expected {ENDINGS} endings and a label below it")));
+            return Err(err(format!(
+                "has {endings} endings and label {label}: expected {ENDINGS} endings and a label below it"
+            )));
         }
         // then: a length and that many tokens, for the context and each ending
         let mut at = 5;

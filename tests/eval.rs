@@ -21,7 +21,8 @@ fn gpt2(args: &[&str]) -> Output {
 
 fn last_json(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let line =
+        stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?} is not JSON: {e}"))
 }
 
@@ -108,9 +109,33 @@ fn bad_hellaswag_files_are_clear_errors() {
     let bin = std::fs::read(BIN).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated.bin", bin[..bin.len() - 10].to_vec(), "the file ends before that"),
-        ("delimiter.bin", { let mut b = bin.clone(); b[1024] = 0; b }, "expected the delimiter 65535"),
-        ("index.bin", { let mut b = bin.clone(); b[1028] = 7; b }, "holds index 7, expected 0"),
-        ("extra.bin", { let mut b = bin.clone(); b.extend([0, 0]); b }, "bytes after the 9 examples"),
+        (
+            "delimiter.bin",
+            {
+                let mut b = bin.clone();
+                b[1024] = 0;
+                b
+            },
+            "expected the delimiter 65535",
+        ),
+        (
+            "index.bin",
+            {
+                let mut b = bin.clone();
+                b[1028] = 7;
+                b
+            },
+            "holds index 7, expected 0",
+        ),
+        (
+            "extra.bin",
+            {
+                let mut b = bin.clone();
+                b.extend([0, 0]);
+                b
+            },
+            "bytes after the 9 examples",
+        ),
         ("label.jsonl", br#"{"ctx": "a", "endings": ["b", "c", "d", "e"], "label": 4}"#.to_vec(), "line 1: \"label\""),
         ("endings.jsonl", br#"{"ctx": "a", "endings": ["b"], "label": 0}"#.to_vec(), "has 1 entries, expected 4"),
     ];
@@ -138,8 +163,19 @@ fn eval_val_loss_is_trains_validation_loss() {
     let val = dir.path().join("val.bin");
     write_shard(&val, &tokens).unwrap();
     let out = gpt2(&[
-        "eval", "--init", MODEL, "--val-data", val.to_str().unwrap(), "--batch", "4", "--seq", "32", "--val-batches",
-        "5", "--device", "cpu",
+        "eval",
+        "--init",
+        MODEL,
+        "--val-data",
+        val.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--seq",
+        "32",
+        "--val-batches",
+        "5",
+        "--device",
+        "cpu",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json = last_json(&out);
@@ -162,8 +198,26 @@ fn train_scores_hellaswag_every_n_steps_in_the_console_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.jsonl");
     let out = gpt2(&[
-        "train", "--init", MODEL, "--steps", "3", "--batch", "4", "--seq", "64", "--hellaswag", JSONL, "--eval-every",
-        "2", "--log", log.to_str().unwrap(), "--no-save", "--device", "cpu", "--sample-every", "0",
+        "train",
+        "--init",
+        MODEL,
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--seq",
+        "64",
+        "--hellaswag",
+        JSONL,
+        "--eval-every",
+        "2",
+        "--log",
+        log.to_str().unwrap(),
+        "--no-save",
+        "--device",
+        "cpu",
+        "--sample-every",
+        "0",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -102,7 +102,8 @@ fn export_writes_the_layout_transformers_reads() {
     let ckpt = load_model(&model_dir("gpt2vocab_bf16")).unwrap();
     let out = tempfile::tempdir().unwrap();
     hf::save_dir(out.path(), &ckpt.config, &ckpt.params, ExportDtype::F32).unwrap();
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model_type"], "gpt2");
     assert_eq!(config["architectures"][0], "GPT2LMHeadModel");
     assert_eq!(config["n_embd"], 16);
@@ -158,10 +159,8 @@ fn tensors_of(name: &str) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
 /// Writes `tensors` (and the fixture's config.json, or `config`) as a model directory; returns the error of loading it.
 fn load_error(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], config: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize_to_file(views, Some(metadata), &dir.path().join("model.safetensors")).unwrap();
     let config_text = match config {
@@ -207,7 +206,8 @@ fn bad_models_are_clear_errors_naming_the_file_and_tensor() {
     extra.push(("transformer.h.5.attn.c_attn.weight".into(), Dtype::F32, vec![1], vec![0; 4]));
     assert!(load_error(&extra, None).contains("h.5.attn.c_attn.weight is not part of a GPT-2 with 2 layers"));
     // a config that is not GPT-2's
-    let llama = r#"{"model_type": "llama", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 32, "vocab_size": 97}"#;
+    let llama =
+        r#"{"model_type": "llama", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 32, "vocab_size": 97}"#;
     assert!(load_error(&good, Some(llama)).contains("model_type is \"llama\""));
     let relu = r#"{"model_type": "gpt2", "activation_function": "relu", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 32, "vocab_size": 97}"#;
     assert!(load_error(&good, Some(relu)).contains("activation_function is \"relu\""));

@@ -37,7 +37,8 @@ fn write_parquet(path: &Path, docs: &[String], per_group: usize, compression: Co
     for (g, group) in docs.chunks(per_group).enumerate() {
         let mut rg = writer.next_row_group().unwrap();
         let defs = vec![1i16; group.len()];
-        let ids: Vec<ByteArray> = (0..group.len()).map(|i| ByteArray::from(format!("<urn:{g}:{i}>").as_str())).collect();
+        let ids: Vec<ByteArray> =
+            (0..group.len()).map(|i| ByteArray::from(format!("<urn:{g}:{i}>").as_str())).collect();
         let texts: Vec<ByteArray> = group.iter().map(|d| ByteArray::from(d.as_bytes().to_vec())).collect();
         let counts: Vec<i64> = group.iter().map(|d| d.len() as i64).collect();
         let mut col = rg.next_column().unwrap().unwrap();

@@ -88,7 +88,12 @@ pub fn run(args: &Args) -> Result<()> {
         }
         Box::new(CpuBackend::new(config, ckpt.params))
     };
-    eprintln!("evaluating {} ({:.1}M parameters) on {}", config, config.num_parameters_unpadded() as f64 / 1e6, backend.describe());
+    eprintln!(
+        "evaluating {} ({:.1}M parameters) on {}",
+        config,
+        config.num_parameters_unpadded() as f64 / 1e6,
+        backend.describe()
+    );
 
     let mut result = serde_json::Map::new();
     if let Some(pattern) = &args.val_data {

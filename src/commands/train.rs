@@ -332,7 +332,12 @@ fn print_plan(config: &ModelConfig, cfg: &TrainConfig, device: String) {
         flops
     );
     if let Some(path) = &cfg.save {
-        eprintln!("  checkpoints: {} every {} steps; resume with --resume {}", path.display(), cfg.save_every, path.display());
+        eprintln!(
+            "  checkpoints: {} every {} steps; resume with --resume {}",
+            path.display(),
+            cfg.save_every,
+            path.display()
+        );
     }
 }
 

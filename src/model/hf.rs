@@ -81,9 +81,7 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ModelConfig, FileError> {
     }
     let flag = |name: &str, expected: bool| -> Result<(), FileError> {
         match obj.get(name).and_then(Value::as_bool) {
-            Some(b) if b != expected => {
-                Err(err(format!("\"{name}\" is {b}: only GPT-2's {expected} is implemented")))
-            }
+            Some(b) if b != expected => Err(err(format!("\"{name}\" is {b}: only GPT-2's {expected} is implemented"))),
             _ => Ok(()),
         }
     };
@@ -211,7 +209,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
     let file = std::fs::File::open(&weights).map_err(|e| FileError::new(&weights, format!("cannot read: {e}")))?;
     // SAFETY: the map is read-only and lives only inside this function; like every reader of a mapped
     // file we assume no other process truncates it while we read (data.rs maps shards the same way).
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FileError::new(&weights, format!("cannot map: {e}")))?;
+    let mmap =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FileError::new(&weights, format!("cannot map: {e}")))?;
     let tensors = SafeTensors::deserialize(&mmap)
         .map_err(|e| FileError::new(&weights, format!("not a valid safetensors file: {e}")))?;
     let params = from_tensors(&weights, &tensors, config)?;

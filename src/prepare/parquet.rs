@@ -89,7 +89,11 @@ pub(super) fn for_each_document(
             }
             for (k, value) in values.drain(..).enumerate() {
                 let text = String::from_utf8(value.data().to_vec()).map_err(|e| {
-                    anyhow::anyhow!("{name}: row {}: the text is not valid UTF-8 (at byte {})", row + k, e.utf8_error().valid_up_to())
+                    anyhow::anyhow!(
+                        "{name}: row {}: the text is not valid UTF-8 (at byte {})",
+                        row + k,
+                        e.utf8_error().valid_up_to()
+                    )
                 })?;
                 each(Cow::Owned(text))?;
             }
