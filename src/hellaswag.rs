@@ -117,7 +117,7 @@ pub fn parse_bin(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, FileError> {
         .filter(|&n| n > 0)
         .ok_or_else(|| FileError::new(path, format!("header says {} examples, expected a positive number", h[2])))?;
     let body = &bytes[HEADER_BYTES..];
-    if body.len() % 2 != 0 {
+    if !body.len().is_multiple_of(2) {
         return Err(FileError::new(path, format!("the body is {} bytes, not a whole number of u16s", body.len())));
     }
     let words: Vec<u16> = body.chunks_exact(2).map(LittleEndian::read_u16).collect();

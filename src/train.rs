@@ -100,8 +100,11 @@ pub type SampleHook<'a> = dyn FnMut(&mut dyn Backend, &mut Rng) -> Result<()> + 
 /// `commands::train`): `run` returns named scores, which go on the console line and into the log record.
 pub struct EvalHook<'a> {
     pub every: usize,
-    pub run: Box<dyn FnMut(&mut dyn Backend) -> Result<Vec<(&'static str, f64)>> + 'a>,
+    pub run: Box<EvalFn<'a>>,
 }
+
+/// What an `EvalHook` runs: named scores of the model as it is.
+pub type EvalFn<'a> = dyn FnMut(&mut dyn Backend) -> Result<Vec<(&'static str, f64)>> + 'a;
 
 fn format_duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;

@@ -242,15 +242,14 @@ fn a_safetensors_header_that_lies_about_sizes_is_an_error() {
     while text.len() < n {
         text.push(' ');
     }
-    if text.len() == n {
-        let mut bytes = src[..8].to_vec();
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.extend_from_slice(&src[8 + n..]);
-        std::fs::write(&path, &bytes).unwrap();
-        let err = load_model(&path).err().expect("inconsistent header is an error").to_string();
-        println!("{err}");
-        assert!(err.contains("not a valid safetensors file"), "{err}");
-    }
+    assert_eq!(text.len(), n, "the edited header keeps its length");
+    let mut bytes = src[..8].to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.extend_from_slice(&src[8 + n..]);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_model(&path).err().expect("inconsistent header is an error").to_string();
+    println!("{err}");
+    assert!(err.contains("not a valid safetensors file") && err.contains("ln_f.bias"), "{err}");
     // not a directory of a model
     let empty = tempfile::tempdir().unwrap();
     let err = load_model(empty.path()).err().unwrap().to_string();

@@ -211,10 +211,43 @@ pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
     // file we assume no other process truncates it while we read (data.rs maps shards the same way).
     let mmap =
         unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FileError::new(&weights, format!("cannot map: {e}")))?;
-    let tensors = SafeTensors::deserialize(&mmap)
-        .map_err(|e| FileError::new(&weights, format!("not a valid safetensors file: {e}")))?;
+    let tensors = SafeTensors::deserialize(&mmap).map_err(|e| {
+        let which = culprit(&mmap).map_or(String::new(), |name| format!(" (tensor {name})"));
+        FileError::new(&weights, format!("not a valid safetensors file: {e}{which}"))
+    })?;
     let params = from_tensors(&weights, &tensors, config)?;
     Ok(Checkpoint { config: params.0, params: params.1, optimizer: None })
+}
+
+/// When the crate rejects a header, the first tensor whose shape and dtype disagree with its byte range,
+/// or whose range runs past the end of the file, to name in the error.
+fn culprit(bytes: &[u8]) -> Option<String> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: HashMap<String, Value> = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let data_len = bytes.len() - 8 - n;
+    let width = |d: &str| match d {
+        "F64" | "I64" | "U64" => Some(8),
+        "F32" | "I32" | "U32" => Some(4),
+        "F16" | "BF16" | "I16" | "U16" => Some(2),
+        "I8" | "U8" | "BOOL" => Some(1),
+        _ => None,
+    };
+    let mut names: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
+    names.sort();
+    names
+        .into_iter()
+        .find(|name| {
+            let t = &header[*name];
+            let shape: Option<Vec<u64>> = t["shape"].as_array().and_then(|a| a.iter().map(Value::as_u64).collect());
+            let range: Option<Vec<u64>> =
+                t["data_offsets"].as_array().and_then(|a| a.iter().map(Value::as_u64).collect());
+            let (Some(shape), Some(range), Some(w)) = (shape, range, t["dtype"].as_str().and_then(width)) else {
+                return true;
+            };
+            let bytes = shape.iter().try_fold(w as u64, |acc, &d| acc.checked_mul(d));
+            range.len() != 2 || range[1] < range[0] || range[1] > data_len as u64 || bytes != Some(range[1] - range[0])
+        })
+        .cloned()
 }
 
 /// Our config and flat parameters from the tensors of a safetensors file.
