@@ -176,7 +176,7 @@ fn apply_recipe(args: &Args) -> Args {
             a.val_every = 250;
             a.val_batches = 20; // llm.c's val_max_steps: 20 x 64 x 1024 = 1.3M tokens
             a.eval_every = Some(250);
-            if a.save_every == 0 {
+            if a.save_every == 0 && !a.no_save {
                 a.save_every = 1000;
             }
         }
