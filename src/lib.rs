@@ -24,6 +24,7 @@ pub mod data;
 #[path = "../exercises/mod.rs"]
 pub mod exercises;
 pub mod files;
+pub mod hellaswag;
 pub mod memory;
 pub mod model;
 pub mod optim;

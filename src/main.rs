@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use gpt2::commands;
 
-/// GPT-2 from scratch: train, sample, tokenize, prepare data, benchmark.
+/// GPT-2 from scratch: train, sample, eval, export, tokenize, prepare data, benchmark.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -19,6 +19,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
     Tokenize(commands::tokenize::Args),
+    /// A model's validation loss and HellaSwag accuracy; the last line is JSON.
+    Eval(commands::eval::Args),
+    /// Write a model as a Hugging Face directory (transformers, vLLM) and/or an llm.c model file.
+    Export(commands::export::Args),
     /// Turn text / .jsonl files into llm.c token shards (train and val) plus llm.c's tokenizer file.
     Prepare(commands::prepare::Args),
     /// Serve a model behind OpenAI's completions API, with metrics, a web page and a training view.
@@ -37,6 +41,8 @@ fn main() {
         Command::Prepare(a) => commands::prepare::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Plot(a) => commands::plot::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Export(a) => commands::export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

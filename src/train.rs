@@ -25,6 +25,8 @@ pub trait Backend {
     fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32;
     /// The mean loss of a batch, without gradients.
     fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32;
+    /// The B*T per-position losses of a batch, without gradients (HellaSwag scores endings with them).
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32>;
     fn zero_grad(&mut self);
     /// The global L2 norm of the gradients.
     fn grad_norm(&mut self) -> f32;
@@ -96,6 +98,16 @@ pub struct TrainSummary {
 /// Called every `sample_every` steps with the backend and the run's RNG, to print a short generation.
 pub type SampleHook<'a> = dyn FnMut(&mut dyn Backend, &mut Rng) -> Result<()> + 'a;
 
+/// An evaluation run every `every` steps, before the step's update as validation is (HellaSwag, in
+/// `commands::train`): `run` returns named scores, which go on the console line and into the log record.
+pub struct EvalHook<'a> {
+    pub every: usize,
+    pub run: Box<EvalFn<'a>>,
+}
+
+/// What an `EvalHook` runs: named scores of the model as it is.
+pub type EvalFn<'a> = dyn FnMut(&mut dyn Backend) -> Result<Vec<(&'static str, f64)>> + 'a;
+
 fn format_duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s {
@@ -115,7 +127,18 @@ pub fn train(
     backend: &mut dyn Backend,
     cfg: &TrainConfig,
     resume: Option<TrainState>,
+    sample: Option<&mut SampleHook>,
+) -> Result<TrainSummary> {
+    train_with_eval(backend, cfg, resume, sample, None)
+}
+
+/// `train`, with an evaluation hook (`EvalHook`) run every `hook.every` steps.
+pub fn train_with_eval(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    resume: Option<TrainState>,
     mut sample: Option<&mut SampleHook>,
+    mut eval: Option<&mut EvalHook>,
 ) -> Result<TrainSummary> {
     let model_cfg = *backend.config();
     let (b, t) = (cfg.batch, cfg.seq);
@@ -244,6 +267,10 @@ pub fn train(
             summary.val_losses.push((step, loss));
             val_loss = Some(loss);
         }
+        let mut scores = Vec::new();
+        if let Some(hook) = eval.as_mut().filter(|h| h.every > 0 && step % h.every == 0) {
+            scores = (hook.run)(backend)?;
+        }
 
         // one optimizer step: accumulate gradients over `accum` micro-batches
         let started = Instant::now();
@@ -294,13 +321,17 @@ pub fn train(
             if let Some(mfu) = mfu {
                 record["mfu"] = serde_json::json!(mfu);
             }
+            for (name, score) in &scores {
+                record[*name] = serde_json::json!(score);
+            }
             writeln!(log, "{record}").context("cannot write to the log file")?;
             log.flush().context("cannot write to the log file")?;
         }
         if !cfg.quiet {
             let avg_ms = if timed_steps > 0 { total_ms / timed_steps as f64 } else { ms };
             let left = format_duration(avg_ms / 1e3 * (end_step - step - 1) as f64);
-            let val = val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
+            let mut val = val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
+            scores.iter().for_each(|(name, score)| val += &format!(" | {name} {score:.4}"));
             let mfu = mfu.map_or(String::new(), |m| format!(" | mfu {:.1}%", 100.0 * m));
             let line = format!(
                 "step {:>5}/{} | train {train_loss:.4}{val} | lr {lr:.2e} | norm {norm:.3} | {ms:.0} ms | {tok_per_s:.0} tok/s{mfu} | {left} left",

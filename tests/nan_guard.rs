@@ -52,6 +52,9 @@ impl Backend for Faulty {
     fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
         self.inner.loss(inputs, targets, b, t)
     }
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32> {
+        self.inner.position_losses(inputs, targets, b, t)
+    }
     fn zero_grad(&mut self) {
         self.step += 1;
         self.inner.zero_grad()

@@ -1,6 +1,8 @@
 //! The CLI's subcommands, one module each; `src/main.rs` only parses arguments and dispatches.
 
 pub mod bench;
+pub mod eval;
+pub mod export;
 pub mod plot;
 pub mod prepare;
 pub mod sample;

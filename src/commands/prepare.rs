@@ -7,8 +7,8 @@ use crate::prepare::{prepare, Input, Options};
 /// Arguments of `prepare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Input files: text files (each file is one document) and .jsonl files (one JSON object a line, its
-    /// "text" field one document).
+    /// Input files: text files (each file is one document), .jsonl files (one JSON object a line, its
+    /// "text" field one document) and .parquet files (FineWeb's: one document a row of the "text" column).
     #[arg(long, short, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     /// Output directory for val_000000.bin, train_NNNNNN.bin and tokenizer.bin (created if missing).

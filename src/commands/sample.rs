@@ -2,7 +2,6 @@
 
 use crate::config::{ModelConfig, EOT_TOKEN, GPT2_VOCAB_SIZE};
 use crate::cpu::gpt2::CpuKernels;
-use crate::model::checkpoint;
 use crate::rng::Rng;
 use crate::sample::generate_with;
 use crate::tokenizer::Tokenizer;
@@ -12,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// The model: an llm.c model file or one of our checkpoints.
+    /// The model: an llm.c model file, one of our checkpoints, or a Hugging Face GPT-2 (directory or .safetensors).
     #[arg(long)]
     pub init: PathBuf,
     /// Text to continue [default: start a new document after <|endoftext|>].
@@ -36,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let ckpt = checkpoint::load(&args.init)?;
+    let ckpt = crate::model::load_model(&args.init)?;
     if args.temperature.is_nan() || args.temperature < 0.0 {
         bail!("--temperature must be 0 or more, got {}", args.temperature);
     }

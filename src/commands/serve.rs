@@ -1,7 +1,6 @@
 //! `serve`: a model behind OpenAI's completions API, with metrics, a web page and a training view
 //! (the server itself is `src/serve/`).
 
-use crate::model::checkpoint;
 use crate::serve::batcher::EngineOptions;
 use crate::serve::{AppState, ServeOptions, Server};
 use anyhow::{bail, Result};
@@ -10,7 +9,8 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// The model: an llm.c model file or one of our checkpoints. Without it, only the training view.
+    /// The model: an llm.c model file, one of our checkpoints, or a Hugging Face GPT-2 (directory or
+    /// .safetensors). Without it, only the training view.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// A training log (`train --log`) to show as curves on the web page, updating as it grows.
@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let model = match &args.init {
         Some(path) => {
-            let ckpt = checkpoint::load(path)?;
+            let ckpt = crate::model::load_model(path)?;
             let id = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
             eprintln!("model {id}: {} ({} parameters)", ckpt.config, ckpt.config.num_parameters_unpadded());
             Some((id, ckpt))

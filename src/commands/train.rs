@@ -12,7 +12,7 @@ use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
-use crate::train::{train, Backend, SampleHook, TrainConfig};
+use crate::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -41,7 +41,8 @@ pub struct Args {
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
     pub model: Option<String>,
-    /// Start from these weights: an llm.c model file or one of our checkpoints (optimizer state is not used).
+    /// Start from these weights: an llm.c model file, one of our checkpoints (optimizer state is not used),
+    /// or a Hugging Face GPT-2 (a directory with config.json + model.safetensors, or a .safetensors file).
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
     /// Training token shards (llm.c format), a path or glob [default: the shipped Shakespeare text].
@@ -129,9 +130,71 @@ pub struct Args {
     /// Print a short sample every N steps (0 = never).
     #[arg(long, default_value_t = 250)]
     pub sample_every: usize,
+    /// Score HellaSwag during training (hellaswag_val.jsonl or llm.c's hellaswag_val.bin), every --eval-every
+    /// steps; the scores go to the console and the log as hellaswag_acc and hellaswag_acc_norm.
+    #[arg(long)]
+    pub hellaswag: Option<PathBuf>,
+    /// Score HellaSwag every N steps [default: --val-every].
+    #[arg(long, requires = "hellaswag")]
+    pub eval_every: Option<usize>,
+    /// Score only the first N HellaSwag examples during training (0 = all).
+    #[arg(long, default_value_t = 0, requires = "hellaswag")]
+    pub hellaswag_examples: usize,
+    /// A named set of hyperparameters. gpt2-124m: llm.c's GPT-2 small on FineWeb (d12, T=1024, 524,288
+    /// tokens a step, lr 6e-4, 700 warmup steps, cosine to 0 over 19,073 steps = 10B tokens, weight decay 0.1,
+    /// grad clip 1.0, validation and HellaSwag every 250 steps, a checkpoint every 1000 (or --save-every)).
+    /// The flags it sets cannot be given with it; --batch (the micro-batch), the data, --hellaswag and
+    /// --save-every can.
+    #[arg(long, value_enum, conflicts_with_all = [
+        "model", "seq", "total_batch", "steps", "lr", "warmup", "schedule", "min_lr_frac", "beta1", "beta2", "eps",
+        "weight_decay", "decay_all", "grad_clip", "val_every", "val_batches", "eval_every",
+    ])]
+    pub recipe: Option<Recipe>,
+}
+
+/// `--recipe`: named hyperparameter sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Recipe {
+    /// llm.c's GPT-2 small (124M) reproduction on FineWeb 10B.
+    #[value(name = "gpt2-124m")]
+    Gpt2_124m,
+}
+
+/// The `Args` a recipe means: the user's, with the recipe's hyperparameters filled in.
+fn apply_recipe(args: &Args) -> Args {
+    let mut a = args.clone();
+    match args.recipe {
+        None => {}
+        Some(Recipe::Gpt2_124m) => {
+            if a.init.is_none() && a.resume.is_none() {
+                a.model = Some("d12".into());
+            }
+            a.seq = Some(1024);
+            a.total_batch = Some(524_288);
+            a.steps = 19_073; // 10B tokens / 524,288 a step
+            a.lr = Some(6e-4);
+            a.warmup = 700;
+            a.schedule = Schedule::Cosine;
+            a.min_lr_frac = 0.0;
+            a.beta1 = 0.9;
+            a.beta2 = 0.95;
+            a.eps = 1e-8;
+            a.weight_decay = 0.1;
+            a.decay_all = false;
+            a.grad_clip = 1.0;
+            a.val_every = 250;
+            a.val_batches = 20; // llm.c's val_max_steps: 20 x 64 x 1024 = 1.3M tokens
+            a.eval_every = Some(250);
+            if a.save_every == 0 && !a.no_save {
+                a.save_every = 1000;
+            }
+        }
+    }
+    a
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    let args = &apply_recipe(args);
     let device = select_device(args.device)?;
     // the model: a checkpoint to resume, weights to start from, or a fresh init
     let (config, params, resume) = if let Some(path) = &args.resume {
@@ -141,7 +204,7 @@ pub fn run(args: &Args) -> Result<()> {
         };
         (ckpt.config, ckpt.params, Some((m, v, state)))
     } else if let Some(path) = &args.init {
-        let ckpt = checkpoint::load(path)?;
+        let ckpt = crate::model::load_model(path)?;
         (ckpt.config, ckpt.params, None)
     } else {
         let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
@@ -182,7 +245,14 @@ pub fn run(args: &Args) -> Result<()> {
         Ok(())
     };
     let hook: Option<&mut SampleHook> = if can_sample { Some(&mut sample_hook) } else { None };
-    let summary = train(backend.as_mut(), &cfg, state, hook)?;
+    let mut hellaswag = match &args.hellaswag {
+        Some(path) => Some(hellaswag_hook(path, args, &config, &cfg, device)?),
+        None => None,
+    };
+    if args.recipe.is_some() {
+        print_plan(&config, &cfg, backend.describe());
+    }
+    let summary = train_with_eval(backend.as_mut(), &cfg, state, hook, hellaswag.as_mut())?;
     eprintln!(
         "done: {} steps, {:.1} ms/step, {:.0} tok/s{}",
         summary.train_losses.len(),
@@ -194,6 +264,90 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("generate text with it: cargo run --release -- sample --init {}", path.display());
     }
     Ok(())
+}
+
+/// HellaSwag every --eval-every steps (`src/hellaswag.rs`), batched in the training micro-batch's rows.
+/// The file is read and checked now, so a bad file fails before training starts.
+fn hellaswag_hook<'a>(
+    path: &std::path::Path,
+    args: &Args,
+    config: &ModelConfig,
+    cfg: &TrainConfig,
+    device: Device,
+) -> Result<EvalHook<'a>> {
+    if config.vocab_size != GPT2_VOCAB_SIZE {
+        bail!("--hellaswag needs GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
+    }
+    let mut examples = crate::hellaswag::read(path)?;
+    if args.hellaswag_examples > 0 {
+        examples.truncate(args.hellaswag_examples);
+    }
+    // the GPU's buffers hold (batch, seq); the CPU's grow to whatever a forward pass needs
+    let (rows, max_t) = if device == Device::Cuda {
+        if cfg.batch < crate::hellaswag::ENDINGS {
+            bail!("--hellaswag on the GPU scores in batches of --batch rows: it must be at least 4");
+        }
+        (cfg.batch, cfg.seq)
+    } else {
+        (cfg.batch.max(crate::hellaswag::ENDINGS), config.max_seq_len)
+    };
+    let what = if device == Device::Cuda { "--seq" } else { "the model's context" };
+    crate::hellaswag::check_fits(&examples, max_t, what).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    eprintln!("HellaSwag: {} examples from {}", examples.len(), path.display());
+    let every = args.eval_every.unwrap_or(args.val_every);
+    Ok(EvalHook {
+        every,
+        run: Box::new(move |backend: &mut dyn Backend| {
+            let (acc, _) = crate::hellaswag::score(
+                &examples,
+                rows,
+                |inputs, targets, b, t| Ok(backend.position_losses(inputs, targets, b, t)),
+                |_, _| {},
+            )?;
+            Ok(vec![("hellaswag_acc", acc.acc()), ("hellaswag_acc_norm", acc.acc_norm())])
+        }),
+    })
+}
+
+/// The plan of a `--recipe` run: tokens, steps, memory; the time follows from the first steps.
+fn print_plan(config: &ModelConfig, cfg: &TrainConfig, device: String) {
+    let tokens = cfg.steps as f64 * cfg.total_batch as f64;
+    let accum = cfg.total_batch / (cfg.batch * cfg.seq).max(1);
+    let n = config.num_parameters() as f64;
+    // parameters, gradients and AdamW's two moments in f32
+    let state_gib = 16.0 * n / (1u64 << 30) as f64;
+    let act_gib = crate::model::checked_activation_sizes(config, cfg.batch, cfg.seq)
+        .map_or(f64::NAN, |s| 2.0 * 4.0 * s.iter().sum::<usize>() as f64 / (1u64 << 30) as f64);
+    let flops = config.flops_per_token(cfg.seq) * tokens;
+    eprintln!("plan ({config}, on {device}):");
+    eprintln!(
+        "  {} steps x {} tokens = {:.2}B tokens (micro-batch B={} T={}, {} accumulation steps)",
+        cfg.steps,
+        cfg.total_batch,
+        tokens / 1e9,
+        cfg.batch,
+        cfg.seq,
+        accum
+    );
+    eprintln!(
+        "  lr {:.0e}, {} warmup steps, {:?} to {} x lr; weight decay {}; grad clip {}; validation every {} steps",
+        cfg.lr, cfg.warmup, cfg.schedule, cfg.min_lr_frac, cfg.adamw.weight_decay, cfg.grad_clip, cfg.val_every
+    );
+    eprintln!(
+        "  memory: {state_gib:.1} GiB for parameters, gradients and AdamW state + {act_gib:.1} GiB for activations and their gradients (f32)"
+    );
+    eprintln!(
+        "  compute: {:.2e} FLOPs (6N + 6LTC per token); the time left is projected on every step line from the measured steps",
+        flops
+    );
+    if let Some(path) = &cfg.save {
+        eprintln!(
+            "  checkpoints: {} every {} steps; resume with --resume {}",
+            path.display(),
+            cfg.save_every,
+            path.display()
+        );
+    }
 }
 
 const DEFAULT_SEED: u64 = 1337;

@@ -40,6 +40,10 @@ impl Backend for CpuBackend {
     fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
         self.model.forward(inputs, Some(targets), b, t).expect("targets given")
     }
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32> {
+        self.model.forward(inputs, Some(targets), b, t);
+        self.model.losses().to_vec()
+    }
     fn zero_grad(&mut self) {
         self.model.zero_grad();
     }

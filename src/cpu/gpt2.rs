@@ -425,6 +425,11 @@ impl Gpt2 {
         self.activation("logits")
     }
 
+    /// The per-position losses (B, T) of the last forward pass (which must have had targets).
+    pub fn losses(&self) -> &[f32] {
+        self.activation("losses")
+    }
+
     /// One activation tensor of the last forward pass, by its name in `ACTIVATION_NAMES`.
     fn activation(&self, name: &str) -> &[f32] {
         let i = ACTIVATION_NAMES.iter().position(|&n| n == name).expect("a known activation");

@@ -64,6 +64,10 @@ impl Backend for CudaBackend {
         ok(self.model.forward(inputs, Some(targets), b, t));
         ok(self.model.mean_loss())
     }
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32> {
+        ok(self.model.forward(inputs, Some(targets), b, t));
+        ok(self.model.losses())
+    }
     fn zero_grad(&mut self) {
         ok(self.model.zero_grad());
     }

@@ -270,12 +270,18 @@ impl CudaGpt2 {
     /// The mean loss of the last forward pass (which must have had targets): copies the B*T losses
     /// back and sums them in the CPU's order. Waits for the queued work.
     pub fn mean_loss(&self) -> Result<f32> {
+        let losses = self.losses()?;
+        Ok(losses.iter().sum::<f32>() / (self.b * self.t) as f32)
+    }
+
+    /// The B*T per-position losses of the last forward pass (which must have had targets), copied back.
+    /// Waits for the queued work.
+    pub fn losses(&self) -> Result<Vec<f32>> {
         if !self.has_targets {
             bail!("the last forward pass had no targets, so there is no loss");
         }
         let a = DevActivations::new(self.acts.all(), &activation_sizes(&self.config, self.b, self.t));
-        let losses = self.gpu.download(a.losses)?;
-        Ok(losses.iter().sum::<f32>() / (self.b * self.t) as f32)
+        self.gpu.download(a.losses)
     }
 
     /// Sets every parameter gradient to zero (once per optimizer step; micro-batches accumulate).

@@ -7,9 +7,21 @@
 //! The CUDA path (`src/cuda/gpt2.rs`) uses the same layouts for its device buffers.
 
 pub mod checkpoint;
+pub mod hf;
 pub mod init;
 
 use crate::config::ModelConfig;
+
+/// Loads a model from any file `--init` accepts: a Hugging Face directory (`config.json` +
+/// `model.safetensors`) or `.safetensors` file (`hf.rs`), else an llm.c model file or one of our
+/// checkpoints (`checkpoint.rs`, which tells those two apart by their magic number).
+pub fn load_model(path: &std::path::Path) -> Result<checkpoint::Checkpoint, crate::files::FileError> {
+    if path.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
+        hf::load(path)
+    } else {
+        checkpoint::load(path)
+    }
+}
 
 /// The 16 parameter tensors, in the order llm.c writes them.
 pub const PARAM_NAMES: [&str; 16] = [

@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 
 /// Where documents come from.
 pub enum Input {
-    /// A file on disk: `.jsonl` (one document per line) or text (one document).
+    /// A file on disk: `.jsonl` (one document per line), `.parquet` (one document per row of its
+    /// `text` column, `parquet.rs`) or text (one document).
     File(PathBuf),
     /// A text compiled into the binary: (name for messages, the document).
     Embedded(&'static str, &'static str),
@@ -20,6 +21,7 @@ impl Input {
     /// Size in bytes, for the progress line (0 if unknown).
     pub(super) fn size(&self) -> u64 {
         match self {
+            Input::File(path) if is_parquet(path) => super::parquet::text_size(path),
             Input::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
             Input::Embedded(_, text) => text.len() as u64,
         }
@@ -35,6 +37,9 @@ impl Input {
             Input::Embedded(_, text) => return each(Cow::Borrowed(*text)),
             Input::File(path) => path,
         };
+        if is_parquet(path) {
+            return super::parquet::for_each_document(path, each);
+        }
         let name = path.display();
         let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read the file"))?;
         if file.metadata().is_ok_and(|m| m.len() == 0) {
@@ -99,6 +104,10 @@ impl Input {
         }
         Ok(())
     }
+}
+
+fn is_parquet(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "parquet")
 }
 
 /// What kind of JSON value this is, for messages: "an array", "a number", ...

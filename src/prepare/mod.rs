@@ -1,11 +1,12 @@
 //! Data preparation: turns text into llm.c token shards, the files `train` reads. `src/commands/prepare.rs`
 //! is its command line; `src/data.rs` reads what it writes.
 //!
-//! The pieces: `input.rs` reads documents (plain text, `.jsonl`), `shards.rs` encodes them on all
+//! The pieces: `input.rs` reads documents (plain text, `.jsonl`; `parquet.rs` reads FineWeb's `.parquet`), `shards.rs` encodes them on all
 //! cores and cuts the token stream into shard files, `shakespeare.rs` is the shipped default text.
 //!
 //! Input: plain text files (each file is one document) and `.jsonl` files (one JSON object per line,
-//! its "text" field is one document; blank lines are skipped). Every document becomes
+//! its "text" field is one document; blank lines are skipped) and `.parquet` files (FineWeb's format: one
+//! document a row of the `text` column). Every document becomes
 //! `<|endoftext|>` followed by its GPT-2 tokens, and the documents are laid end to end:
 //!
 //! ```text
@@ -33,6 +34,7 @@
 //! binary) once into a cache directory, for `train` run without data flags.
 
 mod input;
+mod parquet;
 mod shakespeare;
 mod shards;
 
