@@ -13,7 +13,7 @@
 // of the same head, so when they loop over the other positions together they read the same key or
 // value vector (one broadcast load for the warp); each thread keeps its own vector (query, output
 // accumulator, ...) in a local array of MAX_HS floats, which needs hs = C/NH <= MAX_HS (64 in
-// every GPT-2 size; src/cuda/kernels.rs checks).
+// every GPT-2 size; src/cuda/kernels/attention.rs checks, with ATTENTION_MAX_HS = MAX_HS).
 
 #define MAX_HS 128
 

@@ -1,5 +1,5 @@
 // The embedding: each token's vector plus its position's vector.
-// Twin: src/cpu/encoder.rs. Compiled at start-up with NVRTC (src/cuda/kernels.rs); fp32, no headers.
+// Twin: src/cpu/encoder.rs. Compiled at start-up with NVRTC (src/cuda/kernels/mod.rs); fp32, no headers.
 
 // out (B, T, C) = wte[inp[b, t]] + wpe[t], for tokens inp (B, T), wte (Vp, C), wpe (maxT, C).
 // One thread per output number.

@@ -7,7 +7,7 @@
 // from global memory); version 2 tiles the output into 128x128 blocks that 256 threads compute
 // together, staging 8-wide slices of the inputs in shared memory and keeping an 8x8 block of
 // outputs per thread in registers, so each number loaded is used 8 (registers) x 16 (threads) times.
-// Both are tested against the CPU; src/cuda/kernels.rs picks version 2 (or cuBLAS, --matmul cublas).
+// Both are tested against the CPU; src/cuda/kernels/matmul.rs picks version 2 (or cuBLAS, --matmul cublas).
 
 // ----------------------------------------------------------------------------------------------
 // version 1: naive
@@ -63,6 +63,8 @@ extern "C" __global__ void matmul_backward_dbias1(float* dbias, const float* dou
 // ----------------------------------------------------------------------------------------------
 // version 2: shared-memory tiling + register blocking
 
+// BM, BN and MATMUL_THREADS are launch settings too: MATMUL_TILE and MATMUL_TILED_BLOCK of
+// src/cuda/kernels/matmul.rs must say the same (dev/cuda_emu checks that they do).
 #define BM 128  // rows of the output tile
 #define BN 128  // columns of the output tile
 #define BK 8    // depth of the slice of A and B staged in shared memory per step

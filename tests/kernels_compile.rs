@@ -51,7 +51,7 @@ fn every_kernel_file_and_kernel_is_listed_in_sources() {
     files.sort();
     let mut listed: Vec<String> = SOURCES.iter().map(|s| s.file.to_string()).collect();
     listed.sort();
-    assert_eq!(files, listed, "every kernels/*.cu must be in SOURCES (src/cuda/kernels.rs)");
+    assert_eq!(files, listed, "every kernels/*.cu must be in SOURCES (src/cuda/kernels/mod.rs)");
     for source in &SOURCES {
         let defined = kernels_defined_in(source.source);
         assert_eq!(defined, source.kernels, "kernels defined in {} vs listed in SOURCES", source.file);

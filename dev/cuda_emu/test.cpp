@@ -1,6 +1,11 @@
 // Every kernel of kernels/ run in the CPU emulator (cuda_emu.h) against plain C++ restatements of
-// the CPU layers in src/cpu/, with the launch configurations of src/cuda/kernels.rs. See README.md.
+// the CPU layers in src/cpu/, with the launch settings of src/cuda/kernels/*.rs. See README.md.
+//
+// Every block size, tile size and grid limit below comes from launch_settings.h, which run.sh
+// generates from the `pub const`s of src/cuda/kernels/*.rs: no launch number is written here (run.sh
+// refuses a literal block size in this file), so the emulator launches exactly what the Rust does.
 #include "cuda_emu.h"
+#include "launch_settings.h"
 #include <random>
 #include <algorithm>
 namespace enc { 
@@ -30,6 +35,15 @@ namespace ad {
 namespace gn {
 #include "global_norm.cu"
 }
+// The settings the kernels themselves also spell out must agree with the Rust ones.
+static_assert(MATMUL_TILE == BM && MATMUL_TILE == BN, "MATMUL_TILE (src/cuda/kernels/matmul.rs) != BM, BN (kernels/matmul.cu)");
+static_assert(MATMUL_TILED_BLOCK == MATMUL_THREADS, "MATMUL_TILED_BLOCK (src/cuda/kernels/matmul.rs) != MATMUL_THREADS (kernels/matmul.cu)");
+static_assert(ATTENTION_MAX_HS == MAX_HS, "ATTENTION_MAX_HS (src/cuda/kernels/attention.rs) != MAX_HS (kernels/attention.cu)");
+// ... and the kernels' reductions need whole warps, at most 32 of them.
+static_assert(LAYERNORM_FORWARD_BLOCK % WARP_SIZE == 0 && LAYERNORM_BACKWARD_BLOCK % WARP_SIZE == 0, "layernorm needs whole warps");
+static_assert(SOFTMAX_BLOCK % WARP_SIZE == 0 && SOFTMAX_BLOCK <= 32 * WARP_SIZE, "block_reduce needs 1 to 32 whole warps");
+static_assert(GLOBAL_NORM_BLOCK % WARP_SIZE == 0 && GLOBAL_NORM_BLOCK <= 32 * WARP_SIZE, "global_norm_squared needs 1 to 32 whole warps");
+
 typedef std::vector<float> V;
 static std::mt19937 rng(42);
 V rnd(size_t n, float s) { std::uniform_real_distribution<float> d(-s, s); V v(n); for (auto& x : v) x = d(rng); return v; }
@@ -45,7 +59,7 @@ void check(const char* what, const V& g, const V& c, float tol) {
 }
 dim3 g1(size_t n, unsigned t) { return dim3{(unsigned)((n + t - 1) / t), 1, 1}; }
 dim3 b1(unsigned t) { return dim3{t, 1, 1}; }
-const int NUM_SMS = 132;
+const int NUM_SMS = 132;  // an H100 SXM: the grids of layernorm_backward and global_norm_squared depend on it
 
 void test_encoder() {
     int B = 3, T = 7, C = 37, Vv = 50, Vp = 53, maxT = 9;
@@ -53,11 +67,11 @@ void test_encoder() {
     V dwte0 = rnd(Vp * C, 1), dwpe0 = rnd(maxT * C, 1);
     V out(B * T * C), ref(B * T * C);
     for (int bt = 0; bt < B * T; bt++) for (int c = 0; c < C; c++) ref[bt * C + c] = wte[inp[bt] * C + c] + wpe[(bt % T) * C + c];
-    emu_launch(enc::encoder_forward, g1(B * T * C, 256), b1(256), 0, out.data(), inp.data(), wte.data(), wpe.data(), B, T, C);
+    emu_launch(enc::encoder_forward, g1(B * T * C, ENCODER_BLOCK), b1(ENCODER_BLOCK), 0, out.data(), inp.data(), wte.data(), wpe.data(), B, T, C);
     check("encoder out", out, ref, 0);
     V dwte = dwte0, dwpe = dwpe0, rwte = dwte0, rwpe = dwpe0;
     for (int bt = 0; bt < B * T; bt++) for (int c = 0; c < C; c++) { rwte[inp[bt] * C + c] += dout[bt * C + c]; rwpe[(bt % T) * C + c] += dout[bt * C + c]; }
-    emu_launch(enc::encoder_backward, g1(B * T * C, 256), b1(256), 0, dwte.data(), dwpe.data(), dout.data(), inp.data(), B, T, C);
+    emu_launch(enc::encoder_backward, g1(B * T * C, ENCODER_BLOCK), b1(ENCODER_BLOCK), 0, dwte.data(), dwpe.data(), dout.data(), inp.data(), B, T, C);
     check("encoder dwte", dwte, rwte, 1e-6); check("encoder dwpe", dwpe, rwpe, 1e-6);
 }
 
@@ -71,7 +85,7 @@ void test_layernorm(int BT, int C) {
         for (int i = 0; i < C; i++) rout[r * C + i] = (inp[r * C + i] - m) * s * w[i] + b[i];
         rmean[r] = m; rrstd[r] = s;
     }
-    emu_launch(ln::layernorm_forward, g1((size_t)BT * 32, 256), b1(256), 0, out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), BT, C);
+    emu_launch(ln::layernorm_forward, g1((size_t)BT * WARP_SIZE, LAYERNORM_FORWARD_BLOCK), b1(LAYERNORM_FORWARD_BLOCK), 0, out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), BT, C);
     check("layernorm out", out, rout, 1e-5); check("layernorm mean", mean, rmean, 1e-5); check("layernorm rstd", rstd, rrstd, 1e-5);
     V dinp = dinp0, dw = dw0, db = db0, rdinp = dinp0, rdw = dw0, rdb = db0;
     for (int r = 0; r < BT; r++) {
@@ -80,34 +94,36 @@ void test_layernorm(int BT, int C) {
         dm /= C; dnm /= C;
         for (int i = 0; i < C; i++) { float n = (inp[r*C+i]-m)*s, d = w[i]*dout[r*C+i]; rdb[i] += dout[r*C+i]; rdw[i] += n*dout[r*C+i]; rdinp[r*C+i] += (d - dm - n*dnm)*s; }
     }
-    unsigned blocks = std::max(1, std::min((BT + 7) / 8, 4 * NUM_SMS));
-    emu_launch(ln::layernorm_backward, dim3{blocks,1,1}, b1(256), 2 * C * 4, dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), mean.data(), rstd.data(), BT, C);
+    int warps = LAYERNORM_BACKWARD_BLOCK / WARP_SIZE;
+    unsigned blocks = std::max(1, std::min((BT + warps - 1) / warps, (int)LAYERNORM_BACKWARD_BLOCKS_PER_SM * NUM_SMS));
+    emu_launch(ln::layernorm_backward, dim3{blocks,1,1}, b1(LAYERNORM_BACKWARD_BLOCK), 2 * C * 4, dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), mean.data(), rstd.data(), BT, C);
     check("layernorm dinp", dinp, rdinp, 1e-5); check("layernorm dweight", dw, rdw, 1e-4); check("layernorm dbias", db, rdb, 1e-4);
 }
 
-dim3 tiled(int m, int n) { return dim3{(unsigned)((n + 127) / 128), (unsigned)((m + 127) / 128), 1}; }
+dim3 tiled(int m, int n) { return dim3{(n + MATMUL_TILE - 1) / MATMUL_TILE, (m + MATMUL_TILE - 1) / MATMUL_TILE, 1}; }
 void test_matmul(int version, int BT, int C, int OC) {
     V inp = rnd(BT * C, 1), w = rnd(OC * C, 1), bias = rnd(OC, 1), dout = rnd(BT * OC, 1), dinp0 = rnd(BT * C, 1), dw0 = rnd(OC * C, 1), db0 = rnd(OC, 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         V out(BT * OC), ref(BT * OC);
         for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float v = with_bias ? bias[o] : 0; for (int i = 0; i < C; i++) v += inp[r*C+i]*w[o*C+i]; ref[r*OC+o] = v; }
         const float* bp = with_bias ? bias.data() : nullptr;
-        if (version == 1) emu_launch(mm::matmul_forward1, g1((size_t)BT * OC, 256), b1(256), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
-        else emu_launch(mm::matmul_forward2, tiled(BT, OC), b1(256), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
+        if (version == 1) emu_launch(mm::matmul_forward1, g1((size_t)BT * OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
+        else emu_launch(mm::matmul_forward2, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
         char name[64]; snprintf(name, 64, "matmul%d out bias=%d (%d,%d,%d)", version, with_bias, BT, C, OC);
         check(name, out, ref, 1e-5);
     }
     V dinp = dinp0, dw = dw0, db = db0, rdinp = dinp0, rdw = dw0, rdb = db0;
     for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float d = dout[r*OC+o]; rdb[o] += d; for (int i = 0; i < C; i++) { rdinp[r*C+i] += d * w[o*C+i]; rdw[o*C+i] += d * inp[r*C+i]; } }
     if (version == 1) {
-        emu_launch(mm::matmul_backward_dinp1, g1((size_t)BT * C, 256), b1(256), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
-        emu_launch(mm::matmul_backward_dweight1, g1((size_t)OC * C, 256), b1(256), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
-        emu_launch(mm::matmul_backward_dbias1, g1(OC, 256), b1(256), 0, db.data(), dout.data(), BT, OC);
+        emu_launch(mm::matmul_backward_dinp1, g1((size_t)BT * C, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
+        emu_launch(mm::matmul_backward_dweight1, g1((size_t)OC * C, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
+        emu_launch(mm::matmul_backward_dbias1, g1(OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, db.data(), dout.data(), BT, OC);
     } else {
-        emu_launch(mm::matmul_backward_dinp2, tiled(BT, C), b1(256), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
-        emu_launch(mm::matmul_backward_dweight2, tiled(OC, C), b1(256), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
-        unsigned groups = std::clamp((BT + 255) / 256, 1, 64);
-        emu_launch(mm::matmul_backward_dbias2, dim3{(unsigned)((OC + 31) / 32), groups, 1}, dim3{32, 8, 1}, 0, db.data(), dout.data(), BT, OC);
+        emu_launch(mm::matmul_backward_dinp2, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
+        emu_launch(mm::matmul_backward_dweight2, tiled(OC, C), b1(MATMUL_TILED_BLOCK), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
+        unsigned groups = std::clamp((BT + MATMUL_DBIAS_ROWS_PER_GROUP - 1) / MATMUL_DBIAS_ROWS_PER_GROUP, 1u, MATMUL_DBIAS_MAX_GROUPS);
+        dim3 grid{(OC + MATMUL_DBIAS_BLOCK_X - 1) / MATMUL_DBIAS_BLOCK_X, groups, 1};
+        emu_launch(mm::matmul_backward_dbias2, grid, dim3{MATMUL_DBIAS_BLOCK_X, MATMUL_DBIAS_BLOCK_Y, 1}, 0, db.data(), dout.data(), BT, OC);
     }
     char name[64];
     snprintf(name, 64, "matmul%d dinp", version); check(name, dinp, rdinp, 1e-4);
@@ -116,7 +132,7 @@ void test_matmul(int version, int BT, int C, int OC) {
     // cuBLAS path's bias add
     V out = rnd(BT * OC, 1), ref = out;
     for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) ref[r*OC+o] += bias[o];
-    emu_launch(mm::matmul_add_bias, g1((size_t)BT * OC, 256), b1(256), 0, out.data(), bias.data(), BT, OC);
+    emu_launch(mm::matmul_add_bias, g1((size_t)BT * OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, out.data(), bias.data(), BT, OC);
     check("matmul_add_bias", out, ref, 0);
 }
 
@@ -136,7 +152,7 @@ void test_attention(int B, int T, int C, int NH) {
         for (int i = 0; i < hs; i++) { float acc = 0; for (int t2 = 0; t2 <= t1; t2++) acc += a[t2]*inp[(b*T+t2)*3*C + 2*C + h*hs + i]; o[i] = acc; }
     }
     V out(B*T*C), pre(na, 7.f), at(na, 7.f);  // garbage above the diagonal must be cleared
-    emu_launch(att::attention_forward, g1(na / T, 128), b1(128), 0, out.data(), pre.data(), at.data(), inp.data(), B, T, C, NH);
+    emu_launch(att::attention_forward, g1(na / T, ATTENTION_BLOCK), b1(ATTENTION_BLOCK), 0, out.data(), pre.data(), at.data(), inp.data(), B, T, C, NH);
     check("attention out", out, rout, 1e-5); check("attention preatt", pre, rpre, 1e-5); check("attention att", at, ratt, 1e-5);
     V rdinp = dinp0, rdpre(na), rdatt(na);
     for (int b = 0; b < B; b++) for (int h = 0; h < NH; h++) for (int t1 = 0; t1 < T; t1++) {
@@ -148,10 +164,10 @@ void test_attention(int B, int T, int C, int NH) {
         for (int t2 = 0; t2 <= t1; t2++) { size_t ko = (b*T+t2)*3*C + C + h*hs; float x = rdpre[row+t2]*scale; for (int i = 0; i < hs; i++) { rdinp[qo+i] += inp[ko+i]*x; rdinp[ko+i] += inp[qo+i]*x; } }
     }
     V dinp = dinp0, dpre(na), datt(na);
-    dim3 g = g1(na / T, 128);
-    emu_launch(att::attention_backward_datt, g, b1(128), 0, dpre.data(), datt.data(), dout.data(), inp.data(), ratt.data(), B, T, C, NH);
-    emu_launch(att::attention_backward_dq, g, b1(128), 0, dinp.data(), dpre.data(), inp.data(), B, T, C, NH);
-    emu_launch(att::attention_backward_dkv, g, b1(128), 0, dinp.data(), dpre.data(), dout.data(), inp.data(), ratt.data(), B, T, C, NH);
+    dim3 g = g1(na / T, ATTENTION_BLOCK);
+    emu_launch(att::attention_backward_datt, g, b1(ATTENTION_BLOCK), 0, dpre.data(), datt.data(), dout.data(), inp.data(), ratt.data(), B, T, C, NH);
+    emu_launch(att::attention_backward_dq, g, b1(ATTENTION_BLOCK), 0, dinp.data(), dpre.data(), inp.data(), B, T, C, NH);
+    emu_launch(att::attention_backward_dkv, g, b1(ATTENTION_BLOCK), 0, dinp.data(), dpre.data(), dout.data(), inp.data(), ratt.data(), B, T, C, NH);
     check("attention dinp", dinp, rdinp, 1e-5); check("attention dpreatt", dpre, rdpre, 1e-5); check("attention datt", datt, rdatt, 1e-5);
 }
 
@@ -159,14 +175,14 @@ void test_elementwise() {
     long long N = 1007; V x = rnd(N, 4), y = rnd(N, 1), d = rnd(N, 1), d1 = rnd(N, 1), d2 = rnd(N, 1);
     V out(N), ref(N);
     for (int i = 0; i < N; i++) { float c = 0.044715f*x[i]*x[i]*x[i]; ref[i] = 0.5f*x[i]*(1+std::tanh(0.7978846f*(x[i]+c))); }
-    emu_launch(ge::gelu_forward, g1(N, 256), b1(256), 0, out.data(), x.data(), N); check("gelu out", out, ref, 1e-6);
+    emu_launch(ge::gelu_forward, g1(N, GELU_BLOCK), b1(GELU_BLOCK), 0, out.data(), x.data(), N); check("gelu out", out, ref, 1e-6);
     V dinp = d1, rd = d1;
     for (int i = 0; i < N; i++) { float u = 0.7978846f*(x[i]+0.044715f*x[i]*x[i]*x[i]); float th = std::tanh(u); float s = 1-th*th; rd[i] += (0.5f*(1+th) + 0.5f*x[i]*s*0.7978846f*(1+3*0.044715f*x[i]*x[i]))*d[i]; }
-    emu_launch(ge::gelu_backward, g1(N, 256), b1(256), 0, dinp.data(), x.data(), d.data(), N); check("gelu dinp", dinp, rd, 1e-6);
+    emu_launch(ge::gelu_backward, g1(N, GELU_BLOCK), b1(GELU_BLOCK), 0, dinp.data(), x.data(), d.data(), N); check("gelu dinp", dinp, rd, 1e-6);
     for (int i = 0; i < N; i++) ref[i] = x[i] + y[i];
-    emu_launch(re::residual_forward, g1(N, 256), b1(256), 0, out.data(), x.data(), y.data(), N); check("residual out", out, ref, 0);
+    emu_launch(re::residual_forward, g1(N, RESIDUAL_BLOCK), b1(RESIDUAL_BLOCK), 0, out.data(), x.data(), y.data(), N); check("residual out", out, ref, 0);
     V a = d1, b = d2, ra = d1, rb = d2; for (int i = 0; i < N; i++) { ra[i] += d[i]; rb[i] += d[i]; }
-    emu_launch(re::residual_backward, g1(N, 256), b1(256), 0, a.data(), b.data(), d.data(), N); check("residual d1", a, ra, 0); check("residual d2", b, rb, 0);
+    emu_launch(re::residual_backward, g1(N, RESIDUAL_BLOCK), b1(RESIDUAL_BLOCK), 0, a.data(), b.data(), d.data(), N); check("residual d1", a, ra, 0); check("residual d2", b, rb, 0);
 }
 
 void test_softmax(int BT, int Vv, int Vp) {
@@ -174,25 +190,25 @@ void test_softmax(int BT, int Vv, int Vp) {
     V rp(BT*Vp), rl(BT);
     for (int r = 0; r < BT; r++) { float mx = -INFINITY; for (int i = 0; i < Vv; i++) mx = std::max(mx, logits[r*Vp+i]); float s = 0; for (int i = 0; i < Vv; i++) { rp[r*Vp+i] = std::exp(logits[r*Vp+i]-mx); s += rp[r*Vp+i]; } for (int i = 0; i < Vv; i++) rp[r*Vp+i] /= s; rl[r] = -std::log(rp[r*Vp+tg[r]]); }
     V p(BT*Vp, 3.f), l(BT);
-    emu_launch(sm::softmax_forward, dim3{(unsigned)BT,1,1}, b1(512), 0, p.data(), logits.data(), BT, Vv, Vp); check("softmax probs", p, rp, 1e-5);
-    emu_launch(sm::crossentropy_forward, g1(BT, 256), b1(256), 0, l.data(), p.data(), tg.data(), BT, Vp); check("crossentropy losses", l, rl, 1e-5);
+    emu_launch(sm::softmax_forward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, p.data(), logits.data(), BT, Vv, Vp); check("softmax probs", p, rp, 1e-5);
+    emu_launch(sm::crossentropy_forward, g1(BT, CROSSENTROPY_BLOCK), b1(CROSSENTROPY_BLOCK), 0, l.data(), p.data(), tg.data(), BT, Vp); check("crossentropy losses", l, rl, 1e-5);
     V dlog = dlog0, rdl = dlog0;
     for (int r = 0; r < BT; r++) for (int j = 0; j < Vv; j++) rdl[r*Vp+j] += (rp[r*Vp+j] - (j == (int)tg[r] ? 1.f : 0.f)) * dl[r];
-    emu_launch(sm::crossentropy_softmax_backward, dim3{(unsigned)BT,1,1}, b1(512), 0, dlog.data(), dl.data(), p.data(), tg.data(), BT, Vv, Vp); check("crossentropy dlogits", dlog, rdl, 1e-5);
+    emu_launch(sm::crossentropy_softmax_backward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, dlog.data(), dl.data(), p.data(), tg.data(), BT, Vv, Vp); check("crossentropy dlogits", dlog, rdl, 1e-5);
 }
 
 void test_optim() {
     long long N = 100003; V p = rnd(N, 1), g = rnd(N, 2), m = rnd(N, 0.1), v = rnd(N, 0.1); for (auto& x : v) x = std::fabs(x);
     double ss = 0; for (float x : g) ss += (double)x*x;
-    double out = 0; unsigned blocks = std::clamp((unsigned)((N + 511) / 512), 1u, 2u * NUM_SMS);
-    emu_launch(gn::global_norm_squared, dim3{blocks,1,1}, b1(512), 0, &out, g.data(), N);
+    double out = 0; unsigned blocks = std::clamp((unsigned)((N + GLOBAL_NORM_BLOCK - 1) / GLOBAL_NORM_BLOCK), 1u, GLOBAL_NORM_BLOCKS_PER_SM * NUM_SMS);
+    emu_launch(gn::global_norm_squared, dim3{blocks,1,1}, b1(GLOBAL_NORM_BLOCK), 0, &out, g.data(), N);
     printf("global norm %g vs %g %s\n", std::sqrt(out), std::sqrt(ss), std::fabs(std::sqrt(out)-std::sqrt(ss)) <= 1e-6*std::sqrt(ss) ? "ok" : "FAIL");
     if (!(std::fabs(std::sqrt(out)-std::sqrt(ss)) <= 1e-6*std::sqrt(ss))) failures++;
     float lr = 1e-2, b1_ = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.5f; int t = 3;
     float c1 = 1 - std::pow(b1_, t), c2 = 1 - std::pow(b2, t);
     V rp = p, rm = m, rv = v;
     for (long long i = 0; i < N; i++) { float gg = g[i]*gs; rm[i] = b1_*rm[i] + (1-b1_)*gg; rv[i] = b2*rv[i] + (1-b2)*gg*gg; float mh = rm[i]/c1, vh = rv[i]/c2; rp[i] -= lr*(mh/(std::sqrt(vh)+eps) + wd*rp[i]); }
-    emu_launch(ad::adamw_update, g1(N, 256), b1(256), 0, p.data(), g.data(), m.data(), v.data(), N, lr, b1_, b2, c1, c2, eps, wd, gs);
+    emu_launch(ad::adamw_update, g1(N, ADAMW_BLOCK), b1(ADAMW_BLOCK), 0, p.data(), g.data(), m.data(), v.data(), N, lr, b1_, b2, c1, c2, eps, wd, gs);
     check("adamw params", p, rp, 1e-6); check("adamw m", m, rm, 1e-6); check("adamw v", v, rv, 1e-6);
 }
 

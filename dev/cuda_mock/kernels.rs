@@ -1,4 +1,5 @@
-//! Stand-in for src/cuda/kernels.rs (dev/cuda_mock/run.sh): each wrapper calls its CPU twin on host memory.
+//! Stand-in for the whole src/cuda/kernels/ folder, copied there as mod.rs by dev/cuda_mock/run.sh:
+//! each wrapper calls its CPU twin on host memory.
 use super::context::{Dev, Gpu};
 use crate::cpu::{attention::*, encoder::*, gelu::*, layernorm::*, matmul::*, residual::*, softmax_crossentropy::*};
 use anyhow::Result;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks src/cuda/gpt2.rs and src/cuda/backend.rs without a GPU: in a scratch copy of the repository,
-# src/cuda/context.rs and src/cuda/kernels.rs are replaced by the stand-ins of this folder, which keep
+# src/cuda/context.rs and the whole src/cuda/kernels/ folder are replaced by the stand-ins of this
+# folder (kernels.rs becomes src/cuda/kernels/mod.rs), which keep
 # "device" buffers in host memory and make each launch wrapper call its CPU twin. tests/cuda.rs then
 # runs against the CPU path, and the whole-model tests must agree to rounding (bit for bit when
 # CpuBackend uses the same reference layers): a larger difference is a mistake in how
@@ -13,7 +14,10 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 cd "$root"
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$scratch"
-cp dev/cuda_mock/context.rs dev/cuda_mock/kernels.rs "$scratch/src/cuda/"
+cp dev/cuda_mock/context.rs "$scratch/src/cuda/"
+rm -rf "$scratch/src/cuda/kernels"
+mkdir "$scratch/src/cuda/kernels"
+cp dev/cuda_mock/kernels.rs "$scratch/src/cuda/kernels/mod.rs"
 # the stand-in "GPU" is always there
 sed -i 's/^pub fn availability() -> Result<usize, String> {/&\n    return Ok(1);/' "$scratch/src/cuda/mod.rs"
 sed -i 's/^pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {/&\n    return Ok((80 << 30, 80 << 30));/' "$scratch/src/cuda/mod.rs"

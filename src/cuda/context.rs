@@ -1,5 +1,5 @@
 //! The device: a CUDA context and its stream, the kernels of `kernels/` compiled for it, device
-//! buffers and the copies between host and device. The kernel launches are in `kernels.rs`.
+//! buffers and the copies between host and device. The kernel launches are in `kernels/`.
 //!
 //! Device memory is allocated once (`DeviceBuffer`, freed when dropped) and then handled through
 //! `Dev` views: a device address and a length, cheap to copy and to cut into named tensors, like the

@@ -1,7 +1,8 @@
 //! The CUDA path: the model of `src/cpu/` on one NVIDIA GPU. Twin: `src/cpu/`.
 //!
-//! - `kernels.rs`: the sources of `kernels/*.cu` (embedded in the binary), their NVRTC compilation and
-//!   one launch wrapper per kernel, with the signature of its CPU twin.
+//! - `kernels/`: the sources of `kernels/*.cu` (embedded in the binary) and their NVRTC compilation
+//!   (`mod.rs`), then one file per layer, named like its `.cu` and CPU twin, with the launch wrappers
+//!   (the CPU twin's signature) and their launch settings as `pub const`s.
 //! - `context.rs`: the device, its stream, device buffers, copies, and the compiled kernels.
 //! - `gpt2.rs`: GPT-2 on the device, composing the kernels exactly as `src/cpu/gpt2.rs` composes the layers.
 //! - `backend.rs`: `CudaBackend`, the `Backend` the training loop drives.

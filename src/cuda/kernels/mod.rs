@@ -1,0 +1,150 @@
+//! The kernels of `kernels/`: their sources, embedded in the binary, and their compilation at
+//! start-up with NVRTC for the device's architecture. The launch wrappers live one file per layer,
+//! each named like the `.cu` file and the CPU file it mirrors, with the CPU twin's signature
+//! (`gpu.layernorm_forward(out, mean, rstd, inp, weight, bias, bt, c)` in `layernorm.rs` does on the
+//! device what `layernorm_forward(out, mean, rstd, inp, weight, bias, bt, c)` in
+//! `src/cpu/layernorm.rs` does), beside the launch settings (block and tile sizes) as `pub const`s.
+//!
+//! Those consts are the one place a launch setting is written: `dev/cuda_emu/run.sh` extracts every
+//! `pub const NAME: u32 = ...;` line of this folder into the emulator's `launch_settings.h`, so keep
+//! them on one line each, with a value of digits and `*` only.
+//!
+//! The kernels are plain fp32 CUDA C++ and include no headers, so NVRTC needs nothing but libnvrtc;
+//! `tests/kernels_compile.rs` compiles them all without a GPU.
+
+use anyhow::{anyhow, Result};
+use cudarc::driver::LaunchConfig;
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+use std::sync::Mutex;
+
+/// One `.cu` file of `kernels/` and the `extern "C"` kernels it defines.
+pub struct KernelSource {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub kernels: &'static [&'static str],
+}
+
+/// Every kernel the CUDA path uses, file by file.
+pub const SOURCES: [KernelSource; 9] = [
+    KernelSource {
+        file: "encoder.cu",
+        source: include_str!("../../../kernels/encoder.cu"),
+        kernels: &["encoder_forward", "encoder_backward"],
+    },
+    KernelSource {
+        file: "layernorm.cu",
+        source: include_str!("../../../kernels/layernorm.cu"),
+        kernels: &["layernorm_forward", "layernorm_backward"],
+    },
+    KernelSource {
+        file: "matmul.cu",
+        source: include_str!("../../../kernels/matmul.cu"),
+        kernels: &[
+            "matmul_forward1",
+            "matmul_backward_dinp1",
+            "matmul_backward_dweight1",
+            "matmul_backward_dbias1",
+            "matmul_forward2",
+            "matmul_backward_dinp2",
+            "matmul_backward_dweight2",
+            "matmul_backward_dbias2",
+            "matmul_add_bias",
+        ],
+    },
+    KernelSource {
+        file: "attention.cu",
+        source: include_str!("../../../kernels/attention.cu"),
+        kernels: &["attention_forward", "attention_backward_datt", "attention_backward_dq", "attention_backward_dkv"],
+    },
+    KernelSource {
+        file: "gelu.cu",
+        source: include_str!("../../../kernels/gelu.cu"),
+        kernels: &["gelu_forward", "gelu_backward"],
+    },
+    KernelSource {
+        file: "residual.cu",
+        source: include_str!("../../../kernels/residual.cu"),
+        kernels: &["residual_forward", "residual_backward"],
+    },
+    KernelSource {
+        file: "softmax_crossentropy.cu",
+        source: include_str!("../../../kernels/softmax_crossentropy.cu"),
+        kernels: &["softmax_forward", "crossentropy_forward", "crossentropy_softmax_backward"],
+    },
+    KernelSource { file: "adamw.cu", source: include_str!("../../../kernels/adamw.cu"), kernels: &["adamw_update"] },
+    KernelSource {
+        file: "global_norm.cu",
+        source: include_str!("../../../kernels/global_norm.cu"),
+        kernels: &["global_norm_squared"],
+    },
+];
+
+/// `compile`, remembered for the life of the process: a second `Gpu` (the tests make many) loads the
+/// same PTX without compiling again.
+pub fn compile_cached(source: &KernelSource, arch: &str) -> Result<Ptx> {
+    static CACHE: Mutex<Vec<(&'static str, String, Ptx)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, _, ptx)) = cache.iter().find(|(file, a, _)| *file == source.file && a == arch) {
+        return Ok(ptx.clone());
+    }
+    let ptx = compile(source, arch)?;
+    cache.push((source.file, arch.to_string(), ptx.clone()));
+    Ok(ptx)
+}
+
+/// Compiles one kernel file to PTX for `arch` (e.g. "sm_90") with NVRTC. Needs only libnvrtc (no
+/// driver, no GPU); a compile error carries NVRTC's log.
+pub fn compile(source: &KernelSource, arch: &str) -> Result<Ptx> {
+    let opts = CompileOptions {
+        options: vec![format!("--gpu-architecture={arch}")],
+        name: Some(source.file.to_string()),
+        ..Default::default()
+    };
+    compile_ptx_with_opts(source.source, opts).map_err(|e| match e {
+        CompileError::CompileError { log, options, .. } => anyhow!(
+            "NVRTC could not compile kernels/{} for {arch} (options {options:?}):\n{}",
+            source.file,
+            log.to_string_lossy()
+        ),
+        other => anyhow!("NVRTC failed on kernels/{}: {other:?}", source.file),
+    })
+}
+
+/// Launches kernel `$name` on the GPU's stream with the given config and arguments (local variables:
+/// the builder keeps their addresses until the launch). Must be used inside `unsafe`, with a SAFETY
+/// comment saying why the arguments are valid for that kernel.
+macro_rules! launch {
+    ($gpu:expr, $name:literal, $cfg:expr, $($arg:ident),+ $(,)?) => {{
+        let mut builder = $gpu.stream.launch_builder($gpu.function($name));
+        $( cudarc::driver::PushKernelArg::arg(&mut builder, &$arg); )+
+        anyhow::Context::with_context(builder.launch($cfg).map(|_| ()), || format!("cannot launch {}", $name))
+    }};
+}
+
+/// Threads per warp: the kernels' warp reductions (`warp_sum`) assume 32 lanes.
+pub const WARP_SIZE: u32 = 32;
+
+/// A size as the kernels' `int`.
+fn int(n: usize, what: &str) -> Result<i32> {
+    i32::try_from(n).map_err(|_| anyhow!("{what} = {n} does not fit the kernels' 32-bit int"))
+}
+
+/// `threads` threads per block, enough blocks for `n` threads.
+fn grid(n: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(threads as usize).max(1) as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+// After `launch!` and the helpers above, which the launch code of each layer uses.
+pub mod adamw;
+pub mod attention;
+pub mod encoder;
+pub mod gelu;
+pub mod global_norm;
+pub mod layernorm;
+pub mod matmul;
+pub mod residual;
+pub mod softmax_crossentropy;
