@@ -10,9 +10,9 @@
 
 use crate::files::{read_header, FileError, HEADER_BYTES};
 use crate::rng::Rng;
-use rand::seq::SliceRandom;
 use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
+use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 

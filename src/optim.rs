@@ -160,16 +160,17 @@ mod tests {
         let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
         // GPT-2's recipe: the 2-D weights decay, biases and layernorm weights do not
         let decayed = ["wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw"];
-        let check = |p: &[f32], m: &[f32], v: &[f32], (want_decayed, want_plain, want_m, want_v): (f32, f32, f32, f32)| {
-            for (i, name) in crate::model::PARAM_NAMES.iter().enumerate() {
-                let want = if decayed.contains(name) { want_decayed } else { want_plain };
-                for j in layout.range(i) {
-                    approx::assert_relative_eq!(p[j], want, max_relative = 1e-6);
-                    approx::assert_relative_eq!(m[j], want_m, max_relative = 1e-6);
-                    approx::assert_relative_eq!(v[j], want_v, max_relative = 1e-6);
+        let check =
+            |p: &[f32], m: &[f32], v: &[f32], (want_decayed, want_plain, want_m, want_v): (f32, f32, f32, f32)| {
+                for (i, name) in crate::model::PARAM_NAMES.iter().enumerate() {
+                    let want = if decayed.contains(name) { want_decayed } else { want_plain };
+                    for j in layout.range(i) {
+                        approx::assert_relative_eq!(p[j], want, max_relative = 1e-6);
+                        approx::assert_relative_eq!(m[j], want_m, max_relative = 1e-6);
+                        approx::assert_relative_eq!(v[j], want_v, max_relative = 1e-6);
+                    }
                 }
-            }
-        };
+            };
         adamw_update(&mut p, &vec![0.5; n], &mut m, &mut v, &layout, &adamw, 0.1, 1, 1.0);
         check(&p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
         adamw_update(&mut p, &vec![-0.25; n], &mut m, &mut v, &layout, &adamw, 0.1, 2, 1.0);

@@ -86,11 +86,9 @@ fn matmul_backward_matches_finite_differences() {
         ];
         let layer = format!("matmul ({kernels:?}): out = inp @ weight^T + bias");
         failures.merge(check_backward(&layer, &["inp", "weight", "bias"], &numeric, MATMUL_TOLERANCE, |g| {
-                let [dinp, dweight, dbias] = g else { unreachable!() };
-                backward(dinp, dweight, Some(dbias), &r, &inp, &weight, bt, c, oc);
-            })
-            ,
-        );
+            let [dinp, dweight, dbias] = g else { unreachable!() };
+            backward(dinp, dweight, Some(dbias), &r, &inp, &weight, bt, c, oc);
+        }));
     }
     failures.assert_none();
 }
@@ -149,12 +147,10 @@ fn attention_backward_matches_finite_differences() {
         let numeric = [numeric_gradient(inp.len(), 1e-2, |i, d| run(&nudge(&inp, i, d)).0)];
         let layer = format!("attention ({kernels:?}): causal self-attention");
         failures.merge(check_backward(&layer, &["qkv"], &numeric, ATTENTION_TOLERANCE, |g| {
-                // dpreatt and datt are scratch that the backward overwrites: garbage must not matter
-                let (mut dpreatt, mut datt) = (vec![7.0; att_size], vec![-3.0; att_size]);
-                attention_backward_into(backward, &mut g[0], &mut dpreatt, &mut datt, &r, &inp, &att, (b, t, c, nh));
-            })
-            ,
-        );
+            // dpreatt and datt are scratch that the backward overwrites: garbage must not matter
+            let (mut dpreatt, mut datt) = (vec![7.0; att_size], vec![-3.0; att_size]);
+            attention_backward_into(backward, &mut g[0], &mut dpreatt, &mut datt, &r, &inp, &att, (b, t, c, nh));
+        }));
     }
     failures.assert_none();
 }
@@ -275,10 +271,8 @@ fn softmax_crossentropy_backward_matches_finite_differences() {
         let layer = format!("softmax ({kernels:?}) + cross-entropy (mean over positions)");
         let dlosses = vec![1.0 / bt as f32; bt];
         failures.merge(check_backward(&layer, &["logits"], &numeric, SOFTMAX_TOLERANCE, |g| {
-                crossentropy_softmax_backward(&mut g[0], &dlosses, &probs, &targets, bt, v, vp);
-            })
-            ,
-        );
+            crossentropy_softmax_backward(&mut g[0], &dlosses, &probs, &targets, bt, v, vp);
+        }));
         // the padded columns V..Vp get no gradient
         let mut dlogits = vec![0.0; bt * vp];
         crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp);

@@ -30,8 +30,14 @@ struct Recorder {
 
 impl Recorder {
     fn new(norms: &[f32]) -> Self {
-        let config =
-            ModelConfig { max_seq_len: 8, vocab_size: 50, padded_vocab_size: 64, num_layers: 1, num_heads: 1, channels: 4 };
+        let config = ModelConfig {
+            max_seq_len: 8,
+            vocab_size: 50,
+            padded_vocab_size: 64,
+            num_layers: 1,
+            num_heads: 1,
+            channels: 4,
+        };
         let n = gpt2::model::ParamLayout::new(&config).total;
         Recorder { config, calls: Vec::new(), norms: norms.to_vec(), n }
     }

@@ -165,7 +165,9 @@ fn the_loop_accumulates_micro_batches_like_one_big_batch() {
     let lb = train(&mut b, &small, None, None).unwrap().train_losses;
     println!("one batch of 4: {la:?}\n4 batches of 1: {lb:?}");
     // same sums in another order: f32 rounding, slightly amplified by 5 AdamW steps
-    assert!(la.iter().zip(&lb).all(|(x, y)| (x - y).abs() < 1e-4));
+    for (x, y) in la.iter().zip(&lb) {
+        approx::assert_abs_diff_eq!(x, y, epsilon = 1e-4);
+    }
     let diff = a.params().iter().zip(b.params()).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(diff < 1e-4, "parameters differ by {diff}");
 }
@@ -197,7 +199,7 @@ fn gradient_accumulation_matches_one_big_batch() {
         let r = i * t..(i + 1) * t;
         small_loss += small.forward_backward(&inputs[r.clone()], &targets[r], 1, t, 1.0 / b as f32) / b as f32;
     }
-    assert!((big_loss - small_loss).abs() < 1e-5);
+    approx::assert_abs_diff_eq!(big_loss, small_loss, epsilon = 1e-5);
     let diff = big.model.grads.iter().zip(&small.model.grads).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     // the same sums in a different order: f32 rounding only
     assert!(diff < 1e-6, "gradients differ by {diff}");

@@ -147,8 +147,7 @@ fn judge(
 fn diagnose(layer: &str, tensor: &str, analytic: &[f64], numeric: &[f64], tolerance: f64) -> String {
     let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
     if analytic.iter().all(|&a| a == 0.0) {
-        return "the analytic gradient is all zeros: is this gradient computed and written to the right buffer?"
-            .into();
+        return "the analytic gradient is all zeros: is this gradient computed and written to the right buffer?".into();
     }
     if analytic.iter().any(|a| !a.is_finite()) {
         return "the analytic gradient has NaN or infinity: a division by zero, or a log/sqrt of a bad value?".into();

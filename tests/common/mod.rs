@@ -40,7 +40,9 @@ pub fn compare_fields(what: &str, fields: &[(&str, &[f32], &[f32])]) -> Result<(
             want[i]
         );
         if let Some(&(other, _, _)) = fields.iter().find(|(o, _, w)| *o != name && bits(w) == bits(got)) {
-            msg += &format!(" (`{name}` holds exactly the expected `{other}`: are they swapped, or `{other}` written twice?)");
+            msg += &format!(
+                " (`{name}` holds exactly the expected `{other}`: are they swapped, or `{other}` written twice?)"
+            );
         }
         return Err(msg);
     }
