@@ -160,30 +160,35 @@ mod tests {
         let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
         // GPT-2's recipe: the 2-D weights decay, biases and layernorm weights do not
         let decayed = ["wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw"];
-        let check =
-            |p: &[f32], m: &[f32], v: &[f32], (want_decayed, want_plain, want_m, want_v): (f32, f32, f32, f32)| {
-                for (i, name) in crate::model::PARAM_NAMES.iter().enumerate() {
-                    let want = if decayed.contains(name) { want_decayed } else { want_plain };
-                    for j in layout.range(i) {
-                        approx::assert_relative_eq!(p[j], want, max_relative = 1e-6);
-                        approx::assert_relative_eq!(m[j], want_m, max_relative = 1e-6);
-                        approx::assert_relative_eq!(v[j], want_v, max_relative = 1e-6);
+        // every value of every tensor against the hand-computed one, naming what differs
+        let check = |when: &str, p: &[f32], m: &[f32], v: &[f32], want: (f32, f32, f32, f32)| {
+            let (want_decayed, want_plain, want_m, want_v) = want;
+            for (i, name) in crate::model::PARAM_NAMES.iter().enumerate() {
+                let (want_p, how) =
+                    if decayed.contains(name) { (want_decayed, "decayed") } else { (want_plain, "not decayed") };
+                for j in layout.range(i) {
+                    for (what, got, want) in [("param", p[j], want_p), ("m", m[j], want_m), ("v", v[j], want_v)] {
+                        assert!(
+                            approx::relative_eq!(got, want, max_relative = 1e-6),
+                            "AdamW {when}: {what} of {name} ({how}) is {got}, by hand {want}"
+                        );
                     }
                 }
-            };
+            }
+        };
         adamw_update(&mut p, &vec![0.5; n], &mut m, &mut v, &layout, &adamw, 0.1, 1, 1.0);
-        check(&p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
+        check("t = 1", &p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
         adamw_update(&mut p, &vec![-0.25; n], &mut m, &mut v, &layout, &adamw, 0.1, 2, 1.0);
-        check(&p, &m, &v, (0.854_263_1, 0.873_163_1, 0.02, 0.015));
+        check("t = 2", &p, &m, &v, (0.854_263_1, 0.873_163_1, 0.02, 0.015));
 
         // grad_scale multiplies the gradient first: g = 1 at scale 0.5 is the t = 1 step above
         let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
         adamw_update(&mut p, &vec![1.0; n], &mut m, &mut v, &layout, &adamw, 0.1, 1, 0.5);
-        check(&p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
+        check("t = 1, g = 1 at grad_scale 0.5", &p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
         // decay_all (llm.c's CPU trainer): every tensor decays
         let all = AdamWConfig { decay_all: true, ..adamw };
         let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
         adamw_update(&mut p, &vec![0.5; n], &mut m, &mut v, &layout, &all, 0.1, 1, 1.0);
-        check(&p, &m, &v, (0.89, 0.89, 0.05, 0.0125));
+        check("t = 1, decay_all", &p, &m, &v, (0.89, 0.89, 0.05, 0.0125));
     }
 }
