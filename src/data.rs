@@ -12,6 +12,7 @@ use crate::files::{read_header, FileError, HEADER_BYTES};
 use crate::rng::Rng;
 use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
+use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -191,15 +192,13 @@ impl DataLoader {
         self.shard_order.clear();
         self.shard_order.extend(0..self.shards.len());
         if self.shuffle {
-            Rng::new(self.seed ^ (position.epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut self.shard_order);
+            self.shard_order.shuffle(&mut permutation_rng(self.seed, position.epoch, None));
         }
         let shard = &self.shards[self.shard_order[position.shard as usize]];
         self.batch_order.clear();
         self.batch_order.extend(0..shard.num_batches(self.b * self.t));
         if self.shuffle {
-            let key =
-                self.seed ^ ((position.epoch as u64) << 32 | position.shard as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-            Rng::new(key).shuffle(&mut self.batch_order);
+            self.batch_order.shuffle(&mut permutation_rng(self.seed, position.epoch, Some(position.shard)));
         }
     }
 
@@ -225,6 +224,15 @@ impl DataLoader {
             self.position = next;
         }
     }
+}
+
+/// The generator of one permutation: the shard order of an epoch (`shard` None) or the batch order
+/// of one shard of an epoch. Its seed hashes (epoch, shard) through a SplitMix64 step before mixing in
+/// the run's seed, so every epoch and shard gets its own stream, and the shard order's stream is none
+/// of the batch orders' (epoch 0 is not simply the run's seed).
+fn permutation_rng(seed: u64, epoch: u32, shard: Option<u32>) -> Rng {
+    let stream = (epoch as u64) << 32 | shard.map_or(0, |s| s as u64 + 1);
+    Rng::new(seed ^ Rng::new(stream).next_u64())
 }
 
 /// Writes tokens as an llm.c token shard, atomically.

@@ -117,16 +117,17 @@ pub fn learning_rate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn schedule_warms_up_linearly_then_decays_to_the_floor() {
         // 10 warmup steps, then steps 10..=110 decay: the last step, 110, is at the floor
         let s = |step| learning_rate(Schedule::Cosine, 1.0, step, 10, 111, 0.1);
-        assert!((s(0) - 0.1).abs() < 1e-6);
-        assert!((s(9) - 1.0).abs() < 1e-6);
-        assert!((s(10) - 1.0).abs() < 1e-6);
-        assert!((s(60) - 0.55).abs() < 1e-6, "halfway down: {}", s(60));
-        assert!((s(110) - 0.1).abs() < 1e-6);
+        assert_abs_diff_eq!(s(0), 0.1, epsilon = 1e-6);
+        assert_abs_diff_eq!(s(9), 1.0, epsilon = 1e-6);
+        assert_abs_diff_eq!(s(10), 1.0, epsilon = 1e-6);
+        assert_abs_diff_eq!(s(60), 0.55, epsilon = 1e-6); // halfway down
+        assert_abs_diff_eq!(s(110), 0.1, epsilon = 1e-6);
         assert!((10..110).all(|i| s(i + 1) < s(i)), "decreasing");
         assert_eq!(learning_rate(Schedule::Constant, 0.5, 50, 10, 100, 0.0), 0.5);
     }
@@ -136,6 +137,66 @@ mod tests {
         assert_eq!(clip_scale(0.5, 1.0), 1.0);
         assert_eq!(clip_scale(4.0, 1.0), 0.25);
         assert_eq!(clip_scale(4.0, 0.0), 1.0);
-        assert!((global_norm(&[3.0, 4.0]) - 5.0).abs() < 1e-6);
+        assert_abs_diff_eq!(global_norm(&[3.0, 4.0]), 5.0, epsilon = 1e-6);
+    }
+
+    /// AdamW by hand, lr 0.1, betas (0.9, 0.95), eps 1e-8, weight decay 0.1, every parameter 1.0:
+    ///
+    /// t = 1, g = 0.5:   m = 0.1 * 0.5 = 0.05          v = 0.05 * 0.25 = 0.0125
+    ///                   m_hat = 0.05 / (1 - 0.9) = 0.5    v_hat = 0.0125 / (1 - 0.95) = 0.25
+    ///                   step = m_hat / (sqrt(v_hat) + eps) = 0.5 / 0.5 = 1 (less 2e-8)
+    ///   decayed:        p = 1 - 0.1 * (1 + 0.1 * 1)      = 0.89
+    ///   not decayed:    p = 1 - 0.1 * 1                  = 0.9
+    /// t = 2, g = -0.25: m = 0.9 * 0.05 + 0.1 * -0.25 = 0.02      v = 0.95 * 0.0125 + 0.05 * 0.0625 = 0.015
+    ///                   m_hat = 0.02 / (1 - 0.81) = 0.1052632   v_hat = 0.015 / (1 - 0.9025) = 0.1538462
+    ///                   step = 0.1052632 / sqrt(0.1538462) = 0.2683694
+    ///   decayed:        p = 0.89 - 0.1 * (0.2683694 + 0.1 * 0.89) = 0.8542631
+    ///   not decayed:    p = 0.9 - 0.1 * 0.2683694                = 0.8731631
+    #[test]
+    fn adamw_matches_a_hand_computed_update_with_and_without_decay() {
+        let cfg = crate::config::ModelConfig {
+            max_seq_len: 4,
+            vocab_size: 5,
+            padded_vocab_size: 8,
+            num_layers: 1,
+            num_heads: 1,
+            channels: 2,
+        };
+        let layout = ParamLayout::new(&cfg);
+        let adamw = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, decay_all: false };
+        let n = layout.total;
+        let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
+        // GPT-2's recipe: the 2-D weights decay, biases and layernorm weights do not
+        let decayed = ["wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw"];
+        // every value of every tensor against the hand-computed one, naming what differs
+        let check = |when: &str, p: &[f32], m: &[f32], v: &[f32], want: (f32, f32, f32, f32)| {
+            let (want_decayed, want_plain, want_m, want_v) = want;
+            for (i, name) in crate::model::PARAM_NAMES.iter().enumerate() {
+                let (want_p, how) =
+                    if decayed.contains(name) { (want_decayed, "decayed") } else { (want_plain, "not decayed") };
+                for j in layout.range(i) {
+                    for (what, got, want) in [("param", p[j], want_p), ("m", m[j], want_m), ("v", v[j], want_v)] {
+                        assert!(
+                            approx::relative_eq!(got, want, max_relative = 1e-6),
+                            "AdamW {when}: {what} of {name} ({how}) is {got}, by hand {want}"
+                        );
+                    }
+                }
+            }
+        };
+        adamw_update(&mut p, &vec![0.5; n], &mut m, &mut v, &layout, &adamw, 0.1, 1, 1.0);
+        check("t = 1", &p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
+        adamw_update(&mut p, &vec![-0.25; n], &mut m, &mut v, &layout, &adamw, 0.1, 2, 1.0);
+        check("t = 2", &p, &m, &v, (0.854_263_1, 0.873_163_1, 0.02, 0.015));
+
+        // grad_scale multiplies the gradient first: g = 1 at scale 0.5 is the t = 1 step above
+        let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
+        adamw_update(&mut p, &vec![1.0; n], &mut m, &mut v, &layout, &adamw, 0.1, 1, 0.5);
+        check("t = 1, g = 1 at grad_scale 0.5", &p, &m, &v, (0.89, 0.9, 0.05, 0.0125));
+        // decay_all (llm.c's CPU trainer): every tensor decays
+        let all = AdamWConfig { decay_all: true, ..adamw };
+        let (mut p, mut m, mut v) = (vec![1.0f32; n], vec![0.0; n], vec![0.0; n]);
+        adamw_update(&mut p, &vec![0.5; n], &mut m, &mut v, &layout, &all, 0.1, 1, 1.0);
+        check("t = 1, decay_all", &p, &m, &v, (0.89, 0.89, 0.05, 0.0125));
     }
 }

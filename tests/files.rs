@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use gpt2::config::ModelConfig;
-use gpt2::data::{write_shard, DataLoader, Shard};
+use gpt2::data::{write_shard, DataLoader, Position, Shard};
 use gpt2::files::header_bytes;
 use gpt2::model::checkpoint::{load, save_checkpoint, save_llmc, TrainState};
 use gpt2::model::init::gpt2_init;
@@ -61,7 +61,29 @@ fn checkpoint_round_trips_with_optimizer_state() {
     save_checkpoint(&path, &config, &p, &m, &v, &state).unwrap();
     let ckpt = load(&path).unwrap();
     let (m2, v2, state2) = ckpt.optimizer.unwrap();
-    assert_eq!((ckpt.params, m2, v2, state2), (p, m, v, state));
+    let fields: [(&str, &[f32], &[f32]); 3] = [("params", &ckpt.params, &p), ("m", &m2, &m), ("v", &v2, &v)];
+    if let Err(e) = compare_fields("checkpoint round trip", &fields) {
+        panic!("{e}");
+    }
+    // the training state, field by field
+    let named = |s: &TrainState| {
+        [
+            ("step", s.step),
+            ("epoch", s.epoch as u64),
+            ("shard", s.shard as u64),
+            ("batch", s.batch as u64),
+            ("rng", s.rng),
+            ("b", s.b as u64),
+            ("t", s.t as u64),
+            ("total_batch", s.total_batch),
+            ("seed", s.seed),
+            ("shuffle", s.shuffle as u64),
+        ]
+    };
+    for ((name, got), (_, want)) in named(&state2).into_iter().zip(named(&state)) {
+        assert_eq!(got, want, "checkpoint round trip: the training state's `{name}` differs");
+    }
+    assert_eq!(state2, state, "checkpoint round trip: a TrainState field not compared above differs");
     // no temporary file is left behind
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -83,7 +105,7 @@ fn bf16_llmc_model_files_load_as_f32() {
     let ckpt = load(&path).unwrap();
     for (a, b) in ckpt.params.iter().zip(&params) {
         // bf16 keeps 8 bits of mantissa: truncation changes a value by less than 2^-7 of itself
-        assert!((a - b).abs() <= b.abs() / 128.0, "{a} vs {b}");
+        approx::assert_relative_eq!(a, b, max_relative = 1.0 / 128.0);
     }
 }
 
@@ -225,5 +247,68 @@ fn a_shard_of_exactly_bt_plus_one_tokens_is_one_batch() {
         loader.next_batch(&mut x, &mut y);
         assert_eq!(x, (0..12).collect::<Vec<u32>>());
         assert_eq!(y, (1..13).collect::<Vec<u32>>());
+    }
+}
+
+/// The first token of every batch of `epochs` epochs, one Vec per epoch (B = 1, T = 2).
+fn epoch_orders(pattern: &str, seed: u64, epochs: usize) -> Vec<Vec<u32>> {
+    let mut loader = DataLoader::new(pattern, 1, 2, 1000, true, seed).unwrap();
+    let n = loader.batches_per_epoch();
+    let (mut x, mut y) = (vec![0; 2], vec![0; 2]);
+    (0..epochs)
+        .map(|_| {
+            (0..n)
+                .map(|_| {
+                    loader.next_batch(&mut x, &mut y);
+                    x[0]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn shuffled_orders_change_every_epoch_and_repeat_for_the_same_seed_and_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 shards of one batch each: only the shard order moves (shard k's batch starts with token 10k)
+    for k in 0..8u16 {
+        write_shard(&dir.path().join(format!("one_{k}.bin")), &[10 * k, 10 * k + 1, 10 * k + 2]).unwrap();
+    }
+    // one shard of 8 batches: only the batch order moves (batch j starts with token 2j)
+    write_shard(&dir.path().join("many.bin"), &(0..17).collect::<Vec<u16>>()).unwrap();
+    for (what, pattern) in [("shard order", "one_*.bin"), ("batch order", "many.bin")] {
+        let pattern = dir.path().join(pattern);
+        let pattern = pattern.to_str().unwrap();
+        let orders = epoch_orders(pattern, 21, 4);
+        println!("{what} of epochs 0..4: {orders:?}");
+        for (e, order) in orders.iter().enumerate() {
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted.len(), 8, "{what}: epoch {e} visits every batch once");
+            sorted.dedup();
+            assert_eq!(sorted.len(), 8, "{what}: epoch {e} visits every batch once: {order:?}");
+        }
+        for e in 1..orders.len() {
+            assert_ne!(
+                orders[e],
+                orders[e - 1],
+                "{what}: epochs {} and {e} are shuffled the same way: is the epoch part of the seed?",
+                e - 1
+            );
+        }
+        // the same seed gives the same epochs; another seed other ones
+        assert_eq!(orders, epoch_orders(pattern, 21, 4), "{what}: the same seed must give the same order");
+        assert_ne!(orders, epoch_orders(pattern, 22, 4), "{what}: another seed should give another order");
+        // a loader that jumps straight to epoch 2 (as a resumed run does) sees epoch 2's order
+        let mut loader = DataLoader::new(pattern, 1, 2, 1000, true, 21).unwrap();
+        loader.resume_at(Position { epoch: 2, shard: 0, batch: 0 }).unwrap();
+        let (mut x, mut y) = (vec![0; 2], vec![0; 2]);
+        let jumped: Vec<u32> = (0..8)
+            .map(|_| {
+                loader.next_batch(&mut x, &mut y);
+                x[0]
+            })
+            .collect();
+        assert_eq!(jumped, orders[2], "{what}: epoch 2's order depends only on (seed, epoch)");
     }
 }

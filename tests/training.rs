@@ -2,6 +2,7 @@
 //! as one big batch, and resuming from a checkpoint continues bit for bit.
 
 mod common;
+use common::compare_fields;
 use gpt2::config::ModelConfig;
 use gpt2::cpu::backend::CpuBackend;
 use gpt2::data::write_shard;
@@ -103,15 +104,35 @@ fn resuming_continues_bit_for_bit() {
     let part1 = train(&mut first_half, &cfg1, None, Some(&mut hook)).unwrap();
     let ckpt = load(&ckpt_path).unwrap(); // the final save, at N + 3
     let (m, v, state) = ckpt.optimizer.unwrap();
-    assert_eq!(state.step, (n + 3) as u64);
+    assert_eq!(state.step, (n + 3) as u64, "the checkpoint's step");
+    // the checkpoint holds what the run had when it stopped (else resuming would start elsewhere)
+    let (m1, v1) = first_half.optimizer_state();
+    let p1 = first_half.params();
+    let saved: [(&str, &[f32], &[f32]); 3] = [("params", &ckpt.params, &p1), ("m", &m, &m1), ("v", &v, &v1)];
+    if let Err(e) = compare_fields("the checkpoint saved at the end of the first run", &saved) {
+        panic!("{e}");
+    }
     let mut resumed = CpuBackend::new(ckpt.config, ckpt.params);
     resumed.set_optimizer_state(&m, &v);
     let part2 = train(&mut resumed, &cfg, Some(state), Some(&mut hook)).unwrap();
 
     let joined: Vec<f32> = part1.train_losses.iter().chain(&part2.train_losses).copied().collect();
-    assert_eq!(whole.train_losses, joined);
-    assert_eq!(straight.params(), resumed.params());
-    assert_eq!(straight.optimizer_state(), resumed.optimizer_state());
+    assert_eq!(joined.len(), whole.train_losses.len(), "steps run in the two parts");
+    if let Some(step) = (0..joined.len()).find(|&i| joined[i].to_bits() != whole.train_losses[i].to_bits()) {
+        let when = if step < n + 3 { "before the checkpoint" } else { "after resuming" };
+        panic!(
+            "step {step} ({when}; resumed at step {}) is the first that differs: loss {} straight, {} stopped and resumed",
+            n + 3,
+            whole.train_losses[step],
+            joined[step]
+        );
+    }
+    let (sp, rp) = (straight.params(), resumed.params());
+    let ((sm, sv), (rm, rv)) = (straight.optimizer_state(), resumed.optimizer_state());
+    let end: [(&str, &[f32], &[f32]); 3] = [("params", &rp, &sp), ("m", &rm, &sm), ("v", &rv, &sv)];
+    if let Err(e) = compare_fields("resumed vs straight run after the last step", &end) {
+        panic!("{e}");
+    }
     assert_eq!(straight_draws, draws.take(), "the RNG continues where it was");
 }
 
@@ -145,7 +166,9 @@ fn the_loop_accumulates_micro_batches_like_one_big_batch() {
     let lb = train(&mut b, &small, None, None).unwrap().train_losses;
     println!("one batch of 4: {la:?}\n4 batches of 1: {lb:?}");
     // same sums in another order: f32 rounding, slightly amplified by 5 AdamW steps
-    assert!(la.iter().zip(&lb).all(|(x, y)| (x - y).abs() < 1e-4));
+    for (x, y) in la.iter().zip(&lb) {
+        approx::assert_abs_diff_eq!(x, y, epsilon = 1e-4);
+    }
     let diff = a.params().iter().zip(b.params()).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(diff < 1e-4, "parameters differ by {diff}");
 }
@@ -177,7 +200,7 @@ fn gradient_accumulation_matches_one_big_batch() {
         let r = i * t..(i + 1) * t;
         small_loss += small.forward_backward(&inputs[r.clone()], &targets[r], 1, t, 1.0 / b as f32) / b as f32;
     }
-    assert!((big_loss - small_loss).abs() < 1e-5);
+    approx::assert_abs_diff_eq!(big_loss, small_loss, epsilon = 1e-5);
     let diff = big.model.grads.iter().zip(&small.model.grads).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     // the same sums in a different order: f32 rounding only
     assert!(diff < 1e-6, "gradients differ by {diff}");
