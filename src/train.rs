@@ -285,17 +285,27 @@ pub fn train_with_eval(
         // NaN guard, before the update: a NaN or infinite loss or gradient would poison every weight.
         // Stopping here returns before any save, so the last checkpoint on disk stays the last good one.
         if !train_loss.is_finite() || !norm.is_finite() {
+            let not_saved = cfg.save.as_ref().map_or(String::new(), |p| {
+                format!(" and without saving (any checkpoint in {} is from before this step)", p.display())
+            });
+            // the first step after a resume that breaks points at the checkpoint, not the schedule
+            let causes = if start_step > 0 && step == start_step {
+                "This is the first step after resuming from a checkpoint, and the run broke at once: the \
+                 checkpoint's weights or AdamW moments are the likely cause (written by another version, \
+                 damaged, or from another run), or the data (check the shards of --train-data)"
+                    .to_string()
+            } else {
+                format!(
+                    "Likely causes: a learning rate too high for this model (try a lower --lr, a longer --warmup, \
+                     or --grad-clip 1.0; now --lr {} is {lr:.3e} at this step) or bad data (check the shards of \
+                     --train-data)",
+                    cfg.lr
+                )
+            };
             bail!(
                 "step {}: the training loss is {train_loss} and the gradient norm {norm}, not finite numbers; stopped \
-                 before updating the weights{}. Likely causes: a learning rate too high for this model (try a \
-                 lower --lr, a longer --warmup, or --grad-clip 1.0; now --lr {} is {lr:.3e} at this step) or \
-                 bad data (check the shards of --train-data)",
+                 before updating the weights{not_saved}. {causes}",
                 step + 1,
-                cfg.save.as_ref().map_or(String::new(), |p| format!(
-                    " and without saving (any checkpoint in {} is from before this step)",
-                    p.display()
-                )),
-                cfg.lr,
             );
         }
         backend.update(&cfg.adamw, lr, step as u64 + 1, clip_scale(norm, cfg.grad_clip));

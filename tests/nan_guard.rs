@@ -166,3 +166,24 @@ fn a_run_without_bad_numbers_is_not_stopped() {
     assert_eq!(summary.train_losses.len(), 6);
     assert_eq!(load(&cfg.save.unwrap()).unwrap().optimizer.unwrap().2.step, 6);
 }
+
+#[test]
+fn a_run_that_breaks_right_after_resuming_blames_the_checkpoint_not_the_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), 3);
+    let mut healthy =
+        Faulty { inner: CpuBackend::new(config(), gpt2_init(&config(), 1)), fault: Fault::Loss(1.0), at: 99, step: 0 };
+    train(&mut healthy, &cfg, None, None).unwrap();
+    // resume for 3 more steps; the first of them goes bad (as a checkpoint with a damaged v would)
+    let ck = load(&cfg.save.clone().unwrap()).unwrap();
+    let (m, v, state) = ck.optimizer.unwrap();
+    let mut inner = CpuBackend::new(ck.config, ck.params);
+    inner.set_optimizer_state(&m, &v);
+    let mut resumed = Faulty { inner, fault: Fault::GradNorm(f32::NAN), at: 1, step: 0 };
+    let cfg = TrainConfig { steps: 6, ..cfg };
+    let err = train(&mut resumed, &cfg, Some(state), None).expect_err("training must stop").to_string();
+    println!("{err}");
+    assert!(err.contains("step 4"), "the message does not name step 4: {err}");
+    assert!(err.contains("resuming from a checkpoint"), "the checkpoint is not named as the likely cause: {err}");
+    assert!(!err.contains("--lr"), "the learning rate is blamed for a run that broke right after resuming: {err}");
+}
