@@ -122,6 +122,26 @@ fn first_non_finite<'a>(tensors: &[(&'a str, &[f32])]) -> Option<(&'a str, usize
     tensors.iter().find_map(|&(name, values)| values.iter().position(|x| !x.is_finite()).map(|i| (name, i)))
 }
 
+/// The mean loss over the first `batches` batches of `loader` (validation always reads the same ones).
+#[allow(clippy::too_many_arguments)]
+fn validate(
+    backend: &mut dyn Backend,
+    loader: &mut DataLoader,
+    batches: usize,
+    inputs: &mut [u32],
+    targets: &mut [u32],
+    b: usize,
+    t: usize,
+) -> f32 {
+    loader.seek(Position::default());
+    let mut sum = 0.0;
+    for _ in 0..batches {
+        loader.next_batch(inputs, targets);
+        sum += backend.loss(inputs, targets, b, t);
+    }
+    sum / batches.max(1) as f32
+}
+
 /// Trains `backend` as `cfg` says, starting from `resume` (a training state) when given.
 pub fn train(
     backend: &mut dyn Backend,
@@ -257,13 +277,7 @@ pub fn train_with_eval(
         // validation, before this step's update
         let mut val_loss = None;
         if let Some(loader) = val_loader.as_mut().filter(|_| cfg.val_every > 0 && step % cfg.val_every == 0) {
-            loader.seek(Position::default());
-            let mut sum = 0.0;
-            for _ in 0..val_batches {
-                loader.next_batch(&mut inputs, &mut targets);
-                sum += backend.loss(&inputs, &targets, b, t);
-            }
-            let loss = sum / val_batches.max(1) as f32;
+            let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t);
             summary.val_losses.push((step, loss));
             val_loss = Some(loss);
         }
@@ -375,6 +389,19 @@ pub fn train_with_eval(
         }
         if cfg.save_every > 0 && done % cfg.save_every == 0 && done < end_step {
             save(backend, done, train_loader.position, &rng)?;
+        }
+    }
+    // the model as it ends: validated once more, so the last number on screen is the final model's
+    if let Some(loader) = val_loader.as_mut().filter(|_| cfg.val_every > 0 && steps_done > start_step) {
+        let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t);
+        summary.val_losses.push((steps_done, loss));
+        if let Some(log) = log.as_mut() {
+            let record = serde_json::json!({ "step": steps_done, "val_loss": loss.to_string().parse::<f64>().ok() });
+            writeln!(log, "{record}").context("cannot write to the log file")?;
+            log.flush().context("cannot write to the log file")?;
+        }
+        if !cfg.quiet {
+            eprintln!("after step {steps_done}: val {loss:.4}");
         }
     }
     if steps_done > start_step {

@@ -78,9 +78,13 @@ fn train_logs_json_saves_and_resumes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("tok/s"), "the console shows throughput");
 
-    let lines: Vec<serde_json::Value> =
+    let mut lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 4);
+    // one record a step, then the final model's validation
+    assert_eq!(lines.len(), 5);
+    let last = lines.pop().unwrap();
+    assert!(last["step"] == 4 && last["val_loss"].is_number() && last.get("train_loss").is_none(), "{last}");
+    assert!(stderr(&out).contains("after step 4: val"), "the console shows the final validation");
     for (s, line) in lines.iter().enumerate() {
         assert_eq!(line["step"], s);
         for key in ["train_loss", "lr", "ms", "tok_per_s"] {
@@ -99,7 +103,9 @@ fn train_logs_json_saves_and_resumes() {
     let steps: Vec<u64> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r.get("train_loss").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, vec![0, 1, 2, 3, 4, 5]);
 
