@@ -62,6 +62,8 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ModelConfig, FileError> {
     };
     let (l, nh, c) = (size(&["n_layer"])?, size(&["n_head"])?, size(&["n_embd"])?);
     let (maxt, v) = (size(&["n_positions", "n_ctx"])?, size(&["vocab_size"])?);
+    let padded_vocab_size =
+        v.checked_next_multiple_of(128).ok_or_else(|| err(format!("\"vocab_size\" is {v}: too large for a model")))?;
     // what else a config can say that our model does not compute
     let activation = obj.get("activation_function").and_then(Value::as_str).unwrap_or("gelu_new");
     if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh") {
@@ -88,14 +90,8 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ModelConfig, FileError> {
     flag("scale_attn_weights", true)?;
     flag("scale_attn_by_inverse_layer_idx", false)?;
     flag("tie_word_embeddings", true)?;
-    let config = ModelConfig {
-        max_seq_len: maxt,
-        vocab_size: v,
-        padded_vocab_size: padded_vocab(v),
-        num_layers: l,
-        num_heads: nh,
-        channels: c,
-    };
+    let config =
+        ModelConfig { max_seq_len: maxt, vocab_size: v, padded_vocab_size, num_layers: l, num_heads: nh, channels: c };
     config.validate().map_err(|e| err(format!("describes an invalid model: {e}")))?;
     Ok(config)
 }
@@ -277,6 +273,15 @@ fn from_tensors(
         Some(c) => c,
         None => infer_config(path, &by_name)?,
     };
+    // the file's layers, counted before the config's count is trusted to size anything
+    let layers = (0..).take_while(|l| by_name.contains_key(&format!("h.{l}.ln_1.weight"))).count();
+    if layers != config.num_layers {
+        return Err(err(format!(
+            "the config says {} layers (n_layer), but the file holds {layers} (h.0 to h.{})",
+            config.num_layers,
+            layers as isize - 1
+        )));
+    }
     let layout = ParamLayout::new(&config);
     let expected = hf_tensors(config.num_layers);
     let known: HashSet<&str> = expected.iter().map(|e| e.2.as_str()).collect();
@@ -287,6 +292,12 @@ fn from_tensors(
             "tensor {} is not part of a GPT-2 with {} layers (GPT2LMHeadModel)",
             unknown[0], config.num_layers
         )));
+    }
+    // every tensor is present and has its shape before the model is allocated: a config.json that
+    // claims a model larger than the file holds is refused here, not by a failed allocation
+    for (i, _, name) in &expected {
+        let view = by_name.get(name).ok_or_else(|| err(format!("tensor {name} is missing")))?;
+        check_tensor(path, name, view, &hf_shape(&layout, &config, *i))?;
     }
     let mut params = vec![0.0f32; layout.total];
     {
@@ -367,7 +378,7 @@ fn infer_config(path: &Path, by_name: &HashMap<String, TensorView>) -> Result<Mo
     }
     let layers = (0..).take_while(|l| by_name.contains_key(&format!("h.{l}.ln_1.weight"))).count();
     let c = wte[1];
-    if layers == 0 || !c.is_multiple_of(64) {
+    if layers == 0 || c == 0 || !c.is_multiple_of(64) {
         return Err(FileError::new(
             path,
             format!("cannot tell the model's sizes from its tensors (C = {c}, {layers} layers): put its {CONFIG_FILE} beside it"),
