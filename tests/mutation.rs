@@ -17,10 +17,9 @@
 //!
 //! Covered: our checkpoint, llm.c model files v3 and v5, token shards (and the loader on them),
 //! GPT-2's encoder.json and vocab.bpe, `tokenize --decode` input, `prepare`'s .txt and .jsonl input.
-//! Not yet covered, because they are not on this branch: parquet input, Hugging Face config.json and
-//! safetensors, HellaSwag jsonl/bin, `serve` request bodies. Each is one more `fuzz` call: JSON and
-//! text with `Kind::Text`, safetensors with `Kind::Binary { header_ints: 2 }` (its 8-byte length),
-//! HellaSwag's .bin with `Kind::Binary { header_ints: 4 }`. llm.c's tokenizer file is written here
+//! Also, with fewer cases each (their parsers are slower): Hugging Face safetensors (bytes and the JSON
+//! header), config.json (bytes and fields), HellaSwag jsonl (bytes and fields) and .bin, parquet input
+//! (three compressions) and `serve`'s completion bodies (bytes and fields). llm.c's tokenizer file is written here
 //! but never read, so it has no parser to test.
 
 use gpt2::commands::tokenize::{parse_ids, utf8};
@@ -233,6 +232,24 @@ fn fuzz(
     parse: impl Fn(&[u8]) -> Result<(), String>,
     check_error: impl Fn(&str) -> bool,
 ) -> Counts {
+    let make = |case| {
+        let (bytes, mutation) = mutant(valid, kind, seed, case);
+        (bytes, format!("{mutation:?}"))
+    };
+    fuzz_with(name, valid, seed, cases, make, parse, check_error)
+}
+
+/// `fuzz` with the mutants made by `make(case)` (bytes and a description of the change), for
+/// structured mutations of JSON (`json_mutant`) rather than of bytes.
+fn fuzz_with(
+    name: &str,
+    valid: &[u8],
+    seed: u64,
+    cases: usize,
+    make: impl Fn(usize) -> (Vec<u8>, String),
+    parse: impl Fn(&[u8]) -> Result<(), String>,
+    check_error: impl Fn(&str) -> bool,
+) -> Counts {
     // the valid file itself must parse
     parse(valid).unwrap_or_else(|e| panic!("{name}: the valid input does not parse: {e}"));
     let current = Arc::new(Mutex::new(String::new()));
@@ -256,8 +273,8 @@ fn fuzz(
     };
     let mut counts = Counts::default();
     for case in 0..cases {
-        let (bytes, mutation) = mutant(valid, kind, seed, case);
-        let what = format!("{name}: seed {seed} case {case}: {mutation:?} ({} bytes)", bytes.len());
+        let (bytes, mutation) = make(case);
+        let what = format!("{name}: seed {seed} case {case}: {mutation} ({} bytes)", bytes.len());
         *current.lock().unwrap() = what.clone();
         started.store(clock.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         let (outcome, largest) = metered(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&bytes))));
@@ -666,4 +683,365 @@ fn a_header_claiming_2_to_the_40_tokens_or_a_huge_model_is_refused_without_alloc
         assert!(message.contains("too large") || message.contains("truncated"), "{message}");
         assert!(largest < 1 << 20, "allocated {largest} bytes for a header of a huge model");
     }
+}
+
+// ---- structured JSON mutations ----
+
+/// Every node of a JSON value, as a JSON pointer ("" is the root).
+fn json_pointers(value: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                json_pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                json_pointers(v, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// A value a JSON field is set to: wrong types, extreme and nearby numbers, deep nesting, long strings.
+fn interesting_json(rng: &mut Rng, current: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let near = current.as_u64().map(|n| {
+        let deltas = [n.wrapping_sub(1), n.wrapping_add(1), n.wrapping_mul(2), n.wrapping_mul(1000), n / 2, 0];
+        json!(deltas[rng.below(deltas.len())])
+    });
+    match rng.below(26) {
+        0 => json!(0),
+        1 => json!(-1),
+        2 => json!(1),
+        3 => json!(u64::MAX),
+        4 => json!(i64::MIN),
+        5 => json!(1u64 << 32),
+        6 => json!(1u64 << 40),
+        7 => json!(1e300),
+        8 => json!(0.5),
+        9 => json!(-0.0),
+        10 => json!("F32"),
+        11 => json!(["BF16", "I64", "F64", "U8", "BOOL", "F8_E4M3", "x"][rng.below(7)]),
+        12 => json!(""),
+        13 => serde_json::Value::Null,
+        14 => json!(true),
+        15 => json!([]),
+        16 => json!([0, u64::MAX]),
+        17 => json!([1u64 << 32, 1u64 << 32, 1u64 << 32]),
+        18 => json!({}),
+        19 => {
+            // deeper than serde_json's recursion limit (128) or just under it
+            let depth = if rng.below(2) == 0 { 100 } else { 5000 };
+            (0..depth).fold(json!(1), |inner, _| json!([inner]))
+        }
+        20 => json!("a".repeat(200)),
+        21 => json!((0..1000).collect::<Vec<u32>>()),
+        22 => json!(1e-300),
+        _ => near.unwrap_or(json!(i64::MAX)),
+    }
+}
+
+/// Mutant `case` of a JSON document for `seed`: one to three of its nodes set to an interesting value,
+/// removed, or given an unknown sibling. Returns the value and what was changed.
+fn json_mutant(valid: &serde_json::Value, seed: u64, case: usize) -> (serde_json::Value, String) {
+    let mut rng = Rng::new(seed ^ 0xD1B5_4A32_D192_ED03 ^ (case as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut value = valid.clone();
+    let mut what = Vec::new();
+    for _ in 0..1 + rng.below(3) {
+        let mut pointers = Vec::new();
+        json_pointers(&value, String::new(), &mut pointers);
+        let at = pointers[rng.below(pointers.len())].clone();
+        let (parent, key) = at.rsplit_once('/').map_or((None, None), |(p, k)| (Some(p.to_string()), Some(k)));
+        match rng.below(10) {
+            0 if key.is_some() => {
+                let parent = value.pointer_mut(parent.as_deref().unwrap()).unwrap();
+                let key = key.unwrap().replace("~1", "/").replace("~0", "~");
+                match parent {
+                    serde_json::Value::Object(map) => drop(map.remove(&key)),
+                    serde_json::Value::Array(items) => drop(items.remove(key.parse::<usize>().unwrap())),
+                    _ => unreachable!(),
+                }
+                what.push(format!("removed {at}"));
+            }
+            1 => {
+                if let Some(serde_json::Value::Object(map)) = value.pointer_mut(&at) {
+                    map.insert("zz_unknown".into(), serde_json::json!(1));
+                    what.push(format!("{at}/zz_unknown added"));
+                } else if let Some(serde_json::Value::Array(items)) = value.pointer_mut(&at) {
+                    let copy = items.first().cloned().unwrap_or(serde_json::json!(0));
+                    items.push(copy);
+                    what.push(format!("{at}: an item appended"));
+                }
+            }
+            _ => {
+                let node = value.pointer_mut(&at).unwrap();
+                let new = interesting_json(&mut rng, node);
+                let shown: String = new.to_string().chars().take(40).collect();
+                what.push(format!("{at} = {shown}"));
+                *node = new;
+            }
+        }
+    }
+    (value, what.join(", "))
+}
+
+// ---- Hugging Face safetensors and config.json ----
+
+/// A tiny GPT-2 with the vocabulary padded as HF imports pad it (to 128).
+fn hf_config(channels: usize, num_layers: usize) -> ModelConfig {
+    ModelConfig { max_seq_len: 16, vocab_size: 60, padded_vocab_size: 128, num_layers, num_heads: 2, channels }
+}
+
+/// An HF model directory's two files for a tiny model (the padding rows zero, as on import).
+fn hf_files(dir: &Path, config: &ModelConfig, dtype: gpt2::model::hf::ExportDtype) -> (Vec<u8>, String) {
+    let mut params = gpt2_init(config, 4);
+    params[config.vocab_size * config.channels..config.padded_vocab_size * config.channels].fill(0.0);
+    let out = dir.join("valid_hf");
+    gpt2::model::hf::save_dir(&out, config, &params, dtype).unwrap();
+    let weights = std::fs::read(out.join("model.safetensors")).unwrap();
+    let json = std::fs::read_to_string(out.join("config.json")).unwrap();
+    (weights, json)
+}
+
+/// Splits a safetensors file into its JSON header and its data; `join` puts them back.
+fn safetensors_parts(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), &bytes[8 + n..])
+}
+
+fn safetensors_join(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
+    let json = header.to_string();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn hf_safetensors_and_config_mutants_are_refused_or_loaded_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hf_config(8, 2);
+    let (weights, json) = hf_files(dir.path(), &config, gpt2::model::hf::ExportDtype::F32);
+    let model = dir.path().join("mutant_hf");
+    std::fs::create_dir_all(&model).unwrap();
+    let (weights_path, config_path) = (model.join("model.safetensors"), model.join("config.json"));
+    let load = || gpt2::model::load_model(&model).map_err(|e| e.to_string()).and_then(|ck| consistent(&ck));
+    // an error names the file it is about
+    let names = |m: &str| {
+        (m.starts_with(&weights_path.display().to_string()) || m.starts_with(&config_path.display().to_string()))
+            && m.len() > weights_path.display().to_string().len() + 10
+    };
+
+    std::fs::write(&config_path, &json).unwrap();
+    let with_weights = |b: &[u8]| {
+        std::fs::write(&weights_path, b).unwrap();
+        load()
+    };
+    fuzz("hf model.safetensors (bytes)", &weights, Kind::Binary { header_ints: 2 }, 20, 400, with_weights, names);
+    let (header, data) = safetensors_parts(&weights);
+    let make = |case| {
+        let (h, what) = json_mutant(&header, 21, case);
+        (safetensors_join(&h, data), what)
+    };
+    fuzz_with("hf model.safetensors (JSON header)", &weights, 21, 300, make, with_weights, names);
+
+    std::fs::write(&weights_path, &weights).unwrap();
+    let with_config = |b: &[u8]| {
+        std::fs::write(&config_path, b).unwrap();
+        load()
+    };
+    fuzz("hf config.json (bytes)", json.as_bytes(), Kind::Text, 22, 400, with_config, names);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let make = |case| {
+        let (v, what) = json_mutant(&value, 23, case);
+        (v.to_string().into_bytes(), what)
+    };
+    fuzz_with("hf config.json (JSON fields)", json.as_bytes(), 23, 400, make, with_config, names);
+}
+
+#[test]
+fn hf_bare_safetensors_mutants_are_refused_or_loaded_consistently() {
+    // no config.json beside the file: the sizes come from the tensor shapes (C a multiple of 64)
+    let dir = tempfile::tempdir().unwrap();
+    let config = ModelConfig { num_heads: 1, ..hf_config(64, 1) };
+    let (weights, _) = hf_files(dir.path(), &config, gpt2::model::hf::ExportDtype::Bf16);
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let path = bare.join("model.safetensors");
+    let load = |b: &[u8]| {
+        std::fs::write(&path, b).unwrap();
+        gpt2::model::load_model(&path).map_err(|e| e.to_string()).and_then(|ck| consistent(&ck))
+    };
+    fuzz("hf bare .safetensors (bytes)", &weights, Kind::Binary { header_ints: 2 }, 24, 250, load, names_file(&path));
+    let (header, data) = safetensors_parts(&weights);
+    let make = |case| {
+        let (h, what) = json_mutant(&header, 25, case);
+        (safetensors_join(&h, data), what)
+    };
+    fuzz_with("hf bare .safetensors (JSON header)", &weights, 25, 300, make, load, names_file(&path));
+}
+
+// ---- HellaSwag ----
+
+/// An accepted HellaSwag file holds examples of 4 non-empty endings, a label among them, a context.
+fn hellaswag_sound(examples: &[gpt2::hellaswag::Example]) -> Result<(), String> {
+    let ok = !examples.is_empty()
+        && examples.iter().all(|e| {
+            e.endings.len() == 4 && e.label < 4 && !e.context.is_empty() && e.endings.iter().all(|x| !x.is_empty())
+        });
+    ok.then_some(()).ok_or_else(|| "accepted an example without a context, 4 endings and a label".into())
+}
+
+#[test]
+fn hellaswag_jsonl_and_bin_mutants_are_refused_or_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hellaswag");
+    let jsonl = std::fs::read(fixtures.join("hellaswag_small.jsonl")).unwrap();
+    let bin = std::fs::read(fixtures.join("hellaswag_small.bin")).unwrap();
+    let tok = Tokenizer::gpt2();
+    let path = dir.path().join("mutant_hellaswag");
+    let jsonl_parse = |b: &[u8]| {
+        let examples = gpt2::hellaswag::parse_jsonl(&path, b, &tok).map_err(|e| e.to_string())?;
+        hellaswag_sound(&examples)
+    };
+    fuzz("hellaswag .jsonl (bytes)", &jsonl, Kind::Text, 30, 400, jsonl_parse, names_file(&path));
+    // structured: each line's fields (one line mutated a case)
+    let lines: Vec<serde_json::Value> =
+        std::str::from_utf8(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let make = |case: usize| {
+        let (v, what) = json_mutant(&lines[case % lines.len()], 31, case);
+        let mut text = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            text += &if i == case % lines.len() { v.to_string() } else { line.to_string() };
+            text.push('\n');
+        }
+        (text.into_bytes(), format!("line {}: {what}", case % lines.len() + 1))
+    };
+    fuzz_with("hellaswag .jsonl (JSON fields)", &jsonl, 31, 300, make, jsonl_parse, names_file(&path));
+    let bin_parse = |b: &[u8]| {
+        let examples = gpt2::hellaswag::parse_bin(&path, b).map_err(|e| e.to_string())?;
+        hellaswag_sound(&examples)
+    };
+    fuzz("hellaswag .bin", &bin, Kind::Binary { header_ints: 4 }, 32, 600, bin_parse, names_file(&path));
+}
+
+// ---- parquet input for `prepare` ----
+
+/// A small FineWeb-like parquet file: columns id, text, token_count; two row groups.
+fn parquet_bytes(dir: &Path, compression: parquet::basic::Compression) -> Vec<u8> {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    let docs: Vec<String> = (0..12)
+        .map(|i| format!("Document {i}: the quick brown fox, caf\u{e9} \u{1F600} {}", "ab ".repeat(i)))
+        .collect();
+    let schema = parquet::schema::parser::parse_message_type(
+        "message schema { optional binary id (STRING); optional binary text (STRING); optional int64 token_count; }",
+    )
+    .unwrap();
+    let props = Arc::new(parquet::file::properties::WriterProperties::builder().set_compression(compression).build());
+    let path = dir.join("valid.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = parquet::file::writer::SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
+    for (g, group) in docs.chunks(6).enumerate() {
+        let mut rg = writer.next_row_group().unwrap();
+        let defs = vec![1i16; group.len()];
+        let ids: Vec<ByteArray> =
+            (0..group.len()).map(|i| ByteArray::from(format!("<urn:{g}:{i}>").as_str())).collect();
+        let texts: Vec<ByteArray> = group.iter().map(|d| ByteArray::from(d.as_bytes().to_vec())).collect();
+        let counts: Vec<i64> = group.iter().map(|d| d.len() as i64).collect();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>().write_batch(&ids, Some(&defs), None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>().write_batch(&texts, Some(&defs), None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<Int64Type>().write_batch(&counts, Some(&defs), None).unwrap();
+        col.close().unwrap();
+        rg.close().unwrap();
+    }
+    writer.close().unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+#[test]
+fn prepare_input_mutants_parquet_are_refused_or_read() {
+    use parquet::basic::{Compression, ZstdLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mutant.parquet");
+    let read = |b: &[u8]| {
+        std::fs::write(&path, b).unwrap();
+        let mut documents = 0;
+        Input::File(path.clone())
+            .for_each_document(|_| {
+                documents += 1;
+                Ok(())
+            })
+            .map_err(|e| format!("{e:#}"))?;
+        match documents {
+            0 => Err("accepted a file with no documents".into()),
+            _ => Ok(()),
+        }
+    };
+    for (name, seed, compression) in [
+        ("prepare input .parquet (snappy)", 40, Compression::SNAPPY),
+        ("prepare input .parquet (zstd)", 41, Compression::ZSTD(ZstdLevel::default())),
+        ("prepare input .parquet (plain)", 42, Compression::UNCOMPRESSED),
+    ] {
+        let valid = parquet_bytes(dir.path(), compression);
+        // the footer (metadata length and magic) and the thrift metadata before it are the header here
+        fuzz(name, &valid, Kind::Binary { header_ints: 1 }, seed, 250, read, names_file(&path));
+    }
+}
+
+// ---- `serve` request bodies ----
+
+#[test]
+fn serve_completion_body_mutants_are_refused_or_checked() {
+    use gpt2::serve::api::parse_completion;
+    let tok = Tokenizer::gpt2();
+    let config = ModelConfig {
+        max_seq_len: 64,
+        vocab_size: 50257,
+        padded_vocab_size: 50304,
+        num_layers: 1,
+        num_heads: 1,
+        channels: 8,
+    };
+    let body = serde_json::json!({
+        "model": "gpt2",
+        "prompt": "The quick brown fox",
+        "max_tokens": 20,
+        "temperature": 0.8,
+        "top_k": 40,
+        "seed": 1234,
+        "stop": ["\n\n", "."],
+        "stream": false,
+        "n": 1,
+        "echo": false
+    });
+    let valid = body.to_string();
+    let parse = |b: &[u8]| match parse_completion(b, &config, &tok) {
+        Err(e) => Err(format!("{}: {}", e.param.unwrap_or("body"), e.message)),
+        Ok(c) => {
+            let sound = !c.prompt.is_empty()
+                && c.prompt.iter().all(|&t| (t as usize) < config.vocab_size)
+                && c.max_tokens >= 1
+                && c.prompt.len() + c.max_tokens <= config.max_seq_len
+                && (0.0..=2.0).contains(&c.temperature)
+                && c.top_k <= config.vocab_size
+                && c.stop.len() <= 4
+                && c.stop.iter().all(|s| !s.is_empty());
+            sound.then_some(()).ok_or_else(|| format!("accepted a request it cannot serve: {c:?}"))
+        }
+    };
+    let clear = |m: &str| m.len() > 20;
+    fuzz("serve /v1/completions body (bytes)", valid.as_bytes(), Kind::Text, 50, 400, parse, clear);
+    let make = |case| {
+        let (v, what) = json_mutant(&body, 51, case);
+        (v.to_string().into_bytes(), what)
+    };
+    fuzz_with("serve /v1/completions body (JSON)", valid.as_bytes(), 51, 300, make, parse, clear);
 }
