@@ -122,6 +122,17 @@ fn first_non_finite<'a>(tensors: &[(&'a str, &[f32])]) -> Option<(&'a str, usize
     tensors.iter().find_map(|&(name, values)| values.iter().position(|x| !x.is_finite()).map(|i| (name, i)))
 }
 
+/// f32 -> f64 through the shortest decimal, so 5e-5 is logged as 5e-5, not 5.0000002e-5.
+fn shortest(x: f32) -> f64 {
+    x.to_string().parse::<f64>().unwrap_or(f64::NAN)
+}
+
+/// Appends one JSON record to the log and flushes it, so a crash loses at most the step it was in.
+fn write_record(log: &mut impl Write, record: &serde_json::Value) -> Result<()> {
+    writeln!(log, "{record}").context("cannot write to the log file")?;
+    log.flush().context("cannot write to the log file")
+}
+
 /// The mean loss over the first `batches` batches of `loader` (validation always reads the same ones).
 #[allow(clippy::too_many_arguments)]
 fn validate(
@@ -334,8 +345,7 @@ pub fn train_with_eval(
         summary.train_losses.push(train_loss);
 
         if let Some(log) = log.as_mut() {
-            // f32 -> f64 through the shortest decimal, so 5e-5 is logged as 5e-5, not 5.0000002e-5
-            let f = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::NAN);
+            let f = shortest;
             let mut record = serde_json::json!({
                 "step": step, "train_loss": f(train_loss), "lr": f(lr), "norm": f(norm), "ms": ms, "tok_per_s": tok_per_s,
             });
@@ -348,8 +358,7 @@ pub fn train_with_eval(
             for (name, score) in &scores {
                 record[*name] = serde_json::json!(score);
             }
-            writeln!(log, "{record}").context("cannot write to the log file")?;
-            log.flush().context("cannot write to the log file")?;
+            write_record(log, &record)?;
         }
         if !cfg.quiet {
             let avg_ms = if timed_steps > 0 { total_ms / timed_steps as f64 } else { ms };
@@ -364,11 +373,8 @@ pub fn train_with_eval(
             );
             // A line stays on screen at the first and last step, at every validation and every
             // `print_every` steps; on a terminal the line in between is rewritten in place each step.
-            let keep = step == start_step
-                || step + 1 == end_step
-                || val_loss.is_some()
-                || !train_loss.is_finite()
-                || (step + 1) % print_every == 0;
+            let keep =
+                step == start_step || step + 1 == end_step || val_loss.is_some() || (step + 1) % print_every == 0;
             if keep {
                 eprintln!("{}{line}", if tty { "\r\x1b[2K" } else { "" });
             } else if tty {
@@ -396,9 +402,7 @@ pub fn train_with_eval(
         let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t);
         summary.val_losses.push((steps_done, loss));
         if let Some(log) = log.as_mut() {
-            let record = serde_json::json!({ "step": steps_done, "val_loss": loss.to_string().parse::<f64>().ok() });
-            writeln!(log, "{record}").context("cannot write to the log file")?;
-            log.flush().context("cannot write to the log file")?;
+            write_record(log, &serde_json::json!({ "step": steps_done, "val_loss": shortest(loss) }))?;
         }
         if !cfg.quiet {
             eprintln!("after step {steps_done}: val {loss:.4}");

@@ -1,5 +1,5 @@
 //! Matrix multiply with bias: the linear layer, `out = inp @ weight^T + bias`.
-//! Twin: `kernels/matmul.cu`. The faster blocked version is `src/cpu/fast/matmul.rs`, tested against this one.
+//! Twin: `kernels/matmul.cu`. The faster blocked version is `src/cpu/fast/matmul/`, tested against this one.
 //!
 //! Four of these sit in every block (qkv, attention projection, fc, fc projection) and one more is
 //! the LM head, so they are nearly all of the FLOPs. Weights are stored (out, in), like torch's

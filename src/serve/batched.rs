@@ -6,7 +6,7 @@
 //! Why batching pays on a CPU: a decoding step feeds one new token per sequence, so every matmul
 //! has a single input row and is bound by reading the weights from memory (each weight is used once
 //! per row). Stack the new rows of B sequences into one (B, C) input and the same weights are read
-//! once for all B rows: `matmul_forward` in `src/cpu/fast/matmul.rs` turns B matrix-vector products
+//! once for all B rows: `matmul_forward` in `src/cpu/fast/matmul/` turns B matrix-vector products
 //! into one matrix-matrix product. Attention cannot be shared (each row attends over its own
 //! sequence's cache), but it is a small part of the work at these lengths.
 //!
