@@ -22,6 +22,8 @@
 //! (three compressions) and `serve`'s completion bodies (bytes and fields). llm.c's tokenizer file is written here
 //! but never read, so it has no parser to test.
 
+#[path = "common/parquet.rs"]
+mod parquet_writer;
 use gpt2::commands::tokenize::{parse_ids, utf8};
 use gpt2::config::ModelConfig;
 use gpt2::data::{write_shard, DataLoader, Shard};
@@ -932,37 +934,11 @@ fn hellaswag_jsonl_and_bin_mutants_are_refused_or_read() {
 
 /// A small FineWeb-like parquet file: columns id, text, token_count; two row groups.
 fn parquet_bytes(dir: &Path, compression: parquet::basic::Compression) -> Vec<u8> {
-    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
     let docs: Vec<String> = (0..12)
         .map(|i| format!("Document {i}: the quick brown fox, caf\u{e9} \u{1F600} {}", "ab ".repeat(i)))
         .collect();
-    let schema = parquet::schema::parser::parse_message_type(
-        "message schema { optional binary id (STRING); optional binary text (STRING); optional int64 token_count; }",
-    )
-    .unwrap();
-    let props = Arc::new(parquet::file::properties::WriterProperties::builder().set_compression(compression).build());
     let path = dir.join("valid.parquet");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut writer = parquet::file::writer::SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
-    for (g, group) in docs.chunks(6).enumerate() {
-        let mut rg = writer.next_row_group().unwrap();
-        let defs = vec![1i16; group.len()];
-        let ids: Vec<ByteArray> =
-            (0..group.len()).map(|i| ByteArray::from(format!("<urn:{g}:{i}>").as_str())).collect();
-        let texts: Vec<ByteArray> = group.iter().map(|d| ByteArray::from(d.as_bytes().to_vec())).collect();
-        let counts: Vec<i64> = group.iter().map(|d| d.len() as i64).collect();
-        let mut col = rg.next_column().unwrap().unwrap();
-        col.typed::<ByteArrayType>().write_batch(&ids, Some(&defs), None).unwrap();
-        col.close().unwrap();
-        let mut col = rg.next_column().unwrap().unwrap();
-        col.typed::<ByteArrayType>().write_batch(&texts, Some(&defs), None).unwrap();
-        col.close().unwrap();
-        let mut col = rg.next_column().unwrap().unwrap();
-        col.typed::<Int64Type>().write_batch(&counts, Some(&defs), None).unwrap();
-        col.close().unwrap();
-        rg.close().unwrap();
-    }
-    writer.close().unwrap();
+    parquet_writer::write_parquet(&path, &docs, 6, compression);
     std::fs::read(&path).unwrap()
 }
 
