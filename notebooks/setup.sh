@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the notebooks need, idempotently: the evcxr Jupyter kernel for Rust (pinned, from
+# crates.io, built with this toolchain: about half an hour on 2 cores the first time, nothing after)
+# and a Python venv with Jupyter and nbclient (pinned, from PyPI) under target/notebooks-venv.
+# Then: `target/notebooks-venv/bin/jupyter lab notebooks/`, or `notebooks/run.py` to execute them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EVCXR_VERSION=0.22.0
+VENV=target/notebooks-venv
+
+if [ "$(evcxr_jupyter --version 2>/dev/null || true)" != "evcxr_jupyter $EVCXR_VERSION" ]; then
+    echo "notebooks/setup.sh: cargo install --locked evcxr_jupyter@$EVCXR_VERSION" >&2
+    cargo install --locked "evcxr_jupyter@$EVCXR_VERSION"
+fi
+# Writes the `rust` kernelspec into the user's Jupyter data dir (where the venv's Jupyter finds it).
+evcxr_jupyter --install >/dev/null
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import nbclient, nbformat, ipykernel' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r notebooks/requirements.txt
+fi
