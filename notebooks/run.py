@@ -11,12 +11,14 @@ as a stderr stream or an `error` output, and nbconvert exits 0 on some of them. 
 every output of every executed cell itself: an `error` output fails the cell, and so does any stderr
 text (a cell whose stderr is expected says so with the tag `allow-stderr`).
 
-All notebooks share one evcxr build directory (EVCXR_TMPDIR, under target/), so the crate and its
-dependencies are compiled once, by the first notebook, and reused by the rest and by later runs.
+All notebooks share one evcxr build directory (EVCXR_TMPDIR, default ~/.cache/gpt2-notebooks/evcxr,
+outside the checkout so that fresh clones reuse it too), so the crate's dependencies are compiled
+once, by the first notebook, and reused by the rest and by later runs.
 The closing line is `N passed, N failed`.
 """
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 KERNEL = "rust"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def cell_errors(cell):
@@ -39,20 +42,20 @@ def cell_errors(cell):
         kind = out.get("output_type")
         if kind == "error":
             text = "\n".join(out.get("traceback") or []) or f"{out.get('ename')}: {out.get('evalue')}"
-            errors.append(text.strip() or out.get("ename", "error"))
+            errors.append(ANSI.sub("", text).strip() or out.get("ename", "error"))
         elif kind == "stream" and out.get("name") == "stderr" and not allow_stderr:
             text = out.get("text", "")
             if text.strip():
-                errors.append(text.strip())
+                errors.append(ANSI.sub("", text).strip())
     return errors
 
 
-def execute(path, timeout):
+def execute(path, timeout, kernel):
     """Runs one notebook top to bottom; returns (executed notebook, [(cell number, error)], seconds)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
-        kernel_name=KERNEL,
+        kernel_name=kernel,
         timeout=timeout,
         allow_errors=True,  # keep going: we inspect every cell ourselves below
         resources={"metadata": {"path": str(path.parent)}},
@@ -79,10 +82,13 @@ def main():
     ap.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all)")
     ap.add_argument("--write", action="store_true", help="rewrite each passing notebook with this run's outputs")
     ap.add_argument("--expect-fail", action="store_true", help="run only notebooks/tests/*.ipynb, which must fail")
+    ap.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name (default: rust, evcxr's)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds one cell may take (default 1800)")
     args = ap.parse_args()
 
-    os.environ.setdefault("EVCXR_TMPDIR", str(ROOT / "target" / "notebooks-evcxr"))
+    # Outside the checkout, so that CI's fresh clones reuse the compiled dependencies too.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpt2-notebooks" / "evcxr"
+    os.environ.setdefault("EVCXR_TMPDIR", str(cache))
     Path(os.environ["EVCXR_TMPDIR"]).mkdir(parents=True, exist_ok=True)
 
     must_fail = sorted((HERE / "tests").glob("*.ipynb"))
@@ -95,8 +101,8 @@ def main():
 
     passed = failed = 0
     for path, expect_fail in plan:
-        name = path.relative_to(ROOT)
-        nb, failures, seconds = execute(path, args.timeout)
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        nb, failures, seconds = execute(path, args.timeout, args.kernel)
         if expect_fail:
             if failures:
                 cell, err = failures[0]
