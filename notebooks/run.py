@@ -5,6 +5,7 @@
     notebooks/run.py --write         # the same, and rewrites the committed outputs from this run
     notebooks/run.py --expect-fail   # only the must-fail notebooks: proves that a failing cell fails the run
     notebooks/run.py notebooks/2_sizes.ipynb   # just these
+    notebooks/run.py --lab           # opens them in Jupyter Lab, with the same environment
 
 Why not `jupyter nbconvert --execute`: evcxr reports a compile error, a panic or an `Err` from `?`
 as a stderr stream or an `error` output, and nbconvert exits 0 on some of them. This runner looks at
@@ -19,6 +20,7 @@ The closing line is `N passed, N failed`.
 import argparse
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,38 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 KERNEL = "rust"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# evcxr builds every dependency with its cell profile (opt-level 2), so the first `:dep` cell
+# spends most of its time optimizing tokio, axum, parquet, clap... which the notebooks never run.
+# Cargo reads `.cargo/config.toml` from the build directory's parents too: this one builds the
+# dependencies unoptimized and optimizes only what the notebooks' loops run (the crate and rayon,
+# as `cargo test`'s profile does).
+CARGO_PROFILE = """\
+# Written by notebooks/run.py: the profile of evcxr's build directory below this folder.
+[profile.dev.package."*"]
+opt-level = 0
+[profile.dev.package.gpt2]
+opt-level = 3
+[profile.dev.package.rayon]
+opt-level = 3
+[profile.dev.package.rayon-core]
+opt-level = 3
+[profile.dev.package.crossbeam-deque]
+opt-level = 3
+[profile.dev.package.crossbeam-epoch]
+opt-level = 3
+[profile.dev.package.crossbeam-utils]
+opt-level = 3
+"""
+
+
+def write_cargo_profile(folder):
+    """Writes CARGO_PROFILE to folder/.cargo/config.toml (unless it is there already)."""
+    path = folder / ".cargo" / "config.toml"
+    if not path.exists() or path.read_text() != CARGO_PROFILE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(CARGO_PROFILE)
 
 
 def cell_errors(cell):
@@ -82,6 +116,7 @@ def main():
     ap.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all)")
     ap.add_argument("--write", action="store_true", help="rewrite each passing notebook with this run's outputs")
     ap.add_argument("--expect-fail", action="store_true", help="run only notebooks/tests/*.ipynb, which must fail")
+    ap.add_argument("--lab", action="store_true", help="open the notebooks in Jupyter Lab, with the environment they run in here")
     ap.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name (default: rust, evcxr's)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds one cell may take (default 1800)")
     args = ap.parse_args()
@@ -90,6 +125,16 @@ def main():
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpt2-notebooks" / "evcxr"
     os.environ.setdefault("EVCXR_TMPDIR", str(cache))
     Path(os.environ["EVCXR_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    write_cargo_profile(Path(os.environ["EVCXR_TMPDIR"]).parent)
+    # Each cell is a shared library linked to the toolchain's libstd-*.so. The run path cargo writes
+    # into it is relative and, for evcxr's nested target folder, one `..` too deep, so the kernel's
+    # dlopen fails ("dlopen failed", the kernel dies) unless the loader is told where libstd is.
+    libdir = subprocess.run(["rustc", "--print", "target-libdir"], check=True, capture_output=True, text=True).stdout.strip()
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, os.environ.get("LD_LIBRARY_PATH")] if p)
+
+    if args.lab:
+        jupyter = Path(sys.executable).parent / "jupyter"
+        os.execv(jupyter, [str(jupyter), "lab", str(HERE)])
 
     must_fail = sorted((HERE / "tests").glob("*.ipynb"))
     if args.notebooks:

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 EVCXR_VERSION=0.22.0
 VENV=target/notebooks-venv
 
-if [ "$(evcxr_jupyter --version 2>/dev/null || true)" != "evcxr_jupyter $EVCXR_VERSION" ]; then
+# (evcxr_jupyter has no --version: ask cargo what it installed.)
+if ! cargo install --list | grep -qx "evcxr_jupyter v$EVCXR_VERSION:"; then
     echo "notebooks/setup.sh: cargo install --locked evcxr_jupyter@$EVCXR_VERSION" >&2
     cargo install --locked "evcxr_jupyter@$EVCXR_VERSION"
 fi
