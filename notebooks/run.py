@@ -84,6 +84,23 @@ def cell_errors(cell):
     return errors
 
 
+def coalesce_streams(nb):
+    """Joins each run of stdout (or stderr) outputs of a cell into one: evcxr sends every line as its
+    own message, and one output per line makes the committed files long and their diffs noisy."""
+    for cell in nb.cells:
+        merged = []
+        for out in cell.get("outputs", []):
+            prev = merged[-1] if merged else None
+            if out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream" \
+                    and prev.get("name") == out.get("name"):
+                prev["text"] += out["text"]
+            else:
+                merged.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    return nb
+
+
 def execute(path, timeout, kernel):
     """Runs one notebook top to bottom; returns (executed notebook, [(cell number, error)], seconds)."""
     nb = nbformat.read(path, as_version=4)
@@ -168,7 +185,7 @@ def main():
             passed += 1
             print(f"ok   {name} ({seconds:.0f} s)")
             if args.write:
-                nbformat.write(nb, path)
+                nbformat.write(coalesce_streams(nb), path)
         sys.stdout.flush()
 
     print(f"{passed} passed, {failed} failed")
