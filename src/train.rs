@@ -16,31 +16,36 @@ use std::time::Instant;
 pub type StateVisitor<'a> = dyn FnMut(&[f32], &[f32], &[f32]) -> Result<()> + 'a;
 
 /// What a device must do for the training loop.
+///
+/// Every method that touches the device returns a `Result`: on the CPU it is always `Ok`, on a GPU
+/// a failed kernel launch or copy (a fault, a lost device, memory gone) comes back as an error that
+/// names what failed, and the loop ends the run with it instead of panicking.
 pub trait Backend {
     /// One line naming the device, for the console.
     fn describe(&self) -> String;
     fn config(&self) -> &ModelConfig;
     /// Forward and backward of one micro-batch, adding the gradient of `loss_scale * loss` to the
     /// parameter gradients; returns the mean loss.
-    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32;
+    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32)
+        -> Result<f32>;
     /// The mean loss of a batch, without gradients.
-    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32;
+    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<f32>;
     /// The B*T per-position losses of a batch, without gradients (HellaSwag scores endings with them).
-    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32>;
-    fn zero_grad(&mut self);
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<Vec<f32>>;
+    fn zero_grad(&mut self) -> Result<()>;
     /// The global L2 norm of the gradients.
-    fn grad_norm(&mut self) -> f32;
+    fn grad_norm(&mut self) -> Result<f32>;
     /// One AdamW update (`t` = 1, 2, ...) with gradients multiplied by `grad_scale`.
-    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32);
+    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) -> Result<()>;
     /// Copies of the parameters and of AdamW's two moments, for checkpoints.
-    fn params(&mut self) -> Vec<f32>;
-    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>);
-    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]);
+    fn params(&mut self) -> Result<Vec<f32>>;
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)>;
+    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) -> Result<()>;
     /// Calls `f` with the parameters and AdamW's moments m and v, for writing a checkpoint. The CPU
     /// lends its own buffers (no copy of a model that may be most of memory); a GPU copies to the host.
     fn with_state(&mut self, f: &mut StateVisitor) -> Result<()> {
-        let params = self.params();
-        let (m, v) = self.optimizer_state();
+        let params = self.params()?;
+        let (m, v) = self.optimizer_state()?;
         f(&params, &m, &v)
     }
     /// The device's peak FLOP/s for the precision it trains in, when known: the console then shows
@@ -143,14 +148,14 @@ fn validate(
     targets: &mut [u32],
     b: usize,
     t: usize,
-) -> f32 {
+) -> Result<f32> {
     loader.seek(Position::default());
     let mut sum = 0.0;
     for _ in 0..batches {
         loader.next_batch(inputs, targets);
-        sum += backend.loss(inputs, targets, b, t);
+        sum += backend.loss(inputs, targets, b, t).context("validation")?;
     }
-    sum / batches.max(1) as f32
+    Ok(sum / batches.max(1) as f32)
 }
 
 /// Trains `backend` as `cfg` says, starting from `resume` (a training state) when given.
@@ -288,7 +293,7 @@ pub fn train_with_eval(
         // validation, before this step's update
         let mut val_loss = None;
         if let Some(loader) = val_loader.as_mut().filter(|_| cfg.val_every > 0 && step % cfg.val_every == 0) {
-            let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t);
+            let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t)?;
             summary.val_losses.push((step, loss));
             val_loss = Some(loss);
         }
@@ -299,13 +304,15 @@ pub fn train_with_eval(
 
         // one optimizer step: accumulate gradients over `accum` micro-batches
         let started = Instant::now();
-        backend.zero_grad();
+        let in_step = || format!("step {}", step + 1);
+        backend.zero_grad().with_context(in_step)?;
         let mut train_loss = 0.0;
         for _ in 0..accum {
             train_loader.next_batch(&mut inputs, &mut targets);
-            train_loss += backend.forward_backward(&inputs, &targets, b, t, 1.0 / accum as f32) / accum as f32;
+            let loss = backend.forward_backward(&inputs, &targets, b, t, 1.0 / accum as f32).with_context(in_step)?;
+            train_loss += loss / accum as f32;
         }
-        let norm = backend.grad_norm();
+        let norm = backend.grad_norm().with_context(in_step)?;
         let lr = learning_rate(cfg.schedule, cfg.lr, step, cfg.warmup, cfg.steps, cfg.min_lr_frac);
         // NaN guard, before the update: a NaN or infinite loss or gradient would poison every weight.
         // Stopping here returns before any save, so the last checkpoint on disk stays the last good one.
@@ -333,7 +340,7 @@ pub fn train_with_eval(
                 step + 1,
             );
         }
-        backend.update(&cfg.adamw, lr, step as u64 + 1, clip_scale(norm, cfg.grad_clip));
+        backend.update(&cfg.adamw, lr, step as u64 + 1, clip_scale(norm, cfg.grad_clip)).with_context(in_step)?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
         let mfu = backend.peak_flops().map(|peak| model_cfg.flops_per_token(t) * tok_per_s / peak);
@@ -399,7 +406,7 @@ pub fn train_with_eval(
     }
     // the model as it ends: validated once more, so the last number on screen is the final model's
     if let Some(loader) = val_loader.as_mut().filter(|_| cfg.val_every > 0 && steps_done > start_step) {
-        let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t);
+        let loss = validate(backend, loader, val_batches, &mut inputs, &mut targets, b, t)?;
         summary.val_losses.push((steps_done, loss));
         if let Some(log) = log.as_mut() {
             write_record(log, &serde_json::json!({ "step": steps_done, "val_loss": shortest(loss) }))?;

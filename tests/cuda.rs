@@ -422,10 +422,10 @@ fn cuda_backend(matmul: Matmul, config: ModelConfig, params: &[f32], b: usize, t
 
 /// One training step as the loop in `src/train.rs` does it; returns (loss, norm).
 fn step(backend: &mut dyn Backend, inputs: &[u32], targets: &[u32], b: usize, t: usize, n: u64) -> (f32, f32) {
-    backend.zero_grad();
-    let loss = backend.forward_backward(inputs, targets, b, t, 1.0);
-    let norm = backend.grad_norm();
-    backend.update(&AdamWConfig::default(), 1e-3, n, clip_scale(norm, 1.0));
+    backend.zero_grad().unwrap();
+    let loss = backend.forward_backward(inputs, targets, b, t, 1.0).unwrap();
+    let norm = backend.grad_norm().unwrap();
+    backend.update(&AdamWConfig::default(), 1e-3, n, clip_scale(norm, 1.0)).unwrap();
     (loss, norm)
 }
 
@@ -440,10 +440,10 @@ fn check_training_step(matmul: Matmul) {
     let targets = random_tokens(&mut rng, b * t, config.vocab_size);
 
     // one step, looked at closely: loss, every gradient, the norm, the updated parameters
-    cpu_backend.zero_grad();
-    gpu_backend.zero_grad();
-    let cpu_loss = cpu_backend.forward_backward(&inputs, &targets, b, t, 1.0);
-    let gpu_loss = gpu_backend.forward_backward(&inputs, &targets, b, t, 1.0);
+    cpu_backend.zero_grad().unwrap();
+    gpu_backend.zero_grad().unwrap();
+    let cpu_loss = cpu_backend.forward_backward(&inputs, &targets, b, t, 1.0).unwrap();
+    let gpu_loss = gpu_backend.forward_backward(&inputs, &targets, b, t, 1.0).unwrap();
     println!("{matmul:?} step 1 loss: cpu {cpu_loss} gpu {gpu_loss}");
     assert!((cpu_loss - gpu_loss).abs() <= 1e-5 * cpu_loss, "loss: cpu {cpu_loss} gpu {gpu_loss}");
     let gpu_grads = gpu_backend.model.grads().unwrap();
@@ -453,15 +453,20 @@ fn check_training_step(matmul: Matmul) {
         // each gradient is a chain of the layers' sums: 1e-4 of its largest entry
         assert_close(&format!("{matmul:?} grad {name}"), &gpu_grads[r.clone()], &cpu_backend.model.grads[r], 1e-4);
     }
-    let (cpu_norm, gpu_norm) = (cpu_backend.grad_norm(), gpu_backend.grad_norm());
+    let (cpu_norm, gpu_norm) = (cpu_backend.grad_norm().unwrap(), gpu_backend.grad_norm().unwrap());
     assert!((cpu_norm - gpu_norm).abs() <= 1e-4 * cpu_norm, "norm: cpu {cpu_norm} gpu {gpu_norm}");
     let adamw = AdamWConfig::default();
-    cpu_backend.update(&adamw, 1e-3, 1, clip_scale(cpu_norm, 1.0));
-    gpu_backend.update(&adamw, 1e-3, 1, clip_scale(cpu_norm, 1.0));
+    cpu_backend.update(&adamw, 1e-3, 1, clip_scale(cpu_norm, 1.0)).unwrap();
+    gpu_backend.update(&adamw, 1e-3, 1, clip_scale(cpu_norm, 1.0)).unwrap();
     // AdamW's first step moves each parameter by lr * g / (|g| + eps), about lr * sign(g): a gradient
     // that is zero up to rounding may move its parameter anywhere in [-lr, lr] on either side, so
     // the parameters are compared to lr (1e-3). The AdamW kernel itself is checked to 1e-6 above.
-    assert_close(&format!("{matmul:?} params after 1 step"), &gpu_backend.params(), &cpu_backend.params(), 1e-3);
+    assert_close(
+        &format!("{matmul:?} params after 1 step"),
+        &gpu_backend.params().unwrap(),
+        &cpu_backend.params().unwrap(),
+        1e-3,
+    );
 
     // nine more steps on the same batch: the loss falls the same way on both
     for n in 2..=10 {
@@ -471,8 +476,8 @@ fn check_training_step(matmul: Matmul) {
         // rounding differences feed back through 10 updates: 1e-3 relative
         assert!((cpu_loss - gpu_loss).abs() <= 1e-3 * cpu_loss, "step {n}: cpu {cpu_loss} gpu {gpu_loss}");
     }
-    let final_cpu = cpu_backend.loss(&inputs, &targets, b, t);
-    let final_gpu = gpu_backend.loss(&inputs, &targets, b, t);
+    let final_cpu = cpu_backend.loss(&inputs, &targets, b, t).unwrap();
+    let final_gpu = gpu_backend.loss(&inputs, &targets, b, t).unwrap();
     assert!(final_gpu < cpu_loss, "the GPU's loss did not fall: {cpu_loss} -> {final_gpu}");
     assert!((final_cpu - final_gpu).abs() <= 1e-3 * final_cpu, "after 10 steps: cpu {final_cpu} gpu {final_gpu}");
 }
@@ -509,7 +514,7 @@ fn checkpoints_move_between_gpu_and_cpu() {
     for n in 1..=2 {
         step(&mut gpu_backend, &inputs, &targets, b, t, n);
     }
-    let (gpu_params, (m, v)) = (gpu_backend.params(), gpu_backend.optimizer_state());
+    let (gpu_params, (m, v)) = (gpu_backend.params().unwrap(), gpu_backend.optimizer_state().unwrap());
     let path = dir.path().join("from_gpu.ckpt");
     save_checkpoint(&path, &config, &gpu_params, &m, &v, &state).unwrap();
     let ckpt = checkpoint::load(&path).unwrap();
@@ -517,8 +522,9 @@ fn checkpoints_move_between_gpu_and_cpu() {
     let (cm, cv, _) = ckpt.optimizer.unwrap();
     assert!(cm == m && cv == v);
     let mut on_cpu = CpuBackend::new(config, ckpt.params);
-    on_cpu.set_optimizer_state(&cm, &cv);
-    let (gpu_loss, cpu_loss) = (gpu_backend.loss(&inputs, &targets, b, t), on_cpu.loss(&inputs, &targets, b, t));
+    on_cpu.set_optimizer_state(&cm, &cv).unwrap();
+    let (gpu_loss, cpu_loss) =
+        (gpu_backend.loss(&inputs, &targets, b, t).unwrap(), on_cpu.loss(&inputs, &targets, b, t).unwrap());
     println!("GPU checkpoint: loss on gpu {gpu_loss}, on cpu {cpu_loss}");
     assert!((gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss);
 
@@ -526,16 +532,17 @@ fn checkpoints_move_between_gpu_and_cpu() {
     for n in 1..=2 {
         step(&mut cpu_backend, &inputs, &targets, b, t, n);
     }
-    let (cpu_params, (m, v)) = (cpu_backend.params(), cpu_backend.optimizer_state());
+    let (cpu_params, (m, v)) = (cpu_backend.params().unwrap(), cpu_backend.optimizer_state().unwrap());
     let path = dir.path().join("from_cpu.ckpt");
     save_checkpoint(&path, &config, &cpu_params, &m, &v, &state).unwrap();
     let ckpt = checkpoint::load(&path).unwrap();
     let (cm, cv, _) = ckpt.optimizer.unwrap();
     let mut on_gpu = cuda_backend(Matmul::Handwritten, config, &ckpt.params, b, t).unwrap();
-    on_gpu.set_optimizer_state(&cm, &cv);
-    assert_eq!(on_gpu.params(), cpu_params);
-    assert_eq!(on_gpu.optimizer_state(), (m, v));
-    let (gpu_loss, cpu_loss) = (on_gpu.loss(&inputs, &targets, b, t), cpu_backend.loss(&inputs, &targets, b, t));
+    on_gpu.set_optimizer_state(&cm, &cv).unwrap();
+    assert_eq!(on_gpu.params().unwrap(), cpu_params);
+    assert_eq!(on_gpu.optimizer_state().unwrap(), (m, v));
+    let (gpu_loss, cpu_loss) =
+        (on_gpu.loss(&inputs, &targets, b, t).unwrap(), cpu_backend.loss(&inputs, &targets, b, t).unwrap());
     println!("CPU checkpoint: loss on gpu {gpu_loss}, on cpu {cpu_loss}");
     assert!((gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss);
 }
@@ -564,9 +571,17 @@ fn without_a_gpu_device_cuda_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     println!("--device cuda: {stderr}");
     assert!(!ok && stderr.contains("--device cuda, but CUDA is not usable here"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // a missing library is named, with every place it was looked for (src/cuda/libs.rs)
+    if stderr.contains("was not found; looked in:") {
+        assert!(stderr.contains("libcuda.so.1") || stderr.contains("libnvrtc.so.13"), "{stderr}");
+        for place in ["the dynamic linker's search by name", "/usr/local/cuda/lib64", "the linker cache"] {
+            assert!(stderr.contains(place), "--device cuda does not say it looked in {place}: {stderr}");
+        }
+    }
     let (_, stderr) = train_command(&["--device", "auto"]);
     println!("--device auto: {stderr}");
+    // the fallback is the first line, with the reason
     let first = stderr.lines().next().unwrap_or_default();
-    assert!(first.starts_with("device: CPU (") && first.ends_with(')'), "{stderr}");
+    assert!(first.starts_with("device: CPU (--device auto found no usable GPU: ") && first.ends_with(')'), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -1,7 +1,9 @@
 //! Every kernel of `kernels/` compiles with NVRTC, with no GPU and no driver: only libnvrtc is needed.
-//! CI gets it from NVIDIA's pinned PyPI wheel (`.ci/install-nvrtc.sh`):
+//! Each kernel file becomes a cubin (machine code) for sm_80 and for sm_90, as `Gpu::new` loads it.
+//! CI gets libnvrtc from NVIDIA's pinned PyPI wheel (`.ci/install-nvrtc.sh`, into a Python venv), and
+//! `src/cuda/libs.rs` finds it there with no LD_LIBRARY_PATH:
 //!
-//!   LD_LIBRARY_PATH=$(.ci/install-nvrtc.sh) GPT_REQUIRE_NVRTC=1 cargo test --test kernels_compile -- --nocapture
+//!   PATH=$(dirname $(.ci/install-nvrtc.sh --python)):$PATH GPT_REQUIRE_NVRTC=1 cargo test --test kernels_compile -- --nocapture
 //!
 //! Without libnvrtc the NVRTC test prints why it skips and passes, unless GPT_REQUIRE_NVRTC=1.
 
@@ -11,11 +13,8 @@ use gpt2::cuda::kernels::{compile, SOURCES};
 const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
 
 fn nvrtc_or_skip() -> bool {
-    if gpt2::cuda::nvrtc_available() {
-        return true;
-    }
-    let why = "libnvrtc.so was not found (install it with .ci/install-nvrtc.sh and put the folder it prints \
-               on LD_LIBRARY_PATH)";
+    let Err(e) = gpt2::cuda::libs::load(gpt2::cuda::libs::CudaLib::Nvrtc) else { return true };
+    let why = format!("{e} (.ci/install-nvrtc.sh installs it)");
     if std::env::var("GPT_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
         panic!("GPT_REQUIRE_NVRTC=1 but {why}");
     }
@@ -58,32 +57,42 @@ fn every_kernel_file_and_kernel_is_listed_in_sources() {
     }
 }
 
+/// Whether `bytes` holds `name` as a whole NUL-terminated string (as an ELF string table holds
+/// symbol names).
+fn has_symbol(bytes: &[u8], name: &str) -> bool {
+    let needle = [&[0u8][..], name.as_bytes(), &[0u8][..]].concat();
+    bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+}
+
 #[test]
-fn every_kernel_compiles_with_nvrtc_for_sm_80_and_sm_90() {
+fn every_kernel_compiles_with_nvrtc_to_a_cubin_for_sm_80_and_sm_90() {
     if !nvrtc_or_skip() {
         return;
     }
     let mut failures = Vec::new();
+    let mut cubins = Vec::new();
     for arch in ARCHS {
         for source in &SOURCES {
             let started = std::time::Instant::now();
             match compile(source, arch) {
-                Ok(ptx) => {
-                    let text = ptx.to_src();
+                Ok(cubin) => {
+                    // machine code for the card, as an ELF file: what the driver loads without compiling
+                    assert!(cubin.starts_with(b"\x7fELF"), "{} for {arch}: not an ELF cubin", source.file);
                     for kernel in source.kernels {
                         assert!(
-                            text.contains(&format!(".entry {kernel}(")),
-                            "{} compiled for {arch} but its PTX has no entry {kernel}",
+                            has_symbol(&cubin, kernel),
+                            "{} compiled for {arch} but its cubin has no symbol {kernel}",
                             source.file
                         );
                     }
                     println!(
-                        "{arch} {:<26} {} kernels, {:>6} bytes of PTX, {:.2} s",
+                        "{arch} {:<26} {} kernels, {:>7} bytes of cubin, {:.2} s",
                         source.file,
                         source.kernels.len(),
-                        text.len(),
+                        cubin.len(),
                         started.elapsed().as_secs_f64()
                     );
+                    cubins.push((arch, source.file, cubin));
                 }
                 Err(e) => {
                     println!("{e:#}");
@@ -93,4 +102,38 @@ fn every_kernel_compiles_with_nvrtc_for_sm_80_and_sm_90() {
         }
     }
     assert!(failures.is_empty(), "NVRTC failed on: {}", failures.join(", "));
+    // each architecture gets its own machine code
+    for (arch, file, cubin) in cubins.iter().filter(|c| c.0 == ARCHS[0]) {
+        let other = cubins.iter().find(|c| c.0 != *arch && c.1 == *file).expect("both architectures compiled");
+        assert_ne!(cubin, &other.2, "{file}: the same cubin for {arch} and {}", other.0);
+    }
+}
+
+#[test]
+fn a_virtual_architecture_is_refused_with_a_message_not_loaded_as_ptx() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    // compute_90 makes PTX only: compile must say so rather than hand the driver PTX to JIT
+    let err = compile(&SOURCES[0], "compute_90").expect_err("no cubin for a virtual architecture");
+    let message = format!("{err:#}");
+    println!("{message}");
+    assert!(message.contains("no cubin") && message.contains("compute_90"), "{message}");
+}
+
+/// Where libnvrtc was found: printed so that CI's log shows that the search (`src/cuda/libs.rs`)
+/// found the wheel without LD_LIBRARY_PATH. With GPT_REQUIRE_NVRTC=1 and LD_LIBRARY_PATH not naming
+/// it, CI checks that it was found by the search, not by the dynamic linker by name.
+#[test]
+fn libnvrtc_is_found_where_it_is_installed_without_ld_library_path() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let found = gpt2::cuda::libs::load(gpt2::cuda::libs::CudaLib::Nvrtc).expect("nvrtc_or_skip found it");
+    println!("libnvrtc: {found:?}");
+    let ld = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+    if std::env::var("GPT_EXPECT_NVRTC_SEARCH").is_ok_and(|v| v == "1") {
+        assert!(!ld.contains("nvidia"), "GPT_EXPECT_NVRTC_SEARCH=1 wants LD_LIBRARY_PATH without the wheel: {ld}");
+        assert!(matches!(found, gpt2::cuda::libs::Found::At(_)), "found by name, not by the search: {found:?}");
+    }
 }

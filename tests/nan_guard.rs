@@ -24,6 +24,8 @@ enum Fault {
     GradNorm(f32),
     /// A weight that overflows in the update of this step.
     Weight(f32),
+    /// The device fails (as a GPU kernel fault does) when the gradient norm is read at this step.
+    DeviceError,
 }
 
 /// The CPU backend, with `fault` at optimizer step `at` (1-based, as the console counts).
@@ -42,44 +44,56 @@ impl Backend for Faulty {
     fn config(&self) -> &ModelConfig {
         self.inner.config()
     }
-    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32 {
-        let loss = self.inner.forward_backward(inputs, targets, b, t, loss_scale);
+    fn forward_backward(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        b: usize,
+        t: usize,
+        loss_scale: f32,
+    ) -> anyhow::Result<f32> {
+        let loss = self.inner.forward_backward(inputs, targets, b, t, loss_scale)?;
         match self.fault {
-            Fault::Loss(bad) if self.step == self.at => bad,
-            _ => loss,
+            Fault::Loss(bad) if self.step == self.at => Ok(bad),
+            _ => Ok(loss),
         }
     }
-    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
+    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> anyhow::Result<f32> {
         self.inner.loss(inputs, targets, b, t)
     }
-    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32> {
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> anyhow::Result<Vec<f32>> {
         self.inner.position_losses(inputs, targets, b, t)
     }
-    fn zero_grad(&mut self) {
+    fn zero_grad(&mut self) -> anyhow::Result<()> {
         self.step += 1;
         self.inner.zero_grad()
     }
-    fn grad_norm(&mut self) -> f32 {
+    fn grad_norm(&mut self) -> anyhow::Result<f32> {
         match self.fault {
-            Fault::GradNorm(bad) if self.step == self.at => bad,
+            Fault::GradNorm(bad) if self.step == self.at => Ok(bad),
+            // what a GPU backend returns when a kernel faults (`src/cuda/backend.rs` adds the context)
+            Fault::DeviceError if self.step == self.at => Err(anyhow::anyhow!(
+                "a CUDA kernel or copy failed: DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"an illegal memory access was encountered\")"
+            )
+            .context("GPU gradient norm")),
             _ => self.inner.grad_norm(),
         }
     }
-    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) {
+    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) -> anyhow::Result<()> {
         self.inner.update(adamw, lr, t, grad_scale)
     }
-    fn params(&mut self) -> Vec<f32> {
+    fn params(&mut self) -> anyhow::Result<Vec<f32>> {
         self.inner.params()
     }
-    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>) {
+    fn optimizer_state(&mut self) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
         self.inner.optimizer_state()
     }
-    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) {
+    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) -> anyhow::Result<()> {
         self.inner.set_optimizer_state(m, v)
     }
     fn with_state(&mut self, f: &mut StateVisitor) -> anyhow::Result<()> {
-        let mut params = self.inner.params();
-        let (m, v) = self.inner.optimizer_state();
+        let mut params = self.inner.params()?;
+        let (m, v) = self.inner.optimizer_state()?;
         if let Fault::Weight(bad) = self.fault {
             if self.step >= self.at {
                 params[123] = bad;
@@ -178,7 +192,7 @@ fn a_run_that_breaks_right_after_resuming_blames_the_checkpoint_not_the_learning
     let ck = load(&cfg.save.clone().unwrap()).unwrap();
     let (m, v, state) = ck.optimizer.unwrap();
     let mut inner = CpuBackend::new(ck.config, ck.params);
-    inner.set_optimizer_state(&m, &v);
+    inner.set_optimizer_state(&m, &v).unwrap();
     let mut resumed = Faulty { inner, fault: Fault::GradNorm(f32::NAN), at: 1, step: 0 };
     let cfg = TrainConfig { steps: 6, ..cfg };
     let err = train(&mut resumed, &cfg, Some(state), None).expect_err("training must stop").to_string();
@@ -186,4 +200,21 @@ fn a_run_that_breaks_right_after_resuming_blames_the_checkpoint_not_the_learning
     assert!(err.contains("step 4"), "the message does not name step 4: {err}");
     assert!(err.contains("resuming from a checkpoint"), "the checkpoint is not named as the likely cause: {err}");
     assert!(!err.contains("--lr"), "the learning rate is blamed for a run that broke right after resuming: {err}");
+}
+
+#[test]
+fn a_device_error_mid_training_ends_the_run_with_an_error_naming_the_step_and_the_failure() {
+    // a GPU backend returns kernel faults as errors (no panic); the loop adds the step and stops
+    // before the update, so the checkpoint on disk stays the one from the step before
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), 10);
+    let at = 3;
+    let mut backend =
+        Faulty { inner: CpuBackend::new(config(), gpt2_init(&config(), 1)), fault: Fault::DeviceError, at, step: 0 };
+    let err = format!("{:#}", train(&mut backend, &cfg, None, None).expect_err("training must stop"));
+    println!("{err}");
+    assert!(err.starts_with(&format!("step {at}: GPU gradient norm: ")), "no step and stage in: {err}");
+    assert!(err.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "the driver's error is lost: {err}");
+    let ck = load(&cfg.save.clone().unwrap()).unwrap();
+    assert_eq!(ck.optimizer.unwrap().2.step as usize, at - 1, "the last good checkpoint was overwritten");
 }

@@ -4,6 +4,7 @@
 //! the learning rate and step number of each update. (tests/training.rs checks the same loop end
 //! to end on a real model, where a wrong scale only shows as a slightly different loss.)
 
+use anyhow::Result;
 use approx::assert_relative_eq;
 use gpt2::config::ModelConfig;
 use gpt2::data::write_shard;
@@ -58,34 +59,38 @@ impl Backend for Recorder {
     fn config(&self) -> &ModelConfig {
         &self.config
     }
-    fn forward_backward(&mut self, _: &[u32], _: &[u32], _: usize, _: usize, loss_scale: f32) -> f32 {
+    fn forward_backward(&mut self, _: &[u32], _: &[u32], _: usize, _: usize, loss_scale: f32) -> Result<f32> {
         self.calls.push(Call::ForwardBackward { loss_scale });
-        2.0
+        Ok(2.0)
     }
-    fn loss(&mut self, _: &[u32], _: &[u32], _: usize, _: usize) -> f32 {
-        2.0
+    fn loss(&mut self, _: &[u32], _: &[u32], _: usize, _: usize) -> Result<f32> {
+        Ok(2.0)
     }
-    fn position_losses(&mut self, _: &[u32], _: &[u32], b: usize, t: usize) -> Vec<f32> {
-        vec![2.0; b * t]
+    fn position_losses(&mut self, _: &[u32], _: &[u32], b: usize, t: usize) -> Result<Vec<f32>> {
+        Ok(vec![2.0; b * t])
     }
-    fn zero_grad(&mut self) {
+    fn zero_grad(&mut self) -> Result<()> {
         self.calls.push(Call::ZeroGrad);
+        Ok(())
     }
-    fn grad_norm(&mut self) -> f32 {
+    fn grad_norm(&mut self) -> Result<f32> {
         let steps_so_far = self.calls.iter().filter(|c| **c == Call::GradNorm).count();
         self.calls.push(Call::GradNorm);
-        self.norms[steps_so_far % self.norms.len()]
+        Ok(self.norms[steps_so_far % self.norms.len()])
     }
-    fn update(&mut self, _: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) {
+    fn update(&mut self, _: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) -> Result<()> {
         self.calls.push(Call::Update { lr, t, grad_scale });
+        Ok(())
     }
-    fn params(&mut self) -> Vec<f32> {
-        vec![0.0; self.n]
+    fn params(&mut self) -> Result<Vec<f32>> {
+        Ok(vec![0.0; self.n])
     }
-    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>) {
-        (vec![0.0; self.n], vec![0.0; self.n])
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((vec![0.0; self.n], vec![0.0; self.n]))
     }
-    fn set_optimizer_state(&mut self, _: &[f32], _: &[f32]) {}
+    fn set_optimizer_state(&mut self, _: &[f32], _: &[f32]) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn config(dir: &Path, steps: usize, total_batch: usize, grad_clip: f32) -> TrainConfig {

@@ -20,6 +20,7 @@ mkdir "$scratch/src/cuda/kernels"
 cp dev/cuda_mock/kernels.rs "$scratch/src/cuda/kernels/mod.rs"
 # the stand-in "GPU" is always there
 sed -i 's/^pub fn availability() -> Result<usize, String> {/&\n    return Ok(1);/' "$scratch/src/cuda/mod.rs"
+sed -i 's/^pub fn why_unavailable() -> Result<usize, Unavailable> {/&\n    return Ok(1);/' "$scratch/src/cuda/mod.rs"
 sed -i 's/^pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {/&\n    return Ok((80 << 30, 80 << 30));/' "$scratch/src/cuda/mod.rs"
 cd "$scratch"
 CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \

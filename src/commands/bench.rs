@@ -84,16 +84,16 @@ pub fn run(args: &Args) -> Result<()> {
 
     // whole steps: forward + backward + AdamW
     let mut step = 0u64;
-    let mut one_step = || {
+    let mut one_step = || -> Result<()> {
         step += 1;
-        backend.zero_grad();
-        backend.forward_backward(inputs, targets, b, t, 1.0);
-        backend.update(&adamw, 1e-4, step, 1.0);
+        backend.zero_grad()?;
+        backend.forward_backward(inputs, targets, b, t, 1.0)?;
+        backend.update(&adamw, 1e-4, step, 1.0)
     };
-    one_step(); // warm-up: allocates activations, touches every page
+    one_step()?; // warm-up: allocates activations, touches every page
     let start = Instant::now();
     for _ in 0..args.steps {
-        one_step();
+        one_step()?;
     }
     let ms_per_step = start.elapsed().as_secs_f64() * 1e3 / args.steps as f64;
     let tok_per_s = (b * t) as f64 / (ms_per_step / 1e3);

@@ -108,7 +108,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut sum = 0.0;
         for _ in 0..batches {
             loader.next_batch(&mut inputs, &mut targets);
-            sum += backend.loss(&inputs, &targets, b, t);
+            sum += backend.loss(&inputs, &targets, b, t)?;
         }
         // the same mean as train's validation: the f32 sum of batch means over the batch count
         let loss = sum / batches as f32;
@@ -123,7 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
         let (acc, _) = hellaswag::score(
             &examples,
             rows,
-            |inputs, targets, b, t| Ok(backend.position_losses(inputs, targets, b, t)),
+            |inputs, targets, b, t| backend.position_losses(inputs, targets, b, t),
             |done, acc| {
                 if done == n || last.elapsed().as_secs_f64() > 2.0 {
                     last = Instant::now();

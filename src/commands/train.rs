@@ -216,7 +216,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut backend = make_backend(device, args.matmul, args.kernels, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
-            backend.set_optimizer_state(&m, &v);
+            backend.set_optimizer_state(&m, &v)?;
             eprintln!(
                 "resuming {} at step {}",
                 args.resume.as_ref().map_or(String::new(), |p| p.display().to_string()),
@@ -301,7 +301,7 @@ fn hellaswag_hook<'a>(
             let (acc, _) = crate::hellaswag::score(
                 &examples,
                 rows,
-                |inputs, targets, b, t| Ok(backend.position_losses(inputs, targets, b, t)),
+                |inputs, targets, b, t| backend.position_losses(inputs, targets, b, t),
                 |_, _| {},
             )?;
             Ok(vec![("hellaswag_acc", acc.acc()), ("hellaswag_acc_norm", acc.acc_norm())])
@@ -378,17 +378,22 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line.
+/// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line,
+/// the first the command prints. `--device cuda` that cannot start is an error naming the missing
+/// library and every place it was looked for (`src/cuda/libs.rs`); `--device auto` then trains on
+/// the CPU and says so, with the reason.
 pub fn select_device(device: Device) -> Result<Device> {
-    match (device, crate::cuda::availability()) {
-        (Device::Cpu, _) => Ok(Device::Cpu),
-        (Device::Cuda | Device::Auto, Ok(n)) => {
+    if device == Device::Cpu {
+        return Ok(Device::Cpu);
+    }
+    match (device, crate::cuda::why_unavailable()) {
+        (_, Ok(n)) => {
             eprintln!("device: CUDA GPU 0 (libcuda, libnvrtc and {n} GPU{} found)", if n == 1 { "" } else { "s" });
             Ok(Device::Cuda)
         }
         (Device::Cuda, Err(why)) => bail!("--device cuda, but CUDA is not usable here: {why}"),
-        (Device::Auto, Err(why)) => {
-            eprintln!("device: CPU ({why})");
+        (_, Err(why)) => {
+            eprintln!("device: CPU (--device auto found no usable GPU: {})", why.short());
             Ok(Device::Cpu)
         }
     }

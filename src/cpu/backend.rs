@@ -5,7 +5,7 @@ use crate::config::ModelConfig;
 use crate::cpu::gpt2::Gpt2;
 use crate::optim::{adamw_update, global_norm, AdamWConfig};
 use crate::train::{Backend, StateVisitor};
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 /// The CPU reference as a backend.
 pub struct CpuBackend {
@@ -32,25 +32,34 @@ impl Backend for CpuBackend {
     fn config(&self) -> &ModelConfig {
         &self.model.config
     }
-    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32 {
-        let loss = self.model.forward(inputs, Some(targets), b, t).expect("targets given");
+    fn forward_backward(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        b: usize,
+        t: usize,
+        loss_scale: f32,
+    ) -> Result<f32> {
+        let loss = self.loss(inputs, targets, b, t)?;
         self.model.backward(loss_scale);
-        loss
+        Ok(loss)
     }
-    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
-        self.model.forward(inputs, Some(targets), b, t).expect("targets given")
+    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<f32> {
+        // a forward pass with targets always has a loss
+        self.model.forward(inputs, Some(targets), b, t).context("the forward pass returned no loss")
     }
-    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32> {
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<Vec<f32>> {
         self.model.forward(inputs, Some(targets), b, t);
-        self.model.losses().to_vec()
+        Ok(self.model.losses().to_vec())
     }
-    fn zero_grad(&mut self) {
+    fn zero_grad(&mut self) -> Result<()> {
         self.model.zero_grad();
+        Ok(())
     }
-    fn grad_norm(&mut self) -> f32 {
-        global_norm(&self.model.grads)
+    fn grad_norm(&mut self) -> Result<f32> {
+        Ok(global_norm(&self.model.grads))
     }
-    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) {
+    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) -> Result<()> {
         let model = &mut self.model;
         adamw_update(
             &mut model.params,
@@ -63,16 +72,22 @@ impl Backend for CpuBackend {
             t,
             grad_scale,
         );
+        Ok(())
     }
-    fn params(&mut self) -> Vec<f32> {
-        self.model.params.clone()
+    fn params(&mut self) -> Result<Vec<f32>> {
+        Ok(self.model.params.clone())
     }
-    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>) {
-        (self.m.clone(), self.v.clone())
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.m.clone(), self.v.clone()))
     }
-    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) {
+    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
+        let n = self.m.len();
+        if m.len() != n || v.len() != n {
+            bail!("AdamW state of {} and {} numbers for a model of {n} parameters", m.len(), v.len());
+        }
         self.m.copy_from_slice(m);
         self.v.copy_from_slice(v);
+        Ok(())
     }
     fn with_state(&mut self, f: &mut StateVisitor) -> Result<()> {
         f(&self.model.params, &self.m, &self.v)

@@ -7,17 +7,11 @@ use super::PeakFlops;
 use crate::config::ModelConfig;
 use crate::optim::AdamWConfig;
 use crate::train::Backend;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 pub struct CudaBackend {
     pub model: CudaGpt2,
     peak: Option<PeakFlops>,
-}
-
-/// The `Backend` trait has no room for errors: a CUDA failure in the middle of training (a kernel
-/// fault, a lost device) ends the run with its message.
-fn ok<T>(result: Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("CUDA error: {e:#}"))
 }
 
 impl CudaBackend {
@@ -54,37 +48,44 @@ impl Backend for CudaBackend {
     fn config(&self) -> &ModelConfig {
         &self.model.config
     }
-    fn forward_backward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize, loss_scale: f32) -> f32 {
-        ok(self.model.forward(inputs, Some(targets), b, t));
-        ok(self.model.backward(loss_scale));
+    fn forward_backward(
+        &mut self,
+        inputs: &[u32],
+        targets: &[u32],
+        b: usize,
+        t: usize,
+        loss_scale: f32,
+    ) -> Result<f32> {
+        self.model.forward(inputs, Some(targets), b, t).context("GPU forward pass")?;
+        self.model.backward(loss_scale).context("GPU backward pass")?;
         // the losses are not touched by the backward pass: read them after queueing it
-        ok(self.model.mean_loss())
+        self.model.mean_loss().context("GPU loss")
     }
-    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> f32 {
-        ok(self.model.forward(inputs, Some(targets), b, t));
-        ok(self.model.mean_loss())
+    fn loss(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<f32> {
+        self.model.forward(inputs, Some(targets), b, t).context("GPU forward pass")?;
+        self.model.mean_loss().context("GPU loss")
     }
-    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Vec<f32> {
-        ok(self.model.forward(inputs, Some(targets), b, t));
-        ok(self.model.losses())
+    fn position_losses(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<Vec<f32>> {
+        self.model.forward(inputs, Some(targets), b, t).context("GPU forward pass")?;
+        self.model.losses().context("GPU losses")
     }
-    fn zero_grad(&mut self) {
-        ok(self.model.zero_grad());
+    fn zero_grad(&mut self) -> Result<()> {
+        self.model.zero_grad().context("zeroing the GPU's gradients")
     }
-    fn grad_norm(&mut self) -> f32 {
-        ok(self.model.grad_norm())
+    fn grad_norm(&mut self) -> Result<f32> {
+        self.model.grad_norm().context("GPU gradient norm")
     }
-    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) {
-        ok(self.model.update(adamw, lr, t, grad_scale));
+    fn update(&mut self, adamw: &AdamWConfig, lr: f32, t: u64, grad_scale: f32) -> Result<()> {
+        self.model.update(adamw, lr, t, grad_scale).context("GPU AdamW update")
     }
-    fn params(&mut self) -> Vec<f32> {
-        ok(self.model.params())
+    fn params(&mut self) -> Result<Vec<f32>> {
+        self.model.params().context("copying the parameters from the GPU")
     }
-    fn optimizer_state(&mut self) -> (Vec<f32>, Vec<f32>) {
-        ok(self.model.optimizer_state())
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.model.optimizer_state().context("copying AdamW's state from the GPU")
     }
-    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) {
-        ok(self.model.set_optimizer_state(m, v));
+    fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
+        self.model.set_optimizer_state(m, v).context("copying AdamW's state to the GPU")
     }
     fn peak_flops(&self) -> Option<f64> {
         self.peak.map(|p| p.fp32)

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::ValidAsZeroBits;
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -135,13 +136,15 @@ impl Gpu {
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .context("cannot read the number of SMs")? as u32;
 
-        // compile every kernel for this device's architecture, e.g. sm_90 on an H100
+        // compile every kernel to machine code (a cubin) for this device's architecture, e.g. sm_90 on an H100
         let arch = format!("sm_{}{}", compute_capability.0, compute_capability.1);
         let started = Instant::now();
         let mut functions = HashMap::new();
         for source in &SOURCES {
-            let ptx = compile_cached(source, &arch)?;
-            let module = ctx.load_module(ptx).with_context(|| format!("cannot load the module of {}", source.file))?;
+            let cubin = compile_cached(source, &arch)?;
+            let module = ctx
+                .load_module(Ptx::from_binary(cubin))
+                .with_context(|| format!("cannot load the {arch} cubin of kernels/{}", source.file))?;
             for &kernel in source.kernels {
                 let f =
                     module.load_function(kernel).with_context(|| format!("no kernel {kernel} in {}", source.file))?;
@@ -191,7 +194,9 @@ impl Gpu {
 
     /// Copies `src` into `dst` (same length) and waits until it is there.
     pub fn upload<T: DeviceRepr>(&self, dst: Dev<T>, src: &[T]) -> Result<()> {
-        assert_eq!(dst.len(), src.len(), "upload of {} numbers into a device view of {}", src.len(), dst.len());
+        if dst.len() != src.len() {
+            bail!("cannot copy {} numbers into a device buffer of {}", src.len(), dst.len());
+        }
         self.ctx.bind_to_thread()?;
         // SAFETY: dst is a view of a live allocation holding src.len() numbers of type T (checked above),
         // and we wait for the copy to finish before src can go away.
@@ -238,9 +243,7 @@ fn alloc_on<T: DeviceRepr + ValidAsZeroBits>(stream: &Arc<CudaStream>, n: usize)
 }
 
 fn new_cublas(stream: &Arc<CudaStream>) -> Result<CudaBlas> {
-    // SAFETY: only tries to dlopen libcublas; cudarc panics on first use if it is missing.
-    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-        bail!("--matmul cublas needs libcublas.so (CUDA's lib64 folder on LD_LIBRARY_PATH)");
-    }
+    // cudarc panics on first use if libcublas or libcublasLt is missing: find them first
+    super::libs::load(super::libs::CudaLib::Cublas).context("--matmul cublas cannot start")?;
     CudaBlas::new(stream.clone()).context("cannot create a cuBLAS handle")
 }

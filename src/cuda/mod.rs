@@ -7,8 +7,10 @@
 //! - `gpt2.rs`: GPT-2 on the device, composing the kernels exactly as `src/cpu/gpt2.rs` composes the layers.
 //! - `backend.rs`: `CudaBackend`, the `Backend` the training loop drives.
 //!
+//! - `libs.rs`: finding libcuda, libnvrtc and libcublas where CUDA installs them (no LD_LIBRARY_PATH).
+//!
 //! Nothing here needs CUDA at build time: libcuda, libnvrtc and libcublas are opened when first used.
-//! cudarc panics when a library is missing, so `availability` checks for them before anything else.
+//! cudarc panics when a library is missing, so `availability` finds them (`libs::load`) before anything else.
 //!
 //! How this is checked: on a GPU, `tests/cuda.rs` runs every kernel against its CPU twin and whole
 //! training steps against the CPU path (`GPT_REQUIRE_CUDA=1` makes a missing GPU a failure). Without
@@ -20,29 +22,57 @@ pub mod backend;
 pub mod context;
 pub mod gpt2;
 pub mod kernels;
+pub mod libs;
 
 pub use backend::CudaBackend;
 pub use context::{Dev, DeviceBuffer, Gpu, Matmul};
 pub use gpt2::CudaGpt2;
 
-/// Whether CUDA can be used here: `Ok(n)` with the number of devices, or why not. Checks that libcuda
-/// and libnvrtc can be loaded before making any other cudarc call, because cudarc panics (rather
-/// than returning an error) when a library is missing.
+/// Whether CUDA can be used here: `Ok(n)` with the number of devices, or why not. Finds and opens
+/// libcuda and libnvrtc (`libs::load`: where CUDA installs them, no LD_LIBRARY_PATH needed) before
+/// any other cudarc call, because cudarc panics (rather than returning an error) when a library is
+/// missing. A missing library's error names it and every place looked in (`libs::NotFound`).
 pub fn availability() -> Result<usize, String> {
-    // SAFETY: these only try to dlopen the library under its usual names; nothing is called.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err("no NVIDIA driver library (libcuda.so) found".into());
-    }
-    // SAFETY: as above.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("libnvrtc.so (CUDA's runtime compiler, needed to compile the kernels) not found: \
-                    add CUDA's lib64 folder to LD_LIBRARY_PATH"
-            .into());
-    }
+    why_unavailable().map_err(|e| e.to_string())
+}
+
+/// Why CUDA cannot be used here, as `availability`, but keeping a missing library's details:
+/// `--device auto` prints `NotFound::short`, `--device cuda` the whole list.
+pub fn why_unavailable() -> Result<usize, Unavailable> {
+    libs::load(libs::CudaLib::Driver).map_err(Unavailable::Missing)?;
+    libs::load(libs::CudaLib::Nvrtc).map_err(Unavailable::Missing)?;
     match cudarc::driver::CudaContext::device_count() {
-        Ok(0) => Err("the NVIDIA driver is present but sees no GPU".into()),
+        Ok(0) => Err(Unavailable::Other("the NVIDIA driver is present but sees no GPU".into())),
         Ok(n) => Ok(n as usize),
-        Err(e) => Err(format!("the NVIDIA driver could not be initialized: {e}")),
+        Err(e) => Err(Unavailable::Other(format!("the NVIDIA driver could not be initialized: {e}"))),
+    }
+}
+
+/// Why there is no usable GPU.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// A library was not found (the places looked in are listed).
+    Missing(libs::NotFound),
+    /// The libraries are there, but the driver has no device or fails.
+    Other(String),
+}
+
+impl Unavailable {
+    /// One line, for `--device auto` falling back to the CPU.
+    pub fn short(&self) -> String {
+        match self {
+            Unavailable::Missing(e) => e.short(),
+            Unavailable::Other(why) => why.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Missing(e) => write!(f, "{e}"),
+            Unavailable::Other(why) => write!(f, "{why}"),
+        }
     }
 }
 
@@ -54,10 +84,10 @@ pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {
     ctx.mem_get_info().context("cannot read the free GPU memory")
 }
 
-/// Whether libnvrtc can be loaded (all that compiling the kernels needs; no GPU or driver required).
+/// Whether libnvrtc can be found and opened (all that compiling the kernels needs; no GPU or driver
+/// required), looking where `libs::load` looks.
 pub fn nvrtc_available() -> bool {
-    // SAFETY: only tries to dlopen the library.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+    libs::load(libs::CudaLib::Nvrtc).is_ok()
 }
 
 /// A card's peak throughput, for MFU.

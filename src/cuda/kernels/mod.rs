@@ -1,5 +1,5 @@
 //! The kernels of `kernels/`: their sources, embedded in the binary, and their compilation at
-//! start-up with NVRTC for the device's architecture. The launch wrappers live one file per layer,
+//! start-up with NVRTC to a cubin for the device's architecture. The launch wrappers live one file per layer,
 //! each named like the `.cu` file and the CPU file it mirrors, with the CPU twin's signature
 //! (`gpu.layernorm_forward(out, mean, rstd, inp, weight, bias, bt, c)` in `layernorm.rs` does on the
 //! device what `layernorm_forward(out, mean, rstd, inp, weight, bias, bt, c)` in
@@ -14,7 +14,8 @@
 
 use anyhow::{anyhow, Result};
 use cudarc::driver::LaunchConfig;
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+use cudarc::nvrtc::result as nvrtc;
+use std::ffi::CString;
 use std::sync::Mutex;
 
 /// One `.cu` file of `kernels/` and the `extern "C"` kernels it defines.
@@ -80,34 +81,74 @@ pub const SOURCES: [KernelSource; 9] = [
 ];
 
 /// `compile`, remembered for the life of the process: a second `Gpu` (the tests make many) loads the
-/// same PTX without compiling again.
-pub fn compile_cached(source: &KernelSource, arch: &str) -> Result<Ptx> {
-    static CACHE: Mutex<Vec<(&'static str, String, Ptx)>> = Mutex::new(Vec::new());
+/// same cubin without compiling again.
+pub fn compile_cached(source: &KernelSource, arch: &str) -> Result<Vec<u8>> {
+    static CACHE: Mutex<Vec<(&'static str, String, Vec<u8>)>> = Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((_, _, ptx)) = cache.iter().find(|(file, a, _)| *file == source.file && a == arch) {
-        return Ok(ptx.clone());
+    if let Some((_, _, cubin)) = cache.iter().find(|(file, a, _)| *file == source.file && a == arch) {
+        return Ok(cubin.clone());
     }
-    let ptx = compile(source, arch)?;
-    cache.push((source.file, arch.to_string(), ptx.clone()));
-    Ok(ptx)
+    let cubin = compile(source, arch)?;
+    cache.push((source.file, arch.to_string(), cubin.clone()));
+    Ok(cubin)
 }
 
-/// Compiles one kernel file to PTX for `arch` (e.g. "sm_90") with NVRTC. Needs only libnvrtc (no
-/// driver, no GPU); a compile error carries NVRTC's log.
-pub fn compile(source: &KernelSource, arch: &str) -> Result<Ptx> {
-    let opts = CompileOptions {
-        options: vec![format!("--gpu-architecture={arch}")],
-        name: Some(source.file.to_string()),
-        ..Default::default()
-    };
-    compile_ptx_with_opts(source.source, opts).map_err(|e| match e {
-        CompileError::CompileError { log, options, .. } => anyhow!(
-            "NVRTC could not compile kernels/{} for {arch} (options {options:?}):\n{}",
-            source.file,
-            log.to_string_lossy()
-        ),
-        other => anyhow!("NVRTC failed on kernels/{}: {other:?}", source.file),
-    })
+/// Compiles one kernel file with NVRTC to a cubin, machine code for the real architecture `arch`
+/// (e.g. "sm_90", from the card's compute capability), which the driver loads as it is. PTX would
+/// leave the last compile to the driver, which refuses PTX newer than itself
+/// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION when libnvrtc is newer than the driver); a cubin has no such
+/// step. Needs only libnvrtc (no driver, no GPU); a compile error carries NVRTC's log.
+pub fn compile(source: &KernelSource, arch: &str) -> Result<Vec<u8>> {
+    let file = source.file;
+    let src = CString::new(source.source).map_err(|_| anyhow!("kernels/{file} contains a NUL byte"))?;
+    let name = CString::new(file).map_err(|_| anyhow!("the file name {file:?} contains a NUL byte"))?;
+    let prog = nvrtc::create_program(&src, Some(&name))
+        .map_err(|e| anyhow!("NVRTC could not create a program for kernels/{file}: {e}"))?;
+    let options = [format!("--gpu-architecture={arch}")];
+    // SAFETY: `prog` was created above from `src` and `name`, which outlive it, and is destroyed
+    // once, at the end of this block.
+    unsafe {
+        let compiled = match nvrtc::compile_program(prog, &options) {
+            Ok(()) => cubin(prog).map_err(|e| anyhow!("NVRTC compiled kernels/{file} for {arch} but {e}")),
+            Err(e) => Err(anyhow!(
+                "NVRTC could not compile kernels/{file} for {arch} (options {options:?}): {e}\n{}",
+                program_log(prog)
+            )),
+        };
+        let _ = nvrtc::destroy_program(prog);
+        compiled
+    }
+}
+
+/// The cubin of a compiled program.
+///
+/// # Safety
+/// `prog` must be a live, compiled NVRTC program.
+unsafe fn cubin(prog: cudarc::nvrtc::sys::nvrtcProgram) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::sys;
+    let mut size = 0usize;
+    sys::nvrtcGetCUBINSize(prog, &mut size).result().map_err(|e| format!("has no cubin size: {e}"))?;
+    if size == 0 {
+        // what a virtual architecture (compute_90) gives: PTX only
+        return Err("made no cubin (a real architecture such as sm_90 is needed)".into());
+    }
+    let mut bytes = vec![0u8; size];
+    sys::nvrtcGetCUBIN(prog, bytes.as_mut_ptr().cast()).result().map_err(|e| format!("returned no cubin: {e}"))?;
+    Ok(bytes)
+}
+
+/// NVRTC's log of a program, as text.
+///
+/// # Safety
+/// `prog` must be a live NVRTC program.
+unsafe fn program_log(prog: cudarc::nvrtc::sys::nvrtcProgram) -> String {
+    match nvrtc::get_program_log(prog) {
+        Ok(log) => {
+            let bytes: Vec<u8> = log.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+            String::from_utf8_lossy(&bytes).trim_end().to_string()
+        }
+        Err(e) => format!("(no log: {e})"),
+    }
 }
 
 /// Launches kernel `$name` on the GPU's stream with the given config and arguments (local variables:
