@@ -269,44 +269,32 @@ fn matmul_tiled_and_cublas_agree_on_gpt2_sized_layers() {
 #[test]
 fn attention_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
-    // 2 sequences of 13 positions, 3 heads of 8 channels
-    let (b, t, c, nh) = (2, 13, 24, 3);
-    let mut rng = Rng::new(14);
-    let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
-    let dout = random_vec(&mut rng, b * t * c, 1.0);
-    let dinp0 = random_vec(&mut rng, b * t * 3 * c, 1.0);
-    let n_att = b * nh * t * t;
+    // 3 heads of 8 channels at T = 13 (less than one 32-wide tile), one GPT-2 head (64) at T = 71
+    // (three tiles, the last partial), and the largest head (128) at T = 40
+    for (b, t, c, nh) in [(2, 13, 24, 3), (1, 71, 64, 1), (2, 40, 256, 2)] {
+        let mut rng = Rng::new(14);
+        let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
+        let dout = random_vec(&mut rng, b * t * c, 1.0);
+        let dinp0 = random_vec(&mut rng, b * t * 3 * c, 1.0);
+        let n_lse = b * nh * t;
 
-    let (mut out, mut preatt, mut att) = (vec![0.0; b * t * c], vec![0.0; n_att], vec![0.0; n_att]);
-    attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, c, nh);
-    let (mut dinp, mut dpreatt, mut datt) = (dinp0.clone(), vec![0.0; n_att], vec![0.0; n_att]);
-    attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, c, nh);
+        let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; n_lse]);
+        attention_forward(&mut out, &mut lse, &inp, b, t, c, nh);
+        let (mut dinp, mut delta) = (dinp0.clone(), vec![0.0; n_lse]);
+        attention_backward(&mut dinp, &mut delta, &dout, &inp, &out, &lse, b, t, c, nh);
 
-    let (d_out, d_preatt, d_att, d_inp) =
-        (g.alloc(b * t * c).unwrap(), g.alloc(n_att).unwrap(), g.alloc(n_att).unwrap(), dev(&g, &inp));
-    g.attention_forward(d_out.all(), d_preatt.all(), d_att.all(), d_inp.all(), b, t, c, nh).unwrap();
-    let (d_dinp, d_dpreatt, d_datt, d_dout) =
-        (dev(&g, &dinp0), g.alloc(n_att).unwrap(), g.alloc(n_att).unwrap(), dev(&g, &dout));
-    g.attention_backward(
-        d_dinp.all(),
-        d_dpreatt.all(),
-        d_datt.all(),
-        d_dout.all(),
-        d_inp.all(),
-        d_att.all(),
-        b,
-        t,
-        c,
-        nh,
-    )
-    .unwrap();
-    // dot products of 8 channels and softmaxes of up to 13 entries, GPU expf vs Rust exp: 1e-5
-    assert_close("attention out", &host(&g, d_out.all()), &out, 1e-5);
-    assert_close("attention preatt", &host(&g, d_preatt.all()), &preatt, 1e-5);
-    assert_close("attention att", &host(&g, d_att.all()), &att, 1e-5);
-    assert_close("attention dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
-    assert_close("attention dpreatt", &host(&g, d_dpreatt.all()), &dpreatt, 1e-5);
-    assert_close("attention datt", &host(&g, d_datt.all()), &datt, 1e-5);
+        let (d_out, d_lse, d_inp) = (g.alloc(b * t * c).unwrap(), g.alloc(n_lse).unwrap(), dev(&g, &inp));
+        g.attention_forward(d_out.all(), d_lse.all(), d_inp.all(), b, t, c, nh).unwrap();
+        let (d_dinp, d_delta, d_dout) = (dev(&g, &dinp0), g.alloc(n_lse).unwrap(), dev(&g, &dout));
+        g.attention_backward(d_dinp.all(), d_delta.all(), d_dout.all(), d_inp.all(), d_out.all(), d_lse.all(), b, t, c, nh)
+            .unwrap();
+        // dot products of up to 128 channels and softmaxes of up to 71 entries, GPU expf vs Rust exp,
+        // in tiles vs one key at a time: 1e-5
+        assert_close("attention out", &host(&g, d_out.all()), &out, 1e-5);
+        assert_close("attention lse", &host(&g, d_lse.all()), &lse, 1e-5);
+        assert_close("attention delta", &host(&g, d_delta.all()), &delta, 1e-5);
+        assert_close("attention dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
+    }
 }
 
 #[test]

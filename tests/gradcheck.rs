@@ -130,44 +130,29 @@ const ATTENTION_TOLERANCE: f64 = 5e-5;
 
 #[test]
 fn attention_backward_matches_finite_differences() {
+    // T = 5 positions, 2 heads of 3 channels
     let (b, t, c, nh) = (2, 5, 6, 2);
     let mut rng = Rng::new(3);
     let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
     let r = random_vec(&mut rng, b * t * c, 1.0);
-    let att_size = b * nh * t * t;
     let mut failures = Failures::default();
     for kernels in KERNELS {
         let (forward, backward) = kernels.attention();
         let run = |inp: &[f32]| {
-            let (mut out, mut preatt, mut att) = (vec![0.0; b * t * c], vec![0.0; att_size], vec![0.0; att_size]);
-            forward(&mut out, &mut preatt, &mut att, inp, b, t, c, nh);
-            (weighted_sum(&out, &r), att)
+            let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+            forward(&mut out, &mut lse, inp, b, t, c, nh);
+            (weighted_sum(&out, &r), out, lse)
         };
-        let (_, att) = run(&inp);
+        let (_, out, lse) = run(&inp);
         let numeric = [numeric_gradient(inp.len(), 1e-2, |i, d| run(&nudge(&inp, i, d)).0)];
         let layer = format!("attention ({kernels:?}): causal self-attention");
         failures.merge(check_backward(&layer, &["qkv"], &numeric, ATTENTION_TOLERANCE, |g| {
-            // dpreatt and datt are scratch that the backward overwrites: garbage must not matter
-            let (mut dpreatt, mut datt) = (vec![7.0; att_size], vec![-3.0; att_size]);
-            attention_backward_into(backward, &mut g[0], &mut dpreatt, &mut datt, &r, &inp, &att, (b, t, c, nh));
+            // delta is scratch that the backward overwrites: garbage must not matter
+            let mut delta = vec![7.0; b * nh * t];
+            backward(&mut g[0], &mut delta, &r, &inp, &out, &lse, b, t, c, nh);
         }));
     }
     failures.assert_none();
-}
-
-/// Calls an attention backward with the shape as one tuple (keeps the closure above readable).
-#[allow(clippy::too_many_arguments)]
-fn attention_backward_into(
-    backward: gpt2::cpu::gpt2::AttentionBackward,
-    dinp: &mut [f32],
-    dpreatt: &mut [f32],
-    datt: &mut [f32],
-    dout: &[f32],
-    inp: &[f32],
-    att: &[f32],
-    (b, t, c, nh): (usize, usize, usize, usize),
-) {
-    backward(dinp, dpreatt, datt, dout, inp, att, b, t, c, nh);
 }
 
 /// Measured: 4.5e-6 (readable) and 5.5e-6 (fast), over inputs in [-4, 4] where the tanh bends.

@@ -44,14 +44,14 @@ impl Gpu {
         matmul_backward(dinp.host(), dweight.host(), dbias.map(|b| b.host()), dout.host(), inp.host(), weight.host(), bt, c, oc);
         Ok(())
     }
-    pub fn attention_forward(&self, out: Dev<f32>, preatt: Dev<f32>, att: Dev<f32>, inp: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
-        assert!(preatt.len() == b * nh * t * t);
-        attention_forward(out.host(), preatt.host(), att.host(), inp.host(), b, t, c, nh);
+    pub fn attention_forward(&self, out: Dev<f32>, lse: Dev<f32>, inp: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
+        assert!(lse.len() == b * nh * t && out.len() == b * t * c && inp.len() == b * t * 3 * c);
+        attention_forward(out.host(), lse.host(), inp.host(), b, t, c, nh);
         Ok(())
     }
-    pub fn attention_backward(&self, dinp: Dev<f32>, dpreatt: Dev<f32>, datt: Dev<f32>, dout: Dev<f32>, inp: Dev<f32>, att: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
-        assert!(dpreatt.len() == b * nh * t * t && datt.len() == b * nh * t * t && att.len() == b * nh * t * t && inp.len() == b * t * 3 * c && dout.len() == b * t * c);
-        attention_backward(dinp.host(), dpreatt.host(), datt.host(), dout.host(), inp.host(), att.host(), b, t, c, nh);
+    pub fn attention_backward(&self, dinp: Dev<f32>, delta: Dev<f32>, dout: Dev<f32>, inp: Dev<f32>, out: Dev<f32>, lse: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
+        assert!(delta.len() == b * nh * t && lse.len() == b * nh * t && inp.len() == b * t * 3 * c && dout.len() == b * t * c && out.len() == b * t * c);
+        attention_backward(dinp.host(), delta.host(), dout.host(), inp.host(), out.host(), lse.host(), b, t, c, nh);
         Ok(())
     }
     pub fn gelu_forward(&self, out: Dev<f32>, inp: Dev<f32>) -> Result<()> {

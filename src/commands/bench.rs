@@ -141,11 +141,10 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
 
     // attention, once per layer
     let (qkv, dout) = (rand(bt * 3 * c), rand(bt * c));
-    let (mut out, mut preatt, mut att) = (vec![0.0; bt * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
-    let (mut dqkv, mut dpreatt, mut datt) =
-        (vec![0.0; bt * 3 * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
-    let fwd = l as f64 * time_ms(reps, || att_fwd(&mut out, &mut preatt, &mut att, &qkv, b, t, c, nh));
-    let bwd = l as f64 * time_ms(reps, || att_bwd(&mut dqkv, &mut dpreatt, &mut datt, &dout, &qkv, &att, b, t, c, nh));
+    let (mut out, mut lse) = (vec![0.0; bt * c], vec![0.0; b * nh * t]);
+    let (mut dqkv, mut delta) = (vec![0.0; bt * 3 * c], vec![0.0; b * nh * t]);
+    let fwd = l as f64 * time_ms(reps, || att_fwd(&mut out, &mut lse, &qkv, b, t, c, nh));
+    let bwd = l as f64 * time_ms(reps, || att_bwd(&mut dqkv, &mut delta, &dout, &qkv, &out, &lse, b, t, c, nh));
     rows.push(("attention", fwd, bwd));
 
     // layernorm: 2 per layer plus the final one

@@ -38,9 +38,9 @@ dev_views!(
     [wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb]
 );
 dev_views!(
-    /// The 23 activation tensors (or their gradients) on the device.
-    DevActivations, 23,
-    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, preatt, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
+    /// The 22 activation tensors (or their gradients) on the device.
+    DevActivations, 22,
+    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, residual2, ln2, ln2_mean, ln2_rstd,
      fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
 );
 
@@ -216,7 +216,7 @@ impl CudaGpt2 {
             let (l_ln1, l_ln1_mean, l_ln1_rstd) =
                 (at_mut(a.ln1, l, nl), at_mut(a.ln1_mean, l, nl), at_mut(a.ln1_rstd, l, nl));
             let (l_qkv, l_atty) = (at_mut(a.qkv, l, nl), at_mut(a.atty, l, nl));
-            let (l_preatt, l_att) = (at_mut(a.preatt, l, nl), at_mut(a.att, l, nl));
+            let l_att_lse = at_mut(a.att_lse, l, nl);
             let (l_attproj, l_residual2) = (at_mut(a.attproj, l, nl), at_mut(a.residual2, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) =
                 (at_mut(a.ln2, l, nl), at_mut(a.ln2_mean, l, nl), at_mut(a.ln2_rstd, l, nl));
@@ -228,8 +228,8 @@ impl CudaGpt2 {
             gpu.layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, bt, c)?;
             // qkv (B,T,3C) <- ln1 (B,T,C) @ qkvw^T (3C,C) + qkvb (3C)
             gpu.matmul_forward(l_qkv, l_ln1, l_qkvw, Some(l_qkvb), bt, c, 3 * c)?;
-            // atty (B,T,C), preatt and att (B,NH,T,T) <- qkv (B,T,3C)
-            gpu.attention_forward(l_atty, l_preatt, l_att, l_qkv, b, t, c, nh)?;
+            // atty (B,T,C), att_lse (B,NH,T) <- qkv (B,T,3C)
+            gpu.attention_forward(l_atty, l_att_lse, l_qkv, b, t, c, nh)?;
             // attproj (B,T,C) <- atty (B,T,C) @ attprojw^T (C,C) + attprojb (C)
             gpu.matmul_forward(l_attproj, l_atty, l_attprojw, Some(l_attprojb), bt, c, c)?;
             // residual2 (B,T,C) = residual + attproj
@@ -315,7 +315,7 @@ impl CudaGpt2 {
         // [twin: backward]
         // Activation gradients start from zero each backward (parameter gradients accumulate across
         // micro-batches). Only those the layers add into need zeroing: attention overwrites its
-        // dpreatt and datt, and probs, the means and the rstds get no gradient.
+        // delta scratch, and probs, the means and the rstds get no gradient.
         for grad in [
             ga.encoded,
             ga.ln1,
@@ -362,13 +362,13 @@ impl CudaGpt2 {
 
             // this block's activations, saved by the forward pass
             let (l_ln1, l_ln1_mean, l_ln1_rstd) = (at(a.ln1, l, nl), at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
-            let (l_qkv, l_atty, l_att) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att, l, nl));
+            let (l_qkv, l_atty, l_att_lse) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att_lse, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) = (at(a.ln2, l, nl), at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
             let (l_residual2, l_fch, l_fch_gelu) = (at(a.residual2, l, nl), at(a.fch, l, nl), at(a.fch_gelu, l, nl));
 
             // and their gradients
             let (dl_ln1, dl_qkv, dl_atty) = (at_mut(ga.ln1, l, nl), at_mut(ga.qkv, l, nl), at_mut(ga.atty, l, nl));
-            let (dl_preatt, dl_att) = (at_mut(ga.preatt, l, nl), at_mut(ga.att, l, nl));
+            let dl_delta = at_mut(ga.att_lse, l, nl);
             let (dl_attproj, dl_residual2) = (at_mut(ga.attproj, l, nl), at_mut(ga.residual2, l, nl));
             let (dl_ln2, dl_fch) = (at_mut(ga.ln2, l, nl), at_mut(ga.fch, l, nl));
             let (dl_fch_gelu, dl_fcproj) = (at_mut(ga.fch_gelu, l, nl), at_mut(ga.fcproj, l, nl));
@@ -411,8 +411,8 @@ impl CudaGpt2 {
             gpu.residual_backward(dresidual, dl_attproj, dl_residual2)?;
             // datty (B,T,C), dattprojw (C,C), dattprojb (C) += from dattproj (B,T,C)
             gpu.matmul_backward(dl_atty, dl_attprojw, Some(dl_attprojb), dl_attproj, l_atty, l_attprojw, bt, c, c)?;
-            // dqkv (B,T,3C) += from datty (B,T,C), through datt and dpreatt (B,NH,T,T)
-            gpu.attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, b, t, c, nh)?;
+            // dqkv (B,T,3C) += from datty (B,T,C), the scores recomputed from qkv and att_lse (delta: scratch)
+            gpu.attention_backward(dl_qkv, dl_delta, dl_atty, l_qkv, l_atty, l_att_lse, b, t, c, nh)?;
             // dln1 (B,T,C), dqkvw (3C,C), dqkvb (3C) += from dqkv (B,T,3C)
             gpu.matmul_backward(dl_ln1, dl_qkvw, Some(dl_qkvb), dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c)?;
             // dresidual (B,T,C), dln1w and dln1b (C) += from dln1 (B,T,C)

@@ -128,15 +128,14 @@ impl ParamLayout {
 }
 
 /// The activations the forward pass keeps for the backward pass, llm.c's 23 tensors.
-pub const ACTIVATION_NAMES: [&str; 23] = [
+pub const ACTIVATION_NAMES: [&str; 22] = [
     "encoded",
     "ln1",
     "ln1_mean",
     "ln1_rstd",
     "qkv",
     "atty",
-    "preatt",
-    "att",
+    "att_lse",
     "attproj",
     "residual2",
     "ln2",
@@ -155,13 +154,13 @@ pub const ACTIVATION_NAMES: [&str; 23] = [
 ];
 
 /// Sizes of the activation tensors for a batch of B sequences of T tokens.
-pub fn activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 23] {
+pub fn activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 22] {
     checked_activation_sizes(cfg, b, t)
         .expect("activation sizes overflow: check the batch with checked_activation_sizes first")
 }
 
 /// `activation_sizes`, or `None` when a size or their sum does not fit a usize (a huge --batch).
-pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option<[usize; 23]> {
+pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option<[usize; 22]> {
     let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
     // the number of elements of a tensor of this shape
     let n = |shape: &[usize]| shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
@@ -172,8 +171,7 @@ pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option
         n(&[l, b, t])?,        // ln1_rstd (L, B, T)
         n(&[l, b, t, 3, c])?,  // qkv (L, B, T, 3C)
         n(&[l, b, t, c])?,     // atty (L, B, T, C)
-        n(&[l, b, nh, t, t])?, // preatt (L, B, NH, T, T)
-        n(&[l, b, nh, t, t])?, // att (L, B, NH, T, T)
+        n(&[l, b, nh, t])?,    // att_lse (L, B, NH, T)
         n(&[l, b, t, c])?,     // attproj (L, B, T, C)
         n(&[l, b, t, c])?,     // residual2 (L, B, T, C)
         n(&[l, b, t, c])?,     // ln2 (L, B, T, C)
@@ -198,7 +196,7 @@ pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option
 flat_views!(
     /// The activations (or their gradients) as named slices.
     ActivationViews, &'a mut [f32], split_at_mut,
-    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, preatt, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
+    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, residual2, ln2, ln2_mean, ln2_rstd,
      fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
 );
 

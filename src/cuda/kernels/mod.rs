@@ -54,7 +54,7 @@ pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         file: "attention.cu",
         source: include_str!("../../../kernels/attention.cu"),
-        kernels: &["attention_forward", "attention_backward_datt", "attention_backward_dq", "attention_backward_dkv"],
+        kernels: &["attention_forward", "attention_backward_delta", "attention_backward_dkv", "attention_backward_dq"],
     },
     KernelSource {
         file: "gelu.cu",
