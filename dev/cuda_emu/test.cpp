@@ -197,15 +197,17 @@ void test_elementwise() {
 }
 
 void test_softmax(int BT, int Vv, int Vp) {
-    V logits = rnd(BT*Vp, 5), dl = rnd(BT, 1), dlog0 = rnd(BT*Vp, 1); auto tg = toks(BT, Vv);
-    V rp(BT*Vp), rl(BT);
-    for (int r = 0; r < BT; r++) { float mx = -INFINITY; for (int i = 0; i < Vv; i++) mx = std::max(mx, logits[r*Vp+i]); float s = 0; for (int i = 0; i < Vv; i++) { rp[r*Vp+i] = std::exp(logits[r*Vp+i]-mx); s += rp[r*Vp+i]; } for (int i = 0; i < Vv; i++) rp[r*Vp+i] /= s; rl[r] = -std::log(rp[r*Vp+tg[r]]); }
-    V p(BT*Vp, 3.f), l(BT);
-    emu_launch(sm::softmax_forward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, p.data(), logits.data(), BT, Vv, Vp); check("softmax probs", p, rp, 1e-5);
-    emu_launch(sm::crossentropy_forward, g1(BT, CROSSENTROPY_BLOCK), b1(CROSSENTROPY_BLOCK), 0, l.data(), p.data(), tg.data(), BT, Vp); check("crossentropy losses", l, rl, 1e-5);
-    V dlog = dlog0, rdl = dlog0;
-    for (int r = 0; r < BT; r++) for (int j = 0; j < Vv; j++) rdl[r*Vp+j] += (rp[r*Vp+j] - (j == (int)tg[r] ? 1.f : 0.f)) * dl[r];
-    emu_launch(sm::crossentropy_softmax_backward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, dlog.data(), dl.data(), p.data(), tg.data(), BT, Vv, Vp); check("crossentropy dlogits", dlog, rdl, 1e-5);
+    V logits = rnd(BT*Vp, 5), dl = rnd(BT, 1); auto tg = toks(BT, Vv);
+    V rp(BT*Vp), rl(BT), rlse(BT);
+    for (int r = 0; r < BT; r++) { float mx = -INFINITY; for (int i = 0; i < Vv; i++) mx = std::max(mx, logits[r*Vp+i]); float s = 0; for (int i = 0; i < Vv; i++) { rp[r*Vp+i] = std::exp(logits[r*Vp+i]-mx); s += rp[r*Vp+i]; } for (int i = 0; i < Vv; i++) rp[r*Vp+i] /= s; rl[r] = -std::log(rp[r*Vp+tg[r]]); rlse[r] = mx + std::log(s); }
+    V l(BT, 3.f), lse(BT, 3.f);
+    emu_launch(sm::crossentropy_forward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, l.data(), lse.data(), logits.data(), tg.data(), BT, Vv, Vp);
+    check("crossentropy losses", l, rl, 1e-5); check("crossentropy lse", lse, rlse, 1e-5);
+    // the gradient from the stored probabilities, against the kernel's, written over the logits
+    V rdl(BT*Vp, 0.f);
+    for (int r = 0; r < BT; r++) for (int j = 0; j < Vv; j++) rdl[r*Vp+j] = (rp[r*Vp+j] - (j == (int)tg[r] ? 1.f : 0.f)) * dl[r];
+    V dlog = logits;
+    emu_launch(sm::crossentropy_softmax_backward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, dlog.data(), dl.data(), rlse.data(), tg.data(), BT, Vv, Vp); check("crossentropy dlogits (over the logits)", dlog, rdl, 1e-5);
 }
 
 void test_optim() {

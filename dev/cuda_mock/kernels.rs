@@ -70,18 +70,14 @@ impl Gpu {
         residual_backward(dinp1.host(), dinp2.host(), dout.host());
         Ok(())
     }
-    pub fn softmax_forward(&self, probs: Dev<f32>, logits: Dev<f32>, bt: usize, v: usize, vp: usize) -> Result<()> {
-        softmax_forward(probs.host(), logits.host(), bt, v, vp);
+    pub fn crossentropy_forward(&self, losses: Dev<f32>, lse: Dev<f32>, logits: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
+        assert!(targets.len() == bt && logits.len() == bt * vp && lse.len() == bt);
+        crossentropy_forward(losses.host(), lse.host(), logits.host(), targets.host(), bt, v, vp);
         Ok(())
     }
-    pub fn crossentropy_forward(&self, losses: Dev<f32>, probs: Dev<f32>, targets: Dev<u32>, bt: usize, vp: usize) -> Result<()> {
-        assert!(targets.len() == bt && probs.len() == bt * vp);
-        crossentropy_forward(losses.host(), probs.host(), targets.host(), bt, vp);
-        Ok(())
-    }
-    pub fn crossentropy_softmax_backward(&self, dlogits: Dev<f32>, dlosses: Dev<f32>, probs: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
-        assert!(dlosses.len() == bt && targets.len() == bt && probs.len() == bt * vp);
-        crossentropy_softmax_backward(dlogits.host(), dlosses.host(), probs.host(), targets.host(), bt, v, vp);
+    pub fn crossentropy_softmax_backward(&self, logits: Dev<f32>, dlosses: Dev<f32>, lse: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
+        assert!(dlosses.len() == bt && targets.len() == bt && lse.len() == bt && logits.len() == bt * vp);
+        crossentropy_softmax_backward(logits.host(), dlosses.host(), lse.host(), targets.host(), bt, v, vp);
         Ok(())
     }
     pub fn adamw_update(&self, params: Dev<f32>, grads: Dev<f32>, m: Dev<f32>, v: Dev<f32>, lr: f32, beta1: f32, beta2: f32, beta1_correction: f32, beta2_correction: f32, eps: f32, weight_decay: f32, grad_scale: f32) -> Result<()> {

@@ -31,15 +31,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// out (B, T, C) and lse (B, NH, T), the log-sum-exp of each row's scores, from inp (B, T, 3C).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward(
-    out: &mut [f32],
-    lse: &mut [f32],
-    inp: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
+pub fn attention_forward(out: &mut [f32], lse: &mut [f32], inp: &[f32], b: usize, t: usize, c: usize, nh: usize) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     assert_eq!(inp.len(), b * t * 3 * c);

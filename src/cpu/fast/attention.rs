@@ -16,15 +16,7 @@ use rayon::prelude::*;
 
 /// out (B, T, C) and lse (B, NH, T) from inp (B, T, 3C). Same as `cpu::attention::attention_forward`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward(
-    out: &mut [f32],
-    lse: &mut [f32],
-    inp: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
+pub fn attention_forward(out: &mut [f32], lse: &mut [f32], inp: &[f32], b: usize, t: usize, c: usize, nh: usize) {
     assert_eq!(inp.len(), b * t * 3 * c);
     assert_eq!(out.len(), b * t * c);
     assert_eq!(lse.len(), b * nh * t);

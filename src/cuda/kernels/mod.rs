@@ -69,7 +69,7 @@ pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         file: "softmax_crossentropy.cu",
         source: include_str!("../../../kernels/softmax_crossentropy.cu"),
-        kernels: &["softmax_forward", "crossentropy_forward", "crossentropy_softmax_backward"],
+        kernels: &["crossentropy_forward", "crossentropy_softmax_backward"],
     },
     KernelSource { file: "adamw.cu", source: include_str!("../../../kernels/adamw.cu"), kernels: &["adamw_update"] },
     KernelSource {
