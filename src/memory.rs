@@ -310,8 +310,10 @@ mod tests {
             MemoryPlan::new(&cfg, 2, 1024, p).unwrap().total_bytes()
                 - MemoryPlan::new(&cfg, 1, 1024, p).unwrap().total_bytes()
         };
-        let w = 2; // bf16
-        let acts = tokens * (l * (16 * c * w + (4 + nh) * 4) + 2 * c * w + 3 * c * w + 2 * 4 + vp * w + 2 * 4);
+        // bf16; outside the blocks: encoded, lnf, one block's attproj and fcproj, lnf's statistics,
+        // the logits, their log-sum-exp and the loss
+        let w = 2;
+        let acts = tokens * (l * (16 * c * w + (4 + nh) * 4) + 4 * c * w + 2 * 4 + vp * w + 2 * 4);
         let grads = tokens * (17 * c * w + 2 * c * w) + tokens * (nh * 4 + 4);
         let tokens_ids = tokens * 8;
         assert_eq!(per_seq(Precision::Bf16), acts + grads + tokens_ids);
