@@ -168,8 +168,13 @@ fn backward_batch(
                 }
                 let ds = p * (dp - delta_b[row]) * scale;
                 // dq and dk are disjoint ranges of dinp_b (query vs key part): split to borrow both
-                let (lo, hi) = dinp_b.split_at_mut(k_off);
-                let (dq, dk) = (&mut lo[q_off..q_off + hs], &mut hi[..hs]);
+                let (dq, dk) = if q_off < k_off {
+                    let (lo, hi) = dinp_b.split_at_mut(k_off);
+                    (&mut lo[q_off..q_off + hs], &mut hi[..hs])
+                } else {
+                    let (lo, hi) = dinp_b.split_at_mut(q_off);
+                    (&mut hi[..hs], &mut lo[k_off..k_off + hs])
+                };
                 let (q, k) = (&inp_b[q_off..q_off + hs], &inp_b[k_off..k_off + hs]);
                 for i in 0..hs {
                     dq[i] += ds * k[i];
