@@ -28,25 +28,23 @@ fn bench_attention(crit: &mut Criterion) {
     let (b, t, nh) = (4, 64, 12);
     let inp: Vec<f32> = (0..b * t * 3 * C).map(|i| ((i % 997) as f32 - 498.0) / 500.0).collect();
     let dout = vec![0.01f32; b * t * C];
-    let mut out = vec![0.0f32; b * t * C];
-    let (mut preatt, mut att) = (vec![0.0f32; b * nh * t * t], vec![0.0f32; b * nh * t * t]);
-    let (mut dinp, mut dpreatt, mut datt) =
-        (vec![0.0f32; b * t * 3 * C], vec![0.0f32; b * nh * t * t], vec![0.0f32; b * nh * t * t]);
+    let (mut out, mut lse) = (vec![0.0f32; b * t * C], vec![0.0f32; b * nh * t]);
+    attention::attention_forward(&mut out, &mut lse, &inp, b, t, C, nh);
+    let (mut dinp, mut delta) = (vec![0.0f32; b * t * 3 * C], vec![0.0f32; b * nh * t]);
+    let mut scratch = (vec![0.0f32; b * t * C], vec![0.0f32; b * nh * t]);
     let mut group = crit.benchmark_group("attention_B4_T64_NH12");
     group.warm_up_time(Duration::from_millis(500));
     group.bench_function("forward/readable", |bn| {
-        bn.iter(|| attention::attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, C, nh))
+        bn.iter(|| attention::attention_forward(&mut scratch.0, &mut scratch.1, &inp, b, t, C, nh))
     });
     group.bench_function("forward/fast", |bn| {
-        bn.iter(|| fast::attention::attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, C, nh))
+        bn.iter(|| fast::attention::attention_forward(&mut scratch.0, &mut scratch.1, &inp, b, t, C, nh))
     });
     group.bench_function("backward/readable", |bn| {
-        bn.iter(|| attention::attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, C, nh))
+        bn.iter(|| attention::attention_backward(&mut dinp, &mut delta, &dout, &inp, &out, &lse, b, t, C, nh))
     });
     group.bench_function("backward/fast", |bn| {
-        bn.iter(|| {
-            fast::attention::attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, C, nh)
-        })
+        bn.iter(|| fast::attention::attention_backward(&mut dinp, &mut delta, &dout, &inp, &out, &lse, b, t, C, nh))
     });
     group.finish();
 }

@@ -1,172 +1,272 @@
-// Causal multi-head self-attention (https://arxiv.org/abs/1706.03762), GPT-2 style.
-// Twin: src/cpu/attention.rs.
+// Causal multi-head self-attention (https://arxiv.org/abs/1706.03762), GPT-2 style, computed the
+// flash-attention way (https://arxiv.org/abs/2205.14135; the backward as in FlashAttention-2,
+// https://arxiv.org/abs/2307.08691). Twin: src/cpu/attention.rs, which explains the math.
 //
 // The input is the qkv projection (B, T, 3C): for each position, its query, key and value vectors
-// side by side, each of C channels split into NH heads of hs = C/NH channels. For each head,
-// position t attends to positions 0..=t (causal): its weights are softmax(q_t . k_t2 / sqrt(hs)),
-// and its output is the weighted sum of the values. preatt and att (B, NH, T, T) keep the scores
-// before and after the softmax for the backward pass; entries above the diagonal are 0.
+// side by side, each of C channels split into NH heads of hs = C/NH channels. The forward writes the
+// output out (B, T, C) and one number per row, lse (B, NH, T): the log-sum-exp of the row's scores,
+// from which every weight is recomputed as p = exp(s - lse). No (T, T) matrix exists anywhere.
 //
-// These are the simple kernels: one thread per row of the (T, T) attention matrix, doing what the
-// CPU loop body does. Every thread writes only its own rows, so no atomics are needed and the
-// results do not depend on scheduling. Neighbouring threads of a warp handle neighbouring positions
-// of the same head, so when they loop over the other positions together they read the same key or
-// value vector (one broadcast load for the warp); each thread keeps its own vector (query, output
-// accumulator, ...) in a local array of MAX_HS floats, which needs hs = C/NH <= MAX_HS (64 in
-// every GPT-2 size; src/cuda/kernels/attention.rs checks, with ATTENTION_MAX_HS = MAX_HS).
+// How the work is cut (the tile sizes are the consts of src/cuda/kernels/attention.rs):
+// - A block loads tiles of 32 (ATTENTION_TILE, one per lane of a warp) keys and values, or queries
+//   and output gradients, into shared memory, and ATTENTION_WARPS warps use each tile: that reuse
+//   is what the shared memory buys.
+// - Inside a warp, the 32 lanes first take one tile entry each (lane j: the score of key j, a dot
+//   product over hs channels read from shared memory), then the channels (lane j: channels j, j+32,
+//   j+64, j+96), broadcasting the 32 scalars with __shfl_sync. So each thread keeps hs/32 <= 4
+//   accumulators per vector in registers (float[MAX_HS / 32]), never a whole head.
+// - Tiles in shared memory are (32, MAX_HS + 1): a row stride of 129 floats puts the 32 rows a warp
+//   reads at the same column in 32 different banks (a stride of 64 or 128 would put them all in one).
+// - The backward, per head: attention_backward_delta computes delta = rowsum(dout * out);
+//   attention_backward_dkv gives each warp one key and walks the query tiles that see it, summing dk
+//   and dv; attention_backward_dq gives each warp one query and walks the key tiles it sees, summing
+//   dq. Each number of dinp is summed by one thread in a fixed order: no atomics, the same result
+//   every run. The scores are recomputed in both (FlashAttention-2 does it once and adds dq with
+//   atomics; recomputing is the deterministic choice).
+// Every tile loop masks positions past T and keys after the query (causal), so T need not be a
+// multiple of 32. A later version moves the two dot-product loops onto tensor cores (mma.sync)
+// with the same tiles.
 
-#define MAX_HS 128
+// The sizes src/cuda/kernels/attention.rs also states (dev/cuda_emu checks that they agree).
+#define MAX_HS 128   // ATTENTION_MAX_HS: the largest head size
+#define ATT_TILE 32  // ATTENTION_TILE: keys (or queries) per tile, one per lane of a warp
+#define ATT_WARPS 8  // ATTENTION_WARPS: warps per block, one query (or key) each
+#define ATT_PER_LANE (MAX_HS / ATT_TILE)  // channels of a head per lane
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, offset));
+    return v;
+}
 
 // The offset of the query (part 0), key (1) or value (2) vector of head h at position (b, t) in inp (B, T, 3C).
 __device__ __forceinline__ size_t qkv_offset(int b, int t, int part, int h, int T, int C, int hs) {
     return ((size_t)b * T + t) * 3 * C + (size_t)part * C + (size_t)h * hs;
 }
 
-// out (B, T, C), preatt (B, NH, T, T), att (B, NH, T, T) from inp (B, T, 3C).
-// One thread per (b, h, t1), t1 the fastest-moving index.
-extern "C" __global__ void attention_forward(float* out, float* preatt, float* att, const float* inp, int B, int T,
-                                             int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) return;
-    int t1 = idx % T;
-    int h = (idx / T) % NH;
-    int b = idx / T / NH;
+// Loads rows first..first+ATT_TILE-1 of one head's q, k or v (part 0, 1, 2) into tile (ATT_TILE, MAX_HS + 1);
+// rows past T are zero. All threads of the block take part.
+__device__ void load_qkv_tile(float (*tile)[MAX_HS + 1], const float* inp, int b, int first, int part, int h, int T,
+                              int C, int hs) {
+    for (int i = threadIdx.x; i < ATT_TILE * hs; i += blockDim.x) {
+        int r = i / hs, ch = i % hs;
+        int t = first + r;
+        tile[r][ch] = t < T ? inp[qkv_offset(b, t, part, h, T, C, hs) + ch] : 0.0f;
+    }
+}
+
+// The same for a (B, T, C) tensor (out or dout), head h.
+__device__ void load_btc_tile(float (*tile)[MAX_HS + 1], const float* x, int b, int first, int h, int T, int C,
+                              int hs) {
+    for (int i = threadIdx.x; i < ATT_TILE * hs; i += blockDim.x) {
+        int r = i / hs, ch = i % hs;
+        int t = first + r;
+        tile[r][ch] = t < T ? x[((size_t)b * T + t) * C + (size_t)h * hs + ch] : 0.0f;
+    }
+}
+
+// out (B, T, C) and lse (B, NH, T) from inp (B, T, 3C).
+// Grid (ceil(T / ATTENTION_WARPS), B * NH), ATTENTION_WARPS warps a block, one query row a warp.
+// Each warp keeps its row's running maximum m, sum l and (unnormalized) output o, as the CPU does,
+// and updates them once per tile of 32 keys (the online softmax).
+extern "C" __global__ void attention_forward(float* out, float* lse, const float* inp, int B, int T, int C, int NH) {
+    __shared__ float q_s[ATT_WARPS][MAX_HS];  // this block's query rows
+    __shared__ float k_s[ATT_TILE][MAX_HS + 1];
+    __shared__ float v_s[ATT_TILE][MAX_HS + 1];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    float* preatt_row = preatt + idx * T;  // row t1 of the (b, h) matrix
-    float* att_row = att + idx * T;
-    float q[MAX_HS];  // this position's query
-    const float* q_global = inp + qkv_offset(b, t1, 0, h, T, C, hs);
-    for (int i = 0; i < hs; i++) q[i] = q_global[i];
-
-    // pass 1: scores q.k / sqrt(hs) and their maximum
-    float maxval = __int_as_float(0xff800000);  // -infinity
-    for (int t2 = 0; t2 <= t1; t2++) {
-        const float* k = inp + qkv_offset(b, t2, 1, h, T, C, hs);
-        float dot = 0.0f;
-        for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-        float score = dot * scale;
-        preatt_row[t2] = score;
-        maxval = fmaxf(maxval, score);
+    int first_row = blockIdx.x * ATT_WARPS;
+    int row = first_row + warp;  // this warp's query position (may be >= T: then it only helps load)
+    for (int i = threadIdx.x; i < ATT_WARPS * hs; i += blockDim.x) {
+        int r = first_row + i / hs;
+        q_s[i / hs][i % hs] = r < T ? inp[qkv_offset(b, r, 0, h, T, C, hs) + i % hs] : 0.0f;
     }
-    // pass 2: exponentiate (minus the max, for stability) and sum
-    float expsum = 0.0f;
-    for (int t2 = 0; t2 <= t1; t2++) {
-        float e = expf(preatt_row[t2] - maxval);
-        att_row[t2] = e;
-        expsum += e;
-    }
-    // pass 3: normalize to get the softmax; the future stays 0 (causal mask)
-    for (int t2 = 0; t2 < T; t2++) {
-        if (t2 <= t1) {
-            att_row[t2] = att_row[t2] / expsum;
-        } else {
-            att_row[t2] = 0.0f;
-            preatt_row[t2] = 0.0f;
+    float m = NEG_INF, l = 0.0f;
+    float o[ATT_PER_LANE];  // channels lane, lane + 32, ... of the output
+    for (int k = 0; k < ATT_PER_LANE; k++) o[k] = 0.0f;
+    // the keys this block's last row sees: 0 ..= imin(T - 1, first_row + ATTENTION_WARPS - 1)
+    int last_key = imin(T - 1, first_row + ATT_WARPS - 1);
+    for (int first_key = 0; first_key <= last_key; first_key += ATT_TILE) {
+        __syncthreads();  // everyone is done with the previous tile
+        load_qkv_tile(k_s, inp, b, first_key, 1, h, T, C, hs);
+        load_qkv_tile(v_s, inp, b, first_key, 2, h, T, C, hs);
+        __syncthreads();
+        // lane j: the score of key first_key + j, or -inf where it is masked (future or past T)
+        int key = first_key + lane;
+        bool valid = row < T && key <= row;
+        float s = 0.0f;
+        for (int i = 0; i < hs; i++) s += q_s[warp][i] * k_s[lane][i];
+        s = valid ? s * scale : NEG_INF;
+        // the online softmax: a new maximum rescales what was summed so far
+        float m_new = fmaxf(m, warp_max(s));
+        float correction = m_new == NEG_INF ? 1.0f : expf(m - m_new);  // expf(-inf) = 0 the first time
+        float p = valid ? expf(s - m_new) : 0.0f;
+        l = l * correction + warp_sum(p);
+        for (int k = 0; k < ATT_PER_LANE; k++) o[k] *= correction;
+        // o += sum over the tile's keys j of p_j v_j: lane j broadcasts its p_j
+        for (int j = 0; j < ATT_TILE; j++) {
+            float pj = __shfl_sync(0xffffffff, p, j);
+            for (int k = 0; k < ATT_PER_LANE; k++) {
+                int ch = lane + 32 * k;
+                if (ch < hs) o[k] += pj * v_s[j][ch];
+            }
         }
+        m = m_new;
     }
-    // pass 4: out = att @ v for this head's hs channels of position t1
-    float acc[MAX_HS];
-    for (int i = 0; i < hs; i++) acc[i] = 0.0f;
-    for (int t2 = 0; t2 <= t1; t2++) {
-        const float* v = inp + qkv_offset(b, t2, 2, h, T, C, hs);
-        float a = att_row[t2];
-        for (int i = 0; i < hs; i++) acc[i] += a * v[i];
+    if (row < T) {
+        float* out_h = out + ((size_t)b * T + row) * C + (size_t)h * hs;
+        for (int k = 0; k < ATT_PER_LANE; k++) {
+            int ch = lane + 32 * k;
+            if (ch < hs) out_h[ch] = o[k] / l;
+        }
+        if (lane == 0) lse[(size_t)bh * T + row] = m + logf(l);
     }
-    float* out_h = out + ((size_t)b * T + t1) * C + (size_t)h * hs;
-    for (int i = 0; i < hs; i++) out_h[i] = acc[i];
 }
 
-// Backward of attention_forward, step 1 of 3 (the CPU does all three in one loop; on the GPU each
-// step gets the thread layout that lets every thread write only its own numbers).
-// For each row (b, h, t1), one thread:
-//   backward of pass 4 (out = att @ v):   datt[t1, t2] = dout_t1 . v_t2
-//   backward of the softmax:              dpreatt = att * (datt - sum(att * datt))
-// dpreatt and datt (B, NH, T, T) are scratch space, overwritten on and below the diagonal.
-extern "C" __global__ void attention_backward_datt(float* dpreatt, float* datt, const float* dout, const float* inp,
-                                                   const float* att, int B, int T, int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) return;
-    int t1 = idx % T;
-    int h = (idx / T) % NH;
-    int b = idx / T / NH;
+// Backward, pass 1 of 3: delta (B, NH, T) = dout . out over each head's channels (the softmax
+// backward's row sum). One warp per row (b, h, t), its lanes over the channels.
+extern "C" __global__ void attention_backward_delta(float* delta, const float* dout, const float* out, int B, int T,
+                                                    int C, int NH) {
+    size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (idx >= (size_t)B * NH * T) return;  // whole warps leave together
+    int t = idx % T, h = (idx / T) % NH, b = idx / T / NH;
     int hs = C / NH;
-    const float* att_row = att + idx * T;
-    float* datt_row = datt + idx * T;
-    float* dpreatt_row = dpreatt + idx * T;
-    float dout_h[MAX_HS];  // this position's output gradient, head h
-    const float* dout_global = dout + ((size_t)b * T + t1) * C + (size_t)h * hs;
-    for (int i = 0; i < hs; i++) dout_h[i] = dout_global[i];
-    for (int t2 = 0; t2 <= t1; t2++) {
-        const float* v = inp + qkv_offset(b, t2, 2, h, T, C, hs);
-        float d = 0.0f;
-        for (int i = 0; i < hs; i++) d += v[i] * dout_h[i];
-        datt_row[t2] = d;
-    }
-    float dot = 0.0f;
-    for (int t2 = 0; t2 <= t1; t2++) dot += att_row[t2] * datt_row[t2];
-    for (int t2 = 0; t2 <= t1; t2++) dpreatt_row[t2] = att_row[t2] * (datt_row[t2] - dot);
+    size_t at = ((size_t)b * T + t) * C + (size_t)h * hs;
+    float sum = 0.0f;
+    for (int ch = lane; ch < hs; ch += 32) sum += dout[at + ch] * out[at + ch];
+    sum = warp_sum(sum);
+    if (lane == 0) delta[idx] = sum;
 }
 
-// Step 2 of 3: backward of the scores q.k * scale for the queries. One thread per (b, h, t1):
-//   dq_t1 += scale * sum over t2 <= t1 of dpreatt[t1, t2] k_t2.        Accumulates (+=) into dinp (B, T, 3C).
-extern "C" __global__ void attention_backward_dq(float* dinp, const float* dpreatt, const float* inp, int B, int T,
-                                                 int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) return;
-    int t1 = idx % T;
-    int h = (idx / T) % NH;
-    int b = idx / T / NH;
+// Backward, pass 2 of 3: the keys and values. Accumulates (+=) into the k and v parts of dinp (B, T, 3C):
+//   dv_t2 += sum over t1 >= t2 of p dout_t1,  dk_t2 += scale * sum over t1 >= t2 of ds q_t1,
+// with p = exp(q_t1 . k_t2 scale - lse_t1) and ds = p (dout_t1 . v_t2 - delta_t1).
+// Grid (ceil(T / ATTENTION_WARPS), B * NH), one key a warp; the block walks the tiles of 32 queries
+// from the one holding its first key to the end: lane i takes query i of the tile for the scores,
+// then channels for the sums.
+extern "C" __global__ void attention_backward_dkv(float* dinp, const float* delta, const float* dout, const float* inp,
+                                                  const float* lse, int B, int T, int C, int NH) {
+    __shared__ float k_s[ATT_WARPS][MAX_HS];  // this block's keys and values
+    __shared__ float v_s[ATT_WARPS][MAX_HS];
+    __shared__ float q_s[ATT_TILE][MAX_HS + 1];
+    __shared__ float dout_s[ATT_TILE][MAX_HS + 1];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    const float* dpreatt_row = dpreatt + idx * T;
-    float acc[MAX_HS];
-    for (int i = 0; i < hs; i++) acc[i] = 0.0f;
-    for (int t2 = 0; t2 <= t1; t2++) {
-        const float* k = inp + qkv_offset(b, t2, 1, h, T, C, hs);
-        float d = dpreatt_row[t2];
-        for (int i = 0; i < hs; i++) acc[i] += d * k[i];
+    int first_key = blockIdx.x * ATT_WARPS;
+    int key = first_key + warp;
+    for (int i = threadIdx.x; i < ATT_WARPS * hs; i += blockDim.x) {
+        int t = first_key + i / hs;
+        k_s[i / hs][i % hs] = t < T ? inp[qkv_offset(b, t, 1, h, T, C, hs) + i % hs] : 0.0f;
+        v_s[i / hs][i % hs] = t < T ? inp[qkv_offset(b, t, 2, h, T, C, hs) + i % hs] : 0.0f;
     }
-    float* dq = dinp + qkv_offset(b, t1, 0, h, T, C, hs);
-    for (int i = 0; i < hs; i++) dq[i] += acc[i] * scale;
-}
-
-// Step 3 of 3: the keys and values. One thread per (b, h, t2), summing over the rows t1 >= t2 that attend to t2:
-//   dk_t2 += scale * sum over t1 >= t2 of dpreatt[t1, t2] q_t1
-//   dv_t2 += sum over t1 >= t2 of att[t1, t2] dout_t1
-// Accumulates (+=) into dinp (B, T, 3C). The threads of a warp walk t1 together, from the last row
-// down, each joining in once t1 reaches its own t2, so they read the same q_t1 and dout_t1.
-extern "C" __global__ void attention_backward_dkv(float* dinp, const float* dpreatt, const float* dout,
-                                                  const float* inp, const float* att, int B, int T, int C, int NH) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) return;
-    int t2 = idx % T;
-    int h = (idx / T) % NH;
-    int b = idx / T / NH;
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    size_t bh_rows = (idx / T) * T;  // the first row of the (b, h) matrix
-    float dk_acc[MAX_HS];
-    float dv_acc[MAX_HS];
-    for (int i = 0; i < hs; i++) {
-        dk_acc[i] = 0.0f;
-        dv_acc[i] = 0.0f;
-    }
-    for (int t1 = T - 1; t1 >= t2; t1--) {
-        size_t at = (bh_rows + t1) * T + t2;
-        float dp = dpreatt[at];
-        float a = att[at];
-        const float* q = inp + qkv_offset(b, t1, 0, h, T, C, hs);
-        const float* dout_h = dout + ((size_t)b * T + t1) * C + (size_t)h * hs;
+    float dk[ATT_PER_LANE], dv[ATT_PER_LANE];
+    for (int k = 0; k < ATT_PER_LANE; k++) dk[k] = dv[k] = 0.0f;
+    for (int first_query = first_key / ATT_TILE * ATT_TILE; first_query < T; first_query += ATT_TILE) {
+        __syncthreads();
+        load_qkv_tile(q_s, inp, b, first_query, 0, h, T, C, hs);
+        load_btc_tile(dout_s, dout, b, first_query, h, T, C, hs);
+        __syncthreads();
+        // lane i: query first_query + i against this warp's key
+        int query = first_query + lane;
+        bool valid = key < T && query < T && key <= query;
+        float s = 0.0f, dp = 0.0f;
         for (int i = 0; i < hs; i++) {
-            dk_acc[i] += dp * q[i];
-            dv_acc[i] += a * dout_h[i];
+            s += q_s[lane][i] * k_s[warp][i];
+            dp += dout_s[lane][i] * v_s[warp][i];
+        }
+        size_t row = (size_t)bh * T + (valid ? query : 0);
+        float p = valid ? expf(s * scale - lse[row]) : 0.0f;
+        float ds = valid ? p * (dp - delta[row]) : 0.0f;
+        // dv += sum over the tile's queries i of p_i dout_i, dk += ds_i q_i: lane i broadcasts its pair
+        for (int i = 0; i < ATT_TILE; i++) {
+            float pi = __shfl_sync(0xffffffff, p, i);
+            float dsi = __shfl_sync(0xffffffff, ds, i);
+            for (int k = 0; k < ATT_PER_LANE; k++) {
+                int ch = lane + 32 * k;
+                if (ch < hs) {
+                    dv[k] += pi * dout_s[i][ch];
+                    dk[k] += dsi * q_s[i][ch];
+                }
+            }
         }
     }
-    float* dk = dinp + qkv_offset(b, t2, 1, h, T, C, hs);
-    float* dv = dinp + qkv_offset(b, t2, 2, h, T, C, hs);
-    for (int i = 0; i < hs; i++) {
-        dk[i] += dk_acc[i] * scale;
-        dv[i] += dv_acc[i];
+    if (key < T) {
+        float* dk_g = dinp + qkv_offset(b, key, 1, h, T, C, hs);
+        float* dv_g = dinp + qkv_offset(b, key, 2, h, T, C, hs);
+        for (int k = 0; k < ATT_PER_LANE; k++) {
+            int ch = lane + 32 * k;
+            if (ch < hs) {
+                dk_g[ch] += dk[k] * scale;
+                dv_g[ch] += dv[k];
+            }
+        }
+    }
+}
+
+// Backward, pass 3 of 3: the queries. Accumulates (+=) into the q part of dinp (B, T, 3C):
+//   dq_t1 += scale * sum over t2 <= t1 of ds k_t2, with ds as in pass 2.
+// Grid (ceil(T / ATTENTION_WARPS), B * NH), one query a warp, walking the key tiles it sees as the
+// forward does.
+extern "C" __global__ void attention_backward_dq(float* dinp, const float* delta, const float* dout, const float* inp,
+                                                 const float* lse, int B, int T, int C, int NH) {
+    __shared__ float q_s[ATT_WARPS][MAX_HS];  // this block's queries and their output gradients
+    __shared__ float dout_s[ATT_WARPS][MAX_HS];
+    __shared__ float k_s[ATT_TILE][MAX_HS + 1];
+    __shared__ float v_s[ATT_TILE][MAX_HS + 1];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    int first_row = blockIdx.x * ATT_WARPS;
+    int row = first_row + warp;
+    for (int i = threadIdx.x; i < ATT_WARPS * hs; i += blockDim.x) {
+        int r = first_row + i / hs;
+        q_s[i / hs][i % hs] = r < T ? inp[qkv_offset(b, r, 0, h, T, C, hs) + i % hs] : 0.0f;
+        dout_s[i / hs][i % hs] = r < T ? dout[((size_t)b * T + r) * C + (size_t)h * hs + i % hs] : 0.0f;
+    }
+    float row_lse = row < T ? lse[(size_t)bh * T + row] : 0.0f;
+    float row_delta = row < T ? delta[(size_t)bh * T + row] : 0.0f;
+    float dq[ATT_PER_LANE];
+    for (int k = 0; k < ATT_PER_LANE; k++) dq[k] = 0.0f;
+    int last_key = imin(T - 1, first_row + ATT_WARPS - 1);
+    for (int first_key = 0; first_key <= last_key; first_key += ATT_TILE) {
+        __syncthreads();
+        load_qkv_tile(k_s, inp, b, first_key, 1, h, T, C, hs);
+        load_qkv_tile(v_s, inp, b, first_key, 2, h, T, C, hs);
+        __syncthreads();
+        int key = first_key + lane;
+        bool valid = row < T && key <= row;
+        float s = 0.0f, dp = 0.0f;
+        for (int i = 0; i < hs; i++) {
+            s += q_s[warp][i] * k_s[lane][i];
+            dp += dout_s[warp][i] * v_s[lane][i];
+        }
+        float p = valid ? expf(s * scale - row_lse) : 0.0f;
+        float ds = p * (dp - row_delta);
+        for (int j = 0; j < ATT_TILE; j++) {
+            float dsj = __shfl_sync(0xffffffff, ds, j);
+            for (int k = 0; k < ATT_PER_LANE; k++) {
+                int ch = lane + 32 * k;
+                if (ch < hs) dq[k] += dsj * k_s[j][ch];
+            }
+        }
+    }
+    if (row < T) {
+        float* dq_g = dinp + qkv_offset(b, row, 0, h, T, C, hs);
+        for (int k = 0; k < ATT_PER_LANE; k++) {
+            int ch = lane + 32 * k;
+            if (ch < hs) dq_g[ch] += dq[k] * scale;
+        }
     }
 }

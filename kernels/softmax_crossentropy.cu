@@ -1,9 +1,10 @@
-// The loss: softmax over the vocabulary, then cross-entropy against the next token.
-// Twin: src/cpu/softmax_crossentropy.rs.
+// The loss: softmax over the vocabulary, then cross-entropy against the next token, fused as in
+// llm.c's fused_classifier: no probabilities are stored. Twin: src/cpu/softmax_crossentropy.rs,
+// which explains the split (forward: loss and one log-sum-exp per row; backward: one pass writing
+// the gradient over the logits).
 //
 // Logits are computed over the padded vocabulary Vp, but only the first V are real tokens: the
-// softmax ignores columns V..Vp (their probability is 0). The backward pass is fused: the gradient
-// of cross-entropy through softmax is simply probs - one_hot(target).
+// softmax ignores columns V..Vp (their probability is 0, their gradient 0).
 
 __device__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
@@ -31,51 +32,41 @@ __device__ float block_reduce(float v, bool is_max, float* scratch) {
     return is_max ? warp_max(v) : warp_sum(v);
 }
 
-// probs (BT, Vp) = softmax over the first V columns of logits (BT, Vp); columns V..Vp get 0.
-// One block per row, its threads striding over the columns.
-extern "C" __global__ void softmax_forward(float* probs, const float* logits, int BT, int V, int Vp) {
+// losses (BT) = lse - logits[target] and lse (BT) = log(sum over the first V columns of exp(logits)),
+// from logits (BT, Vp) and targets (BT). One block per row, its threads striding over the columns.
+extern "C" __global__ void crossentropy_forward(float* losses, float* lse, const float* logits,
+                                                const unsigned int* targets, int BT, int V, int Vp) {
     __shared__ float scratch[32];
     int row = blockIdx.x;
     if (row >= BT) return;
     const float* l = logits + (size_t)row * Vp;
-    float* p = probs + (size_t)row * Vp;
-    // subtract the max for numerical stability
+    // subtract the max before exponentiating, for numerical stability
     float maxval = __int_as_float(0xff800000);
     for (int i = threadIdx.x; i < V; i += blockDim.x) maxval = fmaxf(maxval, l[i]);
     maxval = block_reduce(maxval, true, scratch);
     float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float e = expf(l[i] - maxval);
-        p[i] = e;
-        sum += e;
-    }
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(l[i] - maxval);
     sum = block_reduce(sum, false, scratch);
-    for (int i = threadIdx.x; i < V; i += blockDim.x) p[i] = p[i] / sum;
-    for (int i = V + threadIdx.x; i < Vp; i += blockDim.x) p[i] = 0.0f;
+    if (threadIdx.x == 0) {
+        float row_lse = maxval + logf(sum);
+        lse[row] = row_lse;
+        losses[row] = row_lse - l[targets[row]];  // -log softmax(logits)[target]
+    }
 }
 
-// losses (BT) = -log(probs[target]) for each position, with targets (BT) and probs (BT, Vp).
-// One thread per position.
-extern "C" __global__ void crossentropy_forward(float* losses, const float* probs, const unsigned int* targets, int BT,
-                                                int Vp) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= BT) return;
-    losses[i] = -logf(probs[(size_t)i * Vp + targets[i]]);
-}
-
-// Fused backward of softmax + cross-entropy: dlogits (BT, Vp) += (probs - one_hot(target)) * dloss,
-// given dlosses (BT) (1/(B*T) each for a mean loss). Padded columns get no gradient.
-// One block per row, its threads striding over the columns.
-extern "C" __global__ void crossentropy_softmax_backward(float* dlogits, const float* dlosses, const float* probs,
+// Fused backward of softmax + cross-entropy, written over the logits: logits (BT, Vp) holds the
+// logits on entry and dlogits on return, dlogits[j] = (exp(logits[j] - lse) - [j == target]) * dloss
+// for the first V columns and 0 for the padded ones; dlosses, lse and targets (BT).
+// One block per row, its threads striding over the columns: each number is read once and written once.
+extern "C" __global__ void crossentropy_softmax_backward(float* logits, const float* dlosses, const float* lse,
                                                          const unsigned int* targets, int BT, int V, int Vp) {
     int row = blockIdx.x;
     if (row >= BT) return;
-    float* dl = dlogits + (size_t)row * Vp;
-    const float* p = probs + (size_t)row * Vp;
+    float* l = logits + (size_t)row * Vp;
     int target = targets[row];
-    float dloss = dlosses[row];
-    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+    float row_lse = lse[row], dloss = dlosses[row];
+    for (int j = threadIdx.x; j < Vp; j += blockDim.x) {
         float indicator = j == target ? 1.0f : 0.0f;
-        dl[j] += (p[j] - indicator) * dloss;
+        l[j] = j < V ? (expf(l[j] - row_lse) - indicator) * dloss : 0.0f;
     }
 }

@@ -27,6 +27,8 @@ enum Command {
     Prepare(commands::prepare::Args),
     /// Serve a model behind OpenAI's completions API, with metrics, a web page and a training view.
     Serve(commands::serve::Args),
+    /// Bytes of memory training needs, buffer group by group, and the largest batch per card; the last line is JSON.
+    Memory(commands::memory::Args),
     /// Draw the training curves of a `train --log` JSONL file as SVG or PNG.
     Plot(commands::plot::Args),
 }
@@ -41,6 +43,7 @@ fn main() {
         Command::Prepare(a) => commands::prepare::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Plot(a) => commands::plot::run(a),
+        Command::Memory(a) => commands::memory::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Export(a) => commands::export::run(a),
     };

@@ -1,16 +1,218 @@
-//! How much memory training needs, on the CPU and on a GPU, and the largest batch that fits. One
-//! formula for the activations (`model::checked_activation_sizes`) feeds both estimates.
+//! How much memory training needs, buffer by buffer, on the CPU and on a GPU, and the largest batch
+//! that fits. One plan (`MemoryPlan`) says what every buffer of a training run holds and how many
+//! bytes it takes; `gpt2 memory` prints it, the GPU model (`src/cuda/gpt2.rs`) allocates exactly its
+//! buffers (`tests/cuda.rs` counts the bytes), and the batch searches below use its total.
+//!
+//! What there is, for a model of N parameters at (B, T), L layers, C channels, NH heads, Vp the
+//! padded vocabulary:
+//! - parameters, their gradients and AdamW's two moments: 4 buffers of N, in fp32; with bf16, also a
+//!   bf16 copy of the weights that the layers read;
+//! - the activations the forward keeps for the backward: per layer and token 16C numbers (ln1, qkv,
+//!   atty, residual2, ln2, fch, fch_gelu, residual3) and a few statistics (layernorm mean and rstd,
+//!   attention's log-sum-exp, NH per token); one block's attproj and fcproj, reused by every block;
+//!   the logits (B, T, Vp), over which the backward writes their gradient;
+//! - activation gradients for one block at a time (reused by every block) and the head's;
+//! - scratch: attention's delta, the loss gradients, the token ids.
+//! No (T, T) attention matrix and no probabilities: see `src/cpu/attention.rs` and
+//! `src/cpu/softmax_crossentropy.rs`.
+//!
+//! Precision (bf16 here follows the definition of bf16 training in `src/precision.rs`): master
+//! weights, gradients, AdamW's moments and every statistic (mean, rstd, log-sum-exps, losses) are
+//! fp32; the weight copy, every stored activation and every activation gradient are bf16.
 
 use crate::config::ModelConfig;
-use crate::model::{checked_activation_sizes, ParamLayout};
+use crate::model::{checked_activation_sizes, checked_gradient_sizes, ACTIVATION_NAMES, GRADIENT_NAMES};
 use anyhow::{bail, Result};
 
-/// Bytes the CPU model needs for training at (B, T): parameters, gradients and AdamW's two moments,
-/// plus the activations and their gradients. `None` if it does not even fit a usize.
+/// The number format of the weights the layers read, the activations and their gradients.
+/// (A minimal copy for the memory plan; `src/precision.rs` holds the definition.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    /// Bytes of one bf16-or-fp32 number: a stored activation, an activation gradient, a weight copy.
+    pub fn bytes(self) -> usize {
+        match self {
+            Precision::Fp32 => 4,
+            Precision::Bf16 => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// The device buffer a tensor lives in: the GPU model allocates one buffer each (`CudaGpt2::new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffer {
+    Params,
+    Grads,
+    AdamM,
+    AdamV,
+    /// The bf16 copy of the weights (bf16 only).
+    WeightsBf16,
+    /// The activations (`ACTIVATION_NAMES`).
+    Acts,
+    /// One block's activation gradients and the head's, with attention's scratch (`GRADIENT_NAMES`).
+    GradActs,
+    Inputs,
+    Targets,
+}
+
+/// One tensor of the plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The row of the table it is counted in.
+    pub group: &'static str,
+    pub name: &'static str,
+    pub buffer: Buffer,
+    pub elements: usize,
+    /// Bytes per element.
+    pub width: usize,
+}
+
+impl Entry {
+    pub fn bytes(&self) -> usize {
+        self.elements * self.width
+    }
+}
+
+/// Every buffer training allocates at (B, T) and a precision, tensor by tensor.
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    pub precision: Precision,
+    pub entries: Vec<Entry>,
+}
+
+/// The table's groups, in order.
+pub const GROUPS: [&str; 14] = [
+    "parameters (fp32 master)",
+    "parameter gradients (fp32)",
+    "AdamW m (fp32)",
+    "AdamW v (fp32)",
+    "weight copy (bf16)",
+    "activations: residual stream",
+    "activations: layernorm outputs",
+    "activations: qkv and attention output",
+    "activations: MLP hidden, before and after GELU",
+    "activations: projections (one block)",
+    "activations: statistics (fp32)",
+    "logits (dlogits written over them)",
+    "activation gradients (one block + head)",
+    "scratch (attention delta, dlosses, tokens)",
+];
+
+/// Where an activation is counted, and whether it is a statistic (fp32 in every precision).
+fn activation_group(name: &str) -> (&'static str, bool) {
+    match name {
+        "encoded" | "residual2" | "residual3" => (GROUPS[5], false),
+        "ln1" | "ln2" | "lnf" => (GROUPS[6], false),
+        "qkv" | "atty" => (GROUPS[7], false),
+        "fch" | "fch_gelu" => (GROUPS[8], false),
+        "attproj" | "fcproj" => (GROUPS[9], false),
+        "logits" => (GROUPS[11], false),
+        // ln1_mean, ln1_rstd, ..., att_lse, logits_lse, losses
+        _ => (GROUPS[10], true),
+    }
+}
+
+impl MemoryPlan {
+    /// The plan for training `config` on batches of (B, T); `None` when a size does not fit a usize.
+    pub fn new(config: &ModelConfig, b: usize, t: usize, precision: Precision) -> Option<MemoryPlan> {
+        let n = config.num_parameters();
+        let wide = precision.bytes();
+        let mut entries = vec![
+            Entry { group: GROUPS[0], name: "params", buffer: Buffer::Params, elements: n, width: 4 },
+            Entry { group: GROUPS[1], name: "grads", buffer: Buffer::Grads, elements: n, width: 4 },
+            Entry { group: GROUPS[2], name: "m", buffer: Buffer::AdamM, elements: n, width: 4 },
+            Entry { group: GROUPS[3], name: "v", buffer: Buffer::AdamV, elements: n, width: 4 },
+        ];
+        if precision == Precision::Bf16 {
+            entries.push(Entry {
+                group: GROUPS[4],
+                name: "weights",
+                buffer: Buffer::WeightsBf16,
+                elements: n,
+                width: 2,
+            });
+        }
+        for (name, elements) in ACTIVATION_NAMES.iter().zip(checked_activation_sizes(config, b, t)?) {
+            let (group, statistic) = activation_group(name);
+            let width = if statistic { 4 } else { wide };
+            entries.push(Entry { group, name, buffer: Buffer::Acts, elements, width });
+        }
+        for (name, elements) in GRADIENT_NAMES.iter().zip(checked_gradient_sizes(config, b, t)?) {
+            // attention's delta (a row statistic) and the losses' gradients are fp32 scratch
+            let scratch = matches!(*name, "att_delta" | "losses");
+            let (group, width) = if scratch { (GROUPS[13], 4) } else { (GROUPS[12], wide) };
+            entries.push(Entry { group, name, buffer: Buffer::GradActs, elements, width });
+        }
+        let bt = b.checked_mul(t)?;
+        entries.push(Entry { group: GROUPS[13], name: "inputs", buffer: Buffer::Inputs, elements: bt, width: 4 });
+        entries.push(Entry { group: GROUPS[13], name: "targets", buffer: Buffer::Targets, elements: bt, width: 4 });
+        // every byte count, and their sum, must fit too
+        entries.iter().try_fold(0usize, |acc, e| acc.checked_add(e.elements.checked_mul(e.width)?))?;
+        Some(MemoryPlan { precision, entries })
+    }
+
+    /// All bytes the plan allocates.
+    pub fn total_bytes(&self) -> usize {
+        self.entries.iter().map(Entry::bytes).sum()
+    }
+
+    /// The bytes of one group of the table (0 for one the plan does not have, like the bf16 copy in fp32).
+    pub fn group_bytes(&self, group: &str) -> usize {
+        self.entries.iter().filter(|e| e.group == group).map(Entry::bytes).sum()
+    }
+
+    /// The number of elements of one device buffer: what `CudaGpt2::new` allocates for it.
+    pub fn buffer_elements(&self, buffer: Buffer) -> usize {
+        self.entries.iter().filter(|e| e.buffer == buffer).map(|e| e.elements).sum()
+    }
+
+    /// The table `gpt2 memory` prints: one line per group with its bytes and GiB, then the total.
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<46} {:>16} {:>9}\n", "buffer group", "bytes", "GiB");
+        for group in GROUPS {
+            if self.entries.iter().any(|e| e.group == group) {
+                let bytes = self.group_bytes(group);
+                out += &format!("{group:<46} {:>16} {:>9.3}\n", thousands(bytes), gib(bytes));
+            }
+        }
+        let total = self.total_bytes();
+        out += &format!("{:<46} {:>16} {:>9.3}\n", "total", thousands(total), gib(total));
+        out
+    }
+}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// 1234567 -> "1,234,567".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Bytes the CPU model needs for training at (B, T): the fp32 plan (the CPU model and `CpuBackend`
+/// hold the same buffers). `None` if it does not even fit a usize.
 pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
-    let acts = checked_activation_sizes(cfg, b, t)?.iter().sum::<usize>();
-    // 4 floats per parameter (params, grads, m, v), 2 per activation (value and gradient), 4 bytes each
-    cfg.num_parameters().checked_mul(16)?.checked_add(acts.checked_mul(8)?)
+    MemoryPlan::new(cfg, b, t, Precision::Fp32).map(|plan| plan.total_bytes())
 }
 
 /// The memory this machine has available, from /proc/meminfo (Linux); `None` elsewhere.
@@ -62,18 +264,11 @@ pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize) -> Result<()> {
     );
 }
 
-/// Bytes of device memory a model needs to train on (B, T): parameters, gradients and AdamW's two
-/// moments (4 buffers of the parameter count), activations and their gradients (2 buffers of the
-/// activation count), and the token buffers. Kernels, cuBLAS and the context need some more; see
-/// `GPU_MEMORY_RESERVE`.
-pub fn gpu_training_bytes(config: &ModelConfig, b: usize, t: usize) -> usize {
-    let params = ParamLayout::new(config).total;
-    // a batch so large that the sizes overflow needs "more than any GPU has"
-    let Some(sizes) = checked_activation_sizes(config, b, t) else { return usize::MAX };
-    let acts: usize = sizes.iter().sum();
-    let floats =
-        (4 * params).saturating_add(acts.saturating_mul(2)).saturating_add(b.saturating_mul(t).saturating_mul(2));
-    floats.saturating_mul(std::mem::size_of::<f32>())
+/// Bytes of device memory a model needs to train on (B, T) in `precision`: the plan's total (a batch
+/// so large that the sizes overflow needs "more than any GPU has"). Kernels, cuBLAS and the context
+/// need some more; see `GPU_MEMORY_RESERVE`.
+pub fn gpu_training_bytes(config: &ModelConfig, b: usize, t: usize, precision: Precision) -> usize {
+    MemoryPlan::new(config, b, t, precision).map_or(usize::MAX, |plan| plan.total_bytes())
 }
 
 /// Device memory kept free beyond `gpu_training_bytes`: the compiled kernels, cuBLAS's workspace, and room to spare.
@@ -81,34 +276,84 @@ pub const GPU_MEMORY_RESERVE: usize = 512 << 20;
 
 /// The largest batch (at most `max_batch`) whose `gpu_training_bytes` at sequence length `t` fits in
 /// `free` bytes with `GPU_MEMORY_RESERVE` to spare; 0 if not even one sequence fits.
-pub fn largest_gpu_batch(config: &ModelConfig, t: usize, free: usize, max_batch: usize) -> usize {
-    largest_batch_that_fits(max_batch, |b| gpu_training_bytes(config, b, t).saturating_add(GPU_MEMORY_RESERVE) <= free)
+pub fn largest_gpu_batch(config: &ModelConfig, t: usize, free: usize, max_batch: usize, precision: Precision) -> usize {
+    largest_batch_that_fits(max_batch, |b| {
+        gpu_training_bytes(config, b, t, precision).saturating_add(GPU_MEMORY_RESERVE) <= free
+    })
 }
+
+/// Cards `gpt2 memory` sizes the batch for: the name and the memory the driver reports (MiB, as
+/// `nvidia-smi` shows it: an RTX 4090, an A100 40GB, an H100 80GB, an H200).
+pub const CARDS: [(&str, usize); 4] =
+    [("24 GB", 24_564 << 20), ("40 GB", 40_960 << 20), ("80 GB", 81_559 << 20), ("141 GB", 143_771 << 20)];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::activation_sizes;
+
+    fn d12() -> ModelConfig {
+        ModelConfig::from_name("d12").unwrap()
+    }
 
     #[test]
-    fn gpu_training_bytes_counts_four_parameter_buffers_and_two_activation_buffers() {
-        let cfg = ModelConfig::from_name("d12").unwrap();
-        let per_batch = gpu_training_bytes(&cfg, 2, 1024) - gpu_training_bytes(&cfg, 1, 1024);
-        let acts: usize = activation_sizes(&cfg, 1, 1024).iter().sum();
-        assert_eq!(per_batch, (2 * acts + 2 * 1024) * 4);
-        assert_eq!(gpu_training_bytes(&cfg, 0, 1024), 4 * ParamLayout::new(&cfg).total * 4);
-        // GPT-2 small at T=1024 needs about 4.7 GB per sequence (the (T, T) attention maps are most of it)
-        assert!((4.5e9..4.9e9).contains(&(per_batch as f64)), "{per_batch}");
+    fn the_plan_counts_four_parameter_buffers_and_the_activations_once() {
+        let cfg = d12();
+        let n = cfg.num_parameters();
+        let plan = MemoryPlan::new(&cfg, 0, 1024, Precision::Fp32).unwrap();
+        assert_eq!(plan.total_bytes(), 16 * n);
+        let bf16 = MemoryPlan::new(&cfg, 0, 1024, Precision::Bf16).unwrap();
+        assert_eq!(bf16.total_bytes(), 18 * n, "fp32 master, grads, m, v and a bf16 copy");
+        // per sequence of 1024 tokens: per layer and token 16C stored values and 4 + NH fp32 statistics
+        let (l, c, nh, vp) = (12, 768, 12, 50304);
+        let tokens = 1024;
+        let per_seq = |p: Precision| {
+            MemoryPlan::new(&cfg, 2, 1024, p).unwrap().total_bytes()
+                - MemoryPlan::new(&cfg, 1, 1024, p).unwrap().total_bytes()
+        };
+        // bf16; outside the blocks: encoded, lnf, one block's attproj and fcproj, lnf's statistics,
+        // the logits, their log-sum-exp and the loss
+        let w = 2;
+        let acts = tokens * (l * (16 * c * w + (4 + nh) * 4) + 4 * c * w + 2 * 4 + vp * w + 2 * 4);
+        let grads = tokens * (17 * c * w + 2 * c * w) + tokens * (nh * 4 + 4);
+        let tokens_ids = tokens * 8;
+        assert_eq!(per_seq(Precision::Bf16), acts + grads + tokens_ids);
+        // with the (T, T) attention maps gone, a 1024-token sequence needs about 0.47 GB in bf16 and 0.9 in fp32
+        assert!((0.4e9..0.5e9).contains(&(per_seq(Precision::Bf16) as f64)), "{}", per_seq(Precision::Bf16));
+        assert!((0.8e9..1.0e9).contains(&(per_seq(Precision::Fp32) as f64)), "{}", per_seq(Precision::Fp32));
+    }
+
+    #[test]
+    fn gpt2_small_at_b64_fits_the_targets() {
+        // the targets: bf16 at B=64, T=1024 in 32 GiB; fp32 on an 80 GB card
+        let cfg = d12();
+        assert!(gpu_training_bytes(&cfg, 64, 1024, Precision::Bf16) <= 32 << 30);
+        assert!(gpu_training_bytes(&cfg, 64, 1024, Precision::Fp32) + GPU_MEMORY_RESERVE <= CARDS[2].1);
+    }
+
+    #[test]
+    fn groups_add_up_to_the_total_and_buffers_to_the_entries() {
+        let plan = MemoryPlan::new(&d12(), 4, 256, Precision::Bf16).unwrap();
+        let by_group: usize = GROUPS.iter().map(|g| plan.group_bytes(g)).sum();
+        assert_eq!(by_group, plan.total_bytes());
+        assert!(plan.entries.iter().all(|e| GROUPS.contains(&e.group)));
+        let table = plan.table();
+        assert!(table.contains("weight copy (bf16)") && table.lines().last().unwrap().starts_with("total"));
+        let fp32 = MemoryPlan::new(&d12(), 4, 256, Precision::Fp32).unwrap();
+        assert!(!fp32.table().contains("weight copy"));
+        assert_eq!(fp32.buffer_elements(Buffer::Params), d12().num_parameters());
     }
 
     #[test]
     fn largest_batch_is_the_last_that_fits() {
-        let cfg = ModelConfig::from_name("d12").unwrap();
+        let cfg = d12();
         let free = 80usize << 30;
-        let b = largest_gpu_batch(&cfg, 1024, free, 64);
-        assert!(b > 0 && gpu_training_bytes(&cfg, b, 1024) + GPU_MEMORY_RESERVE <= free);
-        assert!(gpu_training_bytes(&cfg, b + 1, 1024) + GPU_MEMORY_RESERVE > free);
-        assert_eq!(largest_gpu_batch(&cfg, 1024, 1 << 30, 64), 0);
-        assert_eq!(largest_gpu_batch(&ModelConfig::from_name("tiny").unwrap(), 64, free, 8), 8);
+        let p = Precision::Fp32;
+        let b = largest_gpu_batch(&cfg, 1024, free, 1024, p);
+        assert!(b > 0 && gpu_training_bytes(&cfg, b, 1024, p) + GPU_MEMORY_RESERVE <= free);
+        assert!(gpu_training_bytes(&cfg, b + 1, 1024, p) + GPU_MEMORY_RESERVE > free);
+        assert_eq!(largest_gpu_batch(&cfg, 1024, 1 << 30, 64, p), 0);
+        assert_eq!(largest_gpu_batch(&ModelConfig::from_name("tiny").unwrap(), 64, free, 8, p), 8);
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
     }
 }

@@ -269,44 +269,43 @@ fn matmul_tiled_and_cublas_agree_on_gpt2_sized_layers() {
 #[test]
 fn attention_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
-    // 2 sequences of 13 positions, 3 heads of 8 channels
-    let (b, t, c, nh) = (2, 13, 24, 3);
-    let mut rng = Rng::new(14);
-    let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
-    let dout = random_vec(&mut rng, b * t * c, 1.0);
-    let dinp0 = random_vec(&mut rng, b * t * 3 * c, 1.0);
-    let n_att = b * nh * t * t;
+    // 3 heads of 8 channels at T = 13 (less than one 32-wide tile), one GPT-2 head (64) at T = 71
+    // (three tiles, the last partial), and the largest head (128) at T = 40
+    for (b, t, c, nh) in [(2, 13, 24, 3), (1, 71, 64, 1), (2, 40, 256, 2)] {
+        let mut rng = Rng::new(14);
+        let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
+        let dout = random_vec(&mut rng, b * t * c, 1.0);
+        let dinp0 = random_vec(&mut rng, b * t * 3 * c, 1.0);
+        let n_lse = b * nh * t;
 
-    let (mut out, mut preatt, mut att) = (vec![0.0; b * t * c], vec![0.0; n_att], vec![0.0; n_att]);
-    attention_forward(&mut out, &mut preatt, &mut att, &inp, b, t, c, nh);
-    let (mut dinp, mut dpreatt, mut datt) = (dinp0.clone(), vec![0.0; n_att], vec![0.0; n_att]);
-    attention_backward(&mut dinp, &mut dpreatt, &mut datt, &dout, &inp, &att, b, t, c, nh);
+        let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; n_lse]);
+        attention_forward(&mut out, &mut lse, &inp, b, t, c, nh);
+        let (mut dinp, mut delta) = (dinp0.clone(), vec![0.0; n_lse]);
+        attention_backward(&mut dinp, &mut delta, &dout, &inp, &out, &lse, b, t, c, nh);
 
-    let (d_out, d_preatt, d_att, d_inp) =
-        (g.alloc(b * t * c).unwrap(), g.alloc(n_att).unwrap(), g.alloc(n_att).unwrap(), dev(&g, &inp));
-    g.attention_forward(d_out.all(), d_preatt.all(), d_att.all(), d_inp.all(), b, t, c, nh).unwrap();
-    let (d_dinp, d_dpreatt, d_datt, d_dout) =
-        (dev(&g, &dinp0), g.alloc(n_att).unwrap(), g.alloc(n_att).unwrap(), dev(&g, &dout));
-    g.attention_backward(
-        d_dinp.all(),
-        d_dpreatt.all(),
-        d_datt.all(),
-        d_dout.all(),
-        d_inp.all(),
-        d_att.all(),
-        b,
-        t,
-        c,
-        nh,
-    )
-    .unwrap();
-    // dot products of 8 channels and softmaxes of up to 13 entries, GPU expf vs Rust exp: 1e-5
-    assert_close("attention out", &host(&g, d_out.all()), &out, 1e-5);
-    assert_close("attention preatt", &host(&g, d_preatt.all()), &preatt, 1e-5);
-    assert_close("attention att", &host(&g, d_att.all()), &att, 1e-5);
-    assert_close("attention dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
-    assert_close("attention dpreatt", &host(&g, d_dpreatt.all()), &dpreatt, 1e-5);
-    assert_close("attention datt", &host(&g, d_datt.all()), &datt, 1e-5);
+        let (d_out, d_lse, d_inp) = (g.alloc(b * t * c).unwrap(), g.alloc(n_lse).unwrap(), dev(&g, &inp));
+        g.attention_forward(d_out.all(), d_lse.all(), d_inp.all(), b, t, c, nh).unwrap();
+        let (d_dinp, d_delta, d_dout) = (dev(&g, &dinp0), g.alloc(n_lse).unwrap(), dev(&g, &dout));
+        g.attention_backward(
+            d_dinp.all(),
+            d_delta.all(),
+            d_dout.all(),
+            d_inp.all(),
+            d_out.all(),
+            d_lse.all(),
+            b,
+            t,
+            c,
+            nh,
+        )
+        .unwrap();
+        // dot products of up to 128 channels and softmaxes of up to 71 entries, GPU expf vs Rust exp,
+        // in tiles vs one key at a time: 1e-5
+        assert_close("attention out", &host(&g, d_out.all()), &out, 1e-5);
+        assert_close("attention lse", &host(&g, d_lse.all()), &lse, 1e-5);
+        assert_close("attention delta", &host(&g, d_delta.all()), &delta, 1e-5);
+        assert_close("attention dinp", &host(&g, d_dinp.all()), &dinp, 1e-5);
+    }
 }
 
 #[test]
@@ -344,38 +343,49 @@ fn gelu_and_residual_forward_and_backward_match_the_cpu() {
 #[test]
 fn softmax_crossentropy_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
-    // 5 rows of 1000 real + 31 padded columns (neither a multiple of the block's 512 threads)
     let (bt, v, vp) = (5, 1000, 1031);
     let mut rng = Rng::new(16);
     let logits = random_vec(&mut rng, bt * vp, 5.0);
     let targets = random_tokens(&mut rng, bt, v);
     let dlosses = random_vec(&mut rng, bt, 1.0);
-    let dlogits0 = random_vec(&mut rng, bt * vp, 1.0);
+    let (mut losses, mut lse) = (vec![0.0; bt], vec![0.0; bt]);
+    crossentropy_forward(&mut losses, &mut lse, &logits, &targets, bt, v, vp);
+    let mut dlogits = logits.clone();
+    crossentropy_softmax_backward(&mut dlogits, &dlosses, &lse, &targets, bt, v, vp);
 
-    let (mut probs, mut losses) = (vec![0.0; bt * vp], vec![0.0; bt]);
-    softmax_forward(&mut probs, &logits, bt, v, vp);
-    crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
-    let mut dlogits = dlogits0.clone();
-    crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp);
-
-    let (d_logits, d_targets, d_probs, d_losses) =
-        (dev(&g, &logits), dev(&g, &targets), g.alloc(bt * vp).unwrap(), g.alloc(bt).unwrap());
-    g.softmax_forward(d_probs.all(), d_logits.all(), bt, v, vp).unwrap();
-    // SAFETY: the targets are below V <= Vp
-    unsafe { g.crossentropy_forward(d_losses.all(), d_probs.all(), d_targets.all(), bt, vp).unwrap() };
-    let (d_dlogits, d_dlosses) = (dev(&g, &dlogits0), dev(&g, &dlosses));
-    g.crossentropy_softmax_backward(d_dlogits.all(), d_dlosses.all(), d_probs.all(), d_targets.all(), bt, v, vp)
-        .unwrap();
-    // the softmax's sum over 1000 exponentials is a tree on the GPU, a loop on the CPU: 1e-5
-    assert_close("softmax probs", &host(&g, d_probs.all()), &probs, 1e-5);
+    let (d_logits, d_targets, d_losses, d_lse) =
+        (dev(&g, &logits), dev(&g, &targets), g.alloc(bt).unwrap(), g.alloc(bt).unwrap());
+    // SAFETY: the targets are below V <= Vp.
+    unsafe { g.crossentropy_forward(d_losses.all(), d_lse.all(), d_logits.all(), d_targets.all(), bt, v, vp).unwrap() };
+    let d_dlosses = dev(&g, &dlosses);
+    g.crossentropy_softmax_backward(d_logits.all(), d_dlosses.all(), d_lse.all(), d_targets.all(), bt, v, vp).unwrap();
+    // the sum over 1000 exponentials is a tree on the GPU, a loop on the CPU: 1e-5
     assert_close("crossentropy losses", &host(&g, d_losses.all()), &losses, 1e-5);
-    assert_close("crossentropy dlogits", &host(&g, d_dlogits.all()), &dlogits, 1e-5);
+    assert_close("crossentropy lse", &host(&g, d_lse.all()), &lse, 1e-5);
+    assert_close("crossentropy dlogits (over the logits)", &host(&g, d_logits.all()), &dlogits, 1e-5);
 }
 
+/// The GPU model allocates exactly the buffers of `src/memory.rs`'s plan, byte for byte: what
+/// `gpt2 memory` prints is what a run takes (plus the context, kernels and cuBLAS). On the host
+/// stand-ins of dev/cuda_mock the count is of host allocations standing in for device ones.
 /// A small GPT-2 whose sizes are not multiples of anything: 2 layers, 3 heads of 8 channels,
 /// a vocabulary of 61 padded to 64, positions up to 16.
 fn small_config() -> ModelConfig {
     ModelConfig { max_seq_len: 16, vocab_size: 61, padded_vocab_size: 64, num_layers: 2, num_heads: 3, channels: 24 }
+}
+
+#[test]
+fn memory_plan_is_what_the_gpu_model_allocates() {
+    let Some(g) = gpu(Matmul::Handwritten) else { return };
+    let config = small_config();
+    let (b, t) = (3, 11);
+    let params = gpt2_init(&config, 7);
+    let before = g.allocated_bytes();
+    let model = gpt2::cuda::CudaGpt2::new(g, config, &params, b, t).unwrap();
+    let allocated = model.gpu.allocated_bytes() - before;
+    let plan = gpt2::memory::MemoryPlan::new(&config, b, t, gpt2::memory::Precision::Fp32).unwrap();
+    println!("allocated {allocated} bytes, the plan says {}", plan.total_bytes());
+    assert_eq!(allocated, plan.total_bytes(), "the GPU model's buffers differ from the memory plan");
 }
 
 #[test]

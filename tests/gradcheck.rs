@@ -24,7 +24,6 @@ use common::gradcheck::{check_accumulates, check_gradient, numeric_gradient, pre
 use common::*;
 use gpt2::config::ModelConfig;
 use gpt2::cpu::gpt2::{CpuKernels, Gpt2};
-use gpt2::cpu::softmax_crossentropy::{crossentropy_forward, crossentropy_softmax_backward};
 use gpt2::cpu::{encoder::*, layernorm::*, residual::*};
 use gpt2::model::{init::gpt2_init, ParamLayout, PARAM_NAMES};
 use gpt2::rng::Rng;
@@ -130,44 +129,29 @@ const ATTENTION_TOLERANCE: f64 = 5e-5;
 
 #[test]
 fn attention_backward_matches_finite_differences() {
+    // T = 5 positions, 2 heads of 3 channels
     let (b, t, c, nh) = (2, 5, 6, 2);
     let mut rng = Rng::new(3);
     let inp = random_vec(&mut rng, b * t * 3 * c, 1.0);
     let r = random_vec(&mut rng, b * t * c, 1.0);
-    let att_size = b * nh * t * t;
     let mut failures = Failures::default();
     for kernels in KERNELS {
         let (forward, backward) = kernels.attention();
         let run = |inp: &[f32]| {
-            let (mut out, mut preatt, mut att) = (vec![0.0; b * t * c], vec![0.0; att_size], vec![0.0; att_size]);
-            forward(&mut out, &mut preatt, &mut att, inp, b, t, c, nh);
-            (weighted_sum(&out, &r), att)
+            let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+            forward(&mut out, &mut lse, inp, b, t, c, nh);
+            (weighted_sum(&out, &r), out, lse)
         };
-        let (_, att) = run(&inp);
+        let (_, out, lse) = run(&inp);
         let numeric = [numeric_gradient(inp.len(), 1e-2, |i, d| run(&nudge(&inp, i, d)).0)];
         let layer = format!("attention ({kernels:?}): causal self-attention");
         failures.merge(check_backward(&layer, &["qkv"], &numeric, ATTENTION_TOLERANCE, |g| {
-            // dpreatt and datt are scratch that the backward overwrites: garbage must not matter
-            let (mut dpreatt, mut datt) = (vec![7.0; att_size], vec![-3.0; att_size]);
-            attention_backward_into(backward, &mut g[0], &mut dpreatt, &mut datt, &r, &inp, &att, (b, t, c, nh));
+            // delta is scratch that the backward overwrites: garbage must not matter
+            let mut delta = vec![7.0; b * nh * t];
+            backward(&mut g[0], &mut delta, &r, &inp, &out, &lse, b, t, c, nh);
         }));
     }
     failures.assert_none();
-}
-
-/// Calls an attention backward with the shape as one tuple (keeps the closure above readable).
-#[allow(clippy::too_many_arguments)]
-fn attention_backward_into(
-    backward: gpt2::cpu::gpt2::AttentionBackward,
-    dinp: &mut [f32],
-    dpreatt: &mut [f32],
-    datt: &mut [f32],
-    dout: &[f32],
-    inp: &[f32],
-    att: &[f32],
-    (b, t, c, nh): (usize, usize, usize, usize),
-) {
-    backward(dinp, dpreatt, datt, dout, inp, att, b, t, c, nh);
 }
 
 /// Measured: 4.5e-6 (readable) and 5.5e-6 (fast), over inputs in [-4, 4] where the tanh bends.
@@ -246,7 +230,7 @@ fn encoder_backward_matches_finite_differences() {
     .assert_none();
 }
 
-/// Measured: 1.5e-5 (readable softmax) and 1.4e-5 (fast). Higher than the other layers because the
+/// Measured before the fusion (probabilities stored): 1.5e-5 (readable softmax) and 1.4e-5 (fast). Higher than the other layers because the
 /// loss is a mean of f32 logs, each rounded at about 2e-7, and the mean divides the signal by BT.
 /// 2e-4 leaves a margin of 14.
 const SOFTMAX_TOLERANCE: f64 = 2e-4;
@@ -259,23 +243,23 @@ fn softmax_crossentropy_backward_matches_finite_differences() {
     let targets = random_tokens(&mut rng, bt, v);
     let mut failures = Failures::default();
     for kernels in KERNELS {
-        let softmax_forward = kernels.softmax();
+        let (forward, backward) = kernels.classifier();
         let loss = |logits: &[f32]| {
-            let (mut probs, mut losses) = (vec![0.0; bt * vp], vec![0.0; bt]);
-            softmax_forward(&mut probs, logits, bt, v, vp);
-            crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
-            (losses.iter().map(|&l| l as f64).sum::<f64>() / bt as f64, probs)
+            let (mut losses, mut lse) = (vec![0.0; bt], vec![0.0; bt]);
+            forward(&mut losses, &mut lse, logits, &targets, bt, v, vp);
+            (losses.iter().map(|&l| l as f64).sum::<f64>() / bt as f64, lse)
         };
-        let (_, probs) = loss(&logits);
-        let numeric = [numeric_gradient(logits.len(), 1e-2, |i, d| loss(&nudge(&logits, i, d)).0)];
-        let layer = format!("softmax ({kernels:?}) + cross-entropy (mean over positions)");
+        let (_, lse) = loss(&logits);
+        let numeric = numeric_gradient(logits.len(), 1e-2, |i, d| loss(&nudge(&logits, i, d)).0);
+        let layer =
+            format!("softmax + cross-entropy ({kernels:?}, mean over positions; dlogits written over the logits)");
+        table_header(&layer);
+        // the backward overwrites the logits with their gradient (it does not accumulate)
         let dlosses = vec![1.0 / bt as f32; bt];
-        failures.merge(check_backward(&layer, &["logits"], &numeric, SOFTMAX_TOLERANCE, |g| {
-            crossentropy_softmax_backward(&mut g[0], &dlosses, &probs, &targets, bt, v, vp);
-        }));
-        // the padded columns V..Vp get no gradient
-        let mut dlogits = vec![0.0; bt * vp];
-        crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp);
+        let mut dlogits = logits.clone();
+        backward(&mut dlogits, &dlosses, &lse, &targets, bt, v, vp);
+        failures.add(check_gradient(&layer, "logits", &dlogits, &numeric, SOFTMAX_TOLERANCE));
+        // the padded columns V..Vp get a gradient of 0, whatever their logits were
         assert!(dlogits.chunks(vp).all(|row| row[v..].iter().all(|&g| g == 0.0)), "padding got a gradient");
     }
     failures.assert_none();
@@ -316,9 +300,11 @@ fn whole_model_gradcheck(kernels: CpuKernels) {
     model.zero_grad();
     model.backward(1.0);
     let grads = model.grads.clone();
-    // backward adds into the gradients: run it again on top of a pre-fill
+    // backward adds into the gradients: run it again (after a new forward: the backward wrote the
+    // logits' gradient over the logits) on top of a pre-fill
     let pre = prefill(grads.len());
     model.grads.copy_from_slice(&pre);
+    model.forward(&inputs, Some(&targets), b, t);
     model.backward(1.0);
     let accumulated = model.grads.clone();
 
@@ -333,7 +319,7 @@ fn whole_model_gradcheck(kernels: CpuKernels) {
             model.params[range.start + j] = saved + d;
             model.forward(&inputs, None, b, t);
             model.params[range.start + j] = saved;
-            mean_crossentropy_f64(model.probs(), &targets, config.padded_vocab_size)
+            mean_crossentropy_f64(model.logits(), &targets, config.vocab_size, config.padded_vocab_size)
         });
         failures.add(check_gradient(&layer, name, &grads[range.clone()], &numeric, MODEL_TOLERANCE));
         let (before, after) = (&pre[range.clone()], &accumulated[range]);
@@ -361,10 +347,20 @@ fn a_failed_check_names_the_tensor_and_hints_at_the_bug() {
     assert!(err.contains("derivative of the tanh term") && err.contains("largest difference"), "{err}");
 }
 
-/// The mean cross-entropy from the model's probabilities, summed in f64: the model's own f32 loss
-/// is rounded at about 2e-7, which the finite difference would divide by 2h.
-fn mean_crossentropy_f64(probs: &[f32], targets: &[u32], vp: usize) -> f64 {
-    let sum: f64 = targets.iter().enumerate().map(|(i, &y)| -(probs[i * vp + y as usize] as f64).ln()).sum();
+/// The mean cross-entropy from the model's logits, in f64 (log-sum-exp over the first V columns
+/// minus the target's logit): the model's own f32 loss is rounded at about 2e-7, which the finite
+/// difference would divide by 2h.
+fn mean_crossentropy_f64(logits: &[f32], targets: &[u32], v: usize, vp: usize) -> f64 {
+    let sum: f64 = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            let row = &logits[i * vp..i * vp + v];
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+            let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+            lse - row[y as usize] as f64
+        })
+        .sum();
     sum / targets.len() as f64
 }
 

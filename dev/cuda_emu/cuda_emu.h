@@ -80,6 +80,16 @@ template <typename T> T __shfl_xor_sync(unsigned, T v, int offset) {
     emu_wait(bar);  // ... and read its partner's before any writes the next one
     return r;
 }
+// __shfl_sync: every lane reads lane `src`'s value (a broadcast when all pass the same src).
+template <typename T> T __shfl_sync(unsigned, T v, int src) {
+    unsigned tid = emu_tid();
+    auto& bar = emu_warp_barriers[tid / 32];
+    emu_slots[tid] = (double)v;
+    emu_wait(bar);
+    T r = (T)emu_slots[tid / 32 * 32 + (src & 31)];
+    emu_wait(bar);
+    return r;
+}
 inline float __int_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline float atomicAdd(float* a, float v) { float old = *a; *a += v; return old; }
 inline double atomicAdd(double* a, double v) { double old = *a; *a += v; return old; }

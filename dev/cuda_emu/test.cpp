@@ -39,6 +39,8 @@ namespace gn {
 static_assert(MATMUL_TILE == BM && MATMUL_TILE == BN, "MATMUL_TILE (src/cuda/kernels/matmul.rs) != BM, BN (kernels/matmul.cu)");
 static_assert(MATMUL_TILED_BLOCK == MATMUL_THREADS, "MATMUL_TILED_BLOCK (src/cuda/kernels/matmul.rs) != MATMUL_THREADS (kernels/matmul.cu)");
 static_assert(ATTENTION_MAX_HS == MAX_HS, "ATTENTION_MAX_HS (src/cuda/kernels/attention.rs) != MAX_HS (kernels/attention.cu)");
+static_assert(ATTENTION_TILE == ATT_TILE && ATTENTION_WARPS == ATT_WARPS, "ATTENTION_TILE, ATTENTION_WARPS (src/cuda/kernels/attention.rs) != ATT_TILE, ATT_WARPS (kernels/attention.cu)");
+static_assert(ATTENTION_TILE == WARP_SIZE && ATTENTION_BLOCK == ATTENTION_WARPS * WARP_SIZE, "attention: a tile is one warp's lanes, a block ATTENTION_WARPS warps");
 // ... and the kernels' reductions need whole warps, at most 32 of them.
 static_assert(LAYERNORM_FORWARD_BLOCK % WARP_SIZE == 0 && LAYERNORM_BACKWARD_BLOCK % WARP_SIZE == 0, "layernorm needs whole warps");
 static_assert(SOFTMAX_BLOCK % WARP_SIZE == 0 && SOFTMAX_BLOCK <= 32 * WARP_SIZE, "block_reduce needs 1 to 32 whole warps");
@@ -136,39 +138,48 @@ void test_matmul(int version, int BT, int C, int OC) {
     check("matmul_add_bias", out, ref, 0);
 }
 
+// Attention against the plain (T, T) formulation of src/cpu/attention.rs's math: each row's scores,
+// their softmax, the weighted sum; the backward through the stored weights. The kernels never hold
+// a (T, T) matrix, so this checks the online softmax and the recomputation against the direct way.
 void test_attention(int B, int T, int C, int NH) {
     int hs = C / NH; float scale = 1 / std::sqrt((float)hs);
     V inp = rnd(B*T*3*C, 1), dout = rnd(B*T*C, 1), dinp0 = rnd(B*T*3*C, 1);
-    size_t na = (size_t)B*NH*T*T;
-    V rout(B*T*C), rpre(na), ratt(na);
+    size_t na = (size_t)B*NH*T*T, nl = (size_t)B*NH*T;
+    V rout(B*T*C), rlse(nl), ratt(na);
     for (int b = 0; b < B; b++) for (int h = 0; h < NH; h++) for (int t1 = 0; t1 < T; t1++) {
-        float* pre = &rpre[((b*NH+h)*T+t1)*T]; float* a = &ratt[((b*NH+h)*T+t1)*T];
+        float* a = &ratt[((b*NH+h)*T+t1)*T];
         const float* q = &inp[(b*T+t1)*3*C + h*hs];
         float mx = -INFINITY;
-        for (int t2 = 0; t2 <= t1; t2++) { const float* k = &inp[(b*T+t2)*3*C + C + h*hs]; float d = 0; for (int i = 0; i < hs; i++) d += q[i]*k[i]; pre[t2] = d*scale; mx = std::max(mx, pre[t2]); }
-        float s = 0; for (int t2 = 0; t2 <= t1; t2++) { a[t2] = std::exp(pre[t2]-mx); s += a[t2]; }
+        for (int t2 = 0; t2 <= t1; t2++) { const float* k = &inp[(b*T+t2)*3*C + C + h*hs]; float d = 0; for (int i = 0; i < hs; i++) d += q[i]*k[i]; a[t2] = d*scale; mx = std::max(mx, a[t2]); }
+        float s = 0; for (int t2 = 0; t2 <= t1; t2++) { a[t2] = std::exp(a[t2]-mx); s += a[t2]; }
         for (int t2 = 0; t2 <= t1; t2++) a[t2] /= s;
+        rlse[(b*NH+h)*T+t1] = mx + std::log(s);
         float* o = &rout[(b*T+t1)*C + h*hs];
         for (int i = 0; i < hs; i++) { float acc = 0; for (int t2 = 0; t2 <= t1; t2++) acc += a[t2]*inp[(b*T+t2)*3*C + 2*C + h*hs + i]; o[i] = acc; }
     }
-    V out(B*T*C), pre(na, 7.f), at(na, 7.f);  // garbage above the diagonal must be cleared
-    emu_launch(att::attention_forward, g1(na / T, ATTENTION_BLOCK), b1(ATTENTION_BLOCK), 0, out.data(), pre.data(), at.data(), inp.data(), B, T, C, NH);
-    check("attention out", out, rout, 1e-5); check("attention preatt", pre, rpre, 1e-5); check("attention att", at, ratt, 1e-5);
-    V rdinp = dinp0, rdpre(na), rdatt(na);
+    dim3 rows{(unsigned)((T + ATTENTION_WARPS - 1) / ATTENTION_WARPS), (unsigned)(B*NH), 1};
+    V out(B*T*C, 7.f), lse(nl, 7.f);
+    emu_launch(att::attention_forward, rows, b1(ATTENTION_BLOCK), 0, out.data(), lse.data(), inp.data(), B, T, C, NH);
+    char name[96];
+    snprintf(name, sizeof name, "attention out (B%d T%d hs%d)", B, T, hs); check(name, out, rout, 1e-5);
+    snprintf(name, sizeof name, "attention lse (B%d T%d hs%d)", B, T, hs); check(name, lse, rlse, 1e-5);
+    V rdinp = dinp0, rdelta(nl);
+    std::vector<float> datt(T);
     for (int b = 0; b < B; b++) for (int h = 0; h < NH; h++) for (int t1 = 0; t1 < T; t1++) {
         size_t row = ((size_t)(b*NH+h)*T+t1)*T; const float* d = &dout[(b*T+t1)*C+h*hs];
-        for (int t2 = 0; t2 <= t1; t2++) { size_t vo = (b*T+t2)*3*C + 2*C + h*hs; float x = 0; for (int i = 0; i < hs; i++) { x += inp[vo+i]*d[i]; rdinp[vo+i] += ratt[row+t2]*d[i]; } rdatt[row+t2] = x; }
-        float dot = 0; for (int t2 = 0; t2 <= t1; t2++) dot += ratt[row+t2]*rdatt[row+t2];
-        for (int t2 = 0; t2 <= t1; t2++) rdpre[row+t2] = ratt[row+t2]*(rdatt[row+t2]-dot);
+        for (int t2 = 0; t2 <= t1; t2++) { size_t vo = (b*T+t2)*3*C + 2*C + h*hs; float x = 0; for (int i = 0; i < hs; i++) { x += inp[vo+i]*d[i]; rdinp[vo+i] += ratt[row+t2]*d[i]; } datt[t2] = x; }
+        float dot = 0; for (int t2 = 0; t2 <= t1; t2++) dot += ratt[row+t2]*datt[t2];
+        rdelta[(b*NH+h)*T+t1] = dot;  // = dout . out
         size_t qo = (b*T+t1)*3*C + h*hs;
-        for (int t2 = 0; t2 <= t1; t2++) { size_t ko = (b*T+t2)*3*C + C + h*hs; float x = rdpre[row+t2]*scale; for (int i = 0; i < hs; i++) { rdinp[qo+i] += inp[ko+i]*x; rdinp[ko+i] += inp[qo+i]*x; } }
+        for (int t2 = 0; t2 <= t1; t2++) { size_t ko = (b*T+t2)*3*C + C + h*hs; float x = ratt[row+t2]*(datt[t2]-dot)*scale; for (int i = 0; i < hs; i++) { rdinp[qo+i] += inp[ko+i]*x; rdinp[ko+i] += inp[qo+i]*x; } }
     }
-    V dinp = dinp0, dpre(na), datt(na);
-    dim3 g = g1(na / T, ATTENTION_BLOCK);
-    emu_launch(att::attention_backward_datt, g, b1(ATTENTION_BLOCK), 0, dpre.data(), datt.data(), dout.data(), inp.data(), ratt.data(), B, T, C, NH);
-    emu_launch(att::attention_backward_dq, g, b1(ATTENTION_BLOCK), 0, dinp.data(), dpre.data(), inp.data(), B, T, C, NH);
-    emu_launch(att::attention_backward_dkv, g, b1(ATTENTION_BLOCK), 0, dinp.data(), dpre.data(), dout.data(), inp.data(), ratt.data(), B, T, C, NH);
-    check("attention dinp", dinp, rdinp, 1e-5); check("attention dpreatt", dpre, rdpre, 1e-5); check("attention datt", datt, rdatt, 1e-5);
+    V dinp = dinp0, delta(nl, 3.f);
+    dim3 per_row = g1(nl, ATTENTION_WARPS);  // one warp per row: nl warps of ATTENTION_WARPS a block
+    emu_launch(att::attention_backward_delta, per_row, b1(ATTENTION_BLOCK), 0, delta.data(), dout.data(), rout.data(), B, T, C, NH);
+    emu_launch(att::attention_backward_dkv, rows, b1(ATTENTION_BLOCK), 0, dinp.data(), delta.data(), dout.data(), inp.data(), rlse.data(), B, T, C, NH);
+    emu_launch(att::attention_backward_dq, rows, b1(ATTENTION_BLOCK), 0, dinp.data(), delta.data(), dout.data(), inp.data(), rlse.data(), B, T, C, NH);
+    snprintf(name, sizeof name, "attention delta (B%d T%d hs%d)", B, T, hs); check(name, delta, rdelta, 1e-5);
+    snprintf(name, sizeof name, "attention dinp (B%d T%d hs%d)", B, T, hs); check(name, dinp, rdinp, 1e-5);
 }
 
 void test_elementwise() {
@@ -186,15 +197,17 @@ void test_elementwise() {
 }
 
 void test_softmax(int BT, int Vv, int Vp) {
-    V logits = rnd(BT*Vp, 5), dl = rnd(BT, 1), dlog0 = rnd(BT*Vp, 1); auto tg = toks(BT, Vv);
-    V rp(BT*Vp), rl(BT);
-    for (int r = 0; r < BT; r++) { float mx = -INFINITY; for (int i = 0; i < Vv; i++) mx = std::max(mx, logits[r*Vp+i]); float s = 0; for (int i = 0; i < Vv; i++) { rp[r*Vp+i] = std::exp(logits[r*Vp+i]-mx); s += rp[r*Vp+i]; } for (int i = 0; i < Vv; i++) rp[r*Vp+i] /= s; rl[r] = -std::log(rp[r*Vp+tg[r]]); }
-    V p(BT*Vp, 3.f), l(BT);
-    emu_launch(sm::softmax_forward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, p.data(), logits.data(), BT, Vv, Vp); check("softmax probs", p, rp, 1e-5);
-    emu_launch(sm::crossentropy_forward, g1(BT, CROSSENTROPY_BLOCK), b1(CROSSENTROPY_BLOCK), 0, l.data(), p.data(), tg.data(), BT, Vp); check("crossentropy losses", l, rl, 1e-5);
-    V dlog = dlog0, rdl = dlog0;
-    for (int r = 0; r < BT; r++) for (int j = 0; j < Vv; j++) rdl[r*Vp+j] += (rp[r*Vp+j] - (j == (int)tg[r] ? 1.f : 0.f)) * dl[r];
-    emu_launch(sm::crossentropy_softmax_backward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, dlog.data(), dl.data(), p.data(), tg.data(), BT, Vv, Vp); check("crossentropy dlogits", dlog, rdl, 1e-5);
+    V logits = rnd(BT*Vp, 5), dl = rnd(BT, 1); auto tg = toks(BT, Vv);
+    V rp(BT*Vp), rl(BT), rlse(BT);
+    for (int r = 0; r < BT; r++) { float mx = -INFINITY; for (int i = 0; i < Vv; i++) mx = std::max(mx, logits[r*Vp+i]); float s = 0; for (int i = 0; i < Vv; i++) { rp[r*Vp+i] = std::exp(logits[r*Vp+i]-mx); s += rp[r*Vp+i]; } for (int i = 0; i < Vv; i++) rp[r*Vp+i] /= s; rl[r] = -std::log(rp[r*Vp+tg[r]]); rlse[r] = mx + std::log(s); }
+    V l(BT, 3.f), lse(BT, 3.f);
+    emu_launch(sm::crossentropy_forward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, l.data(), lse.data(), logits.data(), tg.data(), BT, Vv, Vp);
+    check("crossentropy losses", l, rl, 1e-5); check("crossentropy lse", lse, rlse, 1e-5);
+    // the gradient from the stored probabilities, against the kernel's, written over the logits
+    V rdl(BT*Vp, 0.f);
+    for (int r = 0; r < BT; r++) for (int j = 0; j < Vv; j++) rdl[r*Vp+j] = (rp[r*Vp+j] - (j == (int)tg[r] ? 1.f : 0.f)) * dl[r];
+    V dlog = logits;
+    emu_launch(sm::crossentropy_softmax_backward, dim3{(unsigned)BT,1,1}, b1(SOFTMAX_BLOCK), 0, dlog.data(), dl.data(), rlse.data(), tg.data(), BT, Vv, Vp); check("crossentropy dlogits (over the logits)", dlog, rdl, 1e-5);
 }
 
 void test_optim() {
@@ -229,8 +242,13 @@ int main(int argc, char** argv) {
     test_matmul(2, 131, 77, 259);
     test_matmul(2, 5, 3, 7);
     test_matmul(2, 300, 200, 130);
+    // T below, at and past the 32-wide tile and not a multiple of it or of the 8 rows a block; head
+    // sizes 8, 5 (not a multiple of anything), 64 (GPT-2) and 128 (the largest)
     test_attention(2, 13, 24, 3);
-    test_attention(1, 40, 64, 1);
+    test_attention(1, 5, 15, 3);
+    test_attention(1, 32, 64, 1);
+    test_attention(1, 71, 64, 1);
+    test_attention(1, 45, 256, 2);
     test_elementwise();
     test_softmax(5, 1000, 1031);
     test_optim();

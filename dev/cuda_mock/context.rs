@@ -76,11 +76,13 @@ pub struct Gpu {
     pub num_sms: u32,
     pub matmul: Matmul,
     pub compile_seconds: f64,
+    /// Bytes handed out by `alloc` so far (what `tests/cuda.rs` compares with the memory plan).
+    allocated: std::sync::atomic::AtomicUsize,
 }
 
 impl Gpu {
     pub fn new(_ordinal: usize, matmul: Matmul) -> Result<Gpu> {
-        Ok(Gpu { name: "MOCK H100 PCIe".into(), compute_capability: (9, 0), num_sms: 132, matmul, compile_seconds: 0.0 })
+        Ok(Gpu { name: "MOCK H100 PCIe".into(), compute_capability: (9, 0), num_sms: 132, matmul, compile_seconds: 0.0, allocated: Default::default() })
     }
     pub fn enable_cublas(&mut self) -> Result<()> {
         Ok(())
@@ -88,7 +90,11 @@ impl Gpu {
     pub fn memory(&self) -> Result<(usize, usize)> {
         Ok((80 << 30, 80 << 30))
     }
+    pub fn allocated_bytes(&self) -> usize {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
     pub fn alloc<T: Default + Clone>(&self, n: usize) -> Result<DeviceBuffer<T>> {
+        self.allocated.fetch_add(n * std::mem::size_of::<T>(), std::sync::atomic::Ordering::Relaxed);
         let mut data = vec![T::default(); n.max(1)];
         let ptr = data.as_mut_ptr() as u64;
         Ok(DeviceBuffer { _data: data, ptr, len: n })

@@ -45,14 +45,14 @@ impl Gpu {
         matmul_backward(dinp.host(), dweight.host(), dbias.map(|b| b.host()), dout.host(), inp.host(), weight.host(), bt, c, oc);
         Ok(())
     }
-    pub fn attention_forward(&self, out: Dev<f32>, preatt: Dev<f32>, att: Dev<f32>, inp: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
-        assert!(preatt.len() == b * nh * t * t);
-        attention_forward(out.host(), preatt.host(), att.host(), inp.host(), b, t, c, nh);
+    pub fn attention_forward(&self, out: Dev<f32>, lse: Dev<f32>, inp: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
+        assert!(lse.len() == b * nh * t && out.len() == b * t * c && inp.len() == b * t * 3 * c);
+        attention_forward(out.host(), lse.host(), inp.host(), b, t, c, nh);
         Ok(())
     }
-    pub fn attention_backward(&self, dinp: Dev<f32>, dpreatt: Dev<f32>, datt: Dev<f32>, dout: Dev<f32>, inp: Dev<f32>, att: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
-        assert!(dpreatt.len() == b * nh * t * t && datt.len() == b * nh * t * t && att.len() == b * nh * t * t && inp.len() == b * t * 3 * c && dout.len() == b * t * c);
-        attention_backward(dinp.host(), dpreatt.host(), datt.host(), dout.host(), inp.host(), att.host(), b, t, c, nh);
+    pub fn attention_backward(&self, dinp: Dev<f32>, delta: Dev<f32>, dout: Dev<f32>, inp: Dev<f32>, out: Dev<f32>, lse: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
+        assert!(delta.len() == b * nh * t && lse.len() == b * nh * t && inp.len() == b * t * 3 * c && dout.len() == b * t * c && out.len() == b * t * c);
+        attention_backward(dinp.host(), delta.host(), dout.host(), inp.host(), out.host(), lse.host(), b, t, c, nh);
         Ok(())
     }
     pub fn gelu_forward(&self, out: Dev<f32>, inp: Dev<f32>) -> Result<()> {
@@ -71,18 +71,14 @@ impl Gpu {
         residual_backward(dinp1.host(), dinp2.host(), dout.host());
         Ok(())
     }
-    pub fn softmax_forward(&self, probs: Dev<f32>, logits: Dev<f32>, bt: usize, v: usize, vp: usize) -> Result<()> {
-        softmax_forward(probs.host(), logits.host(), bt, v, vp);
+    pub fn crossentropy_forward(&self, losses: Dev<f32>, lse: Dev<f32>, logits: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
+        assert!(targets.len() == bt && logits.len() == bt * vp && lse.len() == bt);
+        crossentropy_forward(losses.host(), lse.host(), logits.host(), targets.host(), bt, v, vp);
         Ok(())
     }
-    pub fn crossentropy_forward(&self, losses: Dev<f32>, probs: Dev<f32>, targets: Dev<u32>, bt: usize, vp: usize) -> Result<()> {
-        assert!(targets.len() == bt && probs.len() == bt * vp);
-        crossentropy_forward(losses.host(), probs.host(), targets.host(), bt, vp);
-        Ok(())
-    }
-    pub fn crossentropy_softmax_backward(&self, dlogits: Dev<f32>, dlosses: Dev<f32>, probs: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
-        assert!(dlosses.len() == bt && targets.len() == bt && probs.len() == bt * vp);
-        crossentropy_softmax_backward(dlogits.host(), dlosses.host(), probs.host(), targets.host(), bt, v, vp);
+    pub fn crossentropy_softmax_backward(&self, logits: Dev<f32>, dlosses: Dev<f32>, lse: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
+        assert!(dlosses.len() == bt && targets.len() == bt && lse.len() == bt && logits.len() == bt * vp);
+        crossentropy_softmax_backward(logits.host(), dlosses.host(), lse.host(), targets.host(), bt, v, vp);
         Ok(())
     }
     pub fn adamw_update(&self, params: Dev<f32>, grads: Dev<f32>, m: Dev<f32>, v: Dev<f32>, lr: f32, beta1: f32, beta2: f32, beta1_correction: f32, beta2_correction: f32, eps: f32, weight_decay: f32, grad_scale: f32) -> Result<()> {

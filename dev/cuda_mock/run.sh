@@ -24,7 +24,7 @@ sed -i 's/^pub fn why_unavailable() -> Result<usize, Unavailable> {/&\n    retur
 sed -i 's/^pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {/&\n    return Ok((80 << 30, 80 << 30));/' "$scratch/src/cuda/mod.rs"
 cd "$scratch"
 CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \
-    training_steps checkpoints 2>&1 | grep -E "loss|max diff|^test " | tee "$scratch/log"
+    training_steps checkpoints memory_plan 2>&1 | grep -E "loss|max diff|^test " | tee "$scratch/log"
 # The stand-ins call the reference layers of src/cpu/: against a CpuBackend on the same layers every
 # difference is exactly 0. If CpuBackend uses faster layers (other summation orders), gradients
 # differ at rounding level (below 1e-6) and AdamW can turn a rounding-level difference of a

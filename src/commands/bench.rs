@@ -8,7 +8,7 @@ use crate::commands::train::{select_device, Device};
 use crate::config::ModelConfig;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
-use crate::cpu::{encoder, layernorm, residual, softmax_crossentropy as sce};
+use crate::cpu::{encoder, layernorm, residual};
 use crate::cuda::{CudaBackend, Matmul};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
@@ -123,7 +123,7 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (mm_fwd, mm_bwd) = kernels.matmul();
     let (gelu_fwd, gelu_bwd) = kernels.gelu();
     let (att_fwd, att_bwd) = kernels.attention();
-    let softmax_fwd = kernels.softmax();
+    let (xent_fwd, xent_bwd) = kernels.classifier();
     let reps = 2;
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
 
@@ -141,11 +141,10 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
 
     // attention, once per layer
     let (qkv, dout) = (rand(bt * 3 * c), rand(bt * c));
-    let (mut out, mut preatt, mut att) = (vec![0.0; bt * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
-    let (mut dqkv, mut dpreatt, mut datt) =
-        (vec![0.0; bt * 3 * c], vec![0.0; b * nh * t * t], vec![0.0; b * nh * t * t]);
-    let fwd = l as f64 * time_ms(reps, || att_fwd(&mut out, &mut preatt, &mut att, &qkv, b, t, c, nh));
-    let bwd = l as f64 * time_ms(reps, || att_bwd(&mut dqkv, &mut dpreatt, &mut datt, &dout, &qkv, &att, b, t, c, nh));
+    let (mut out, mut lse) = (vec![0.0; bt * c], vec![0.0; b * nh * t]);
+    let (mut dqkv, mut delta) = (vec![0.0; bt * 3 * c], vec![0.0; b * nh * t]);
+    let fwd = l as f64 * time_ms(reps, || att_fwd(&mut out, &mut lse, &qkv, b, t, c, nh));
+    let bwd = l as f64 * time_ms(reps, || att_bwd(&mut dqkv, &mut delta, &dout, &qkv, &out, &lse, b, t, c, nh));
     rows.push(("attention", fwd, bwd));
 
     // layernorm: 2 per layer plus the final one
@@ -173,16 +172,13 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let bwd = 2.0 * l as f64 * time_ms(reps, || residual::residual_backward(&mut d1, &mut d2, &x1));
     rows.push(("residual", fwd, bwd));
 
-    // softmax + cross-entropy over the vocabulary
+    // softmax + cross-entropy over the vocabulary (the backward writes over a copy of the logits)
     let logits = rand(bt * vp);
     let targets: Vec<u32> = (0..bt).map(|i| (i * 7 % v) as u32).collect();
-    let (mut probs, mut losses, mut dlogits) = (vec![0.0; bt * vp], vec![0.0; bt], vec![0.0; bt * vp]);
+    let (mut losses, mut lse, mut dlogits) = (vec![0.0; bt], vec![0.0; bt], logits.clone());
     let dlosses = vec![1.0 / bt as f32; bt];
-    let fwd = time_ms(reps, || {
-        softmax_fwd(&mut probs, &logits, bt, v, vp);
-        sce::crossentropy_forward(&mut losses, &probs, &targets, bt, vp);
-    });
-    let bwd = time_ms(reps, || sce::crossentropy_softmax_backward(&mut dlogits, &dlosses, &probs, &targets, bt, v, vp));
+    let fwd = time_ms(reps, || xent_fwd(&mut losses, &mut lse, &logits, &targets, bt, v, vp));
+    let bwd = time_ms(reps, || xent_bwd(&mut dlogits, &dlosses, &lse, &targets, bt, v, vp));
     rows.push(("softmax+xent", fwd, bwd));
 
     // embeddings

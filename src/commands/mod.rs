@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod eval;
 pub mod export;
+pub mod memory;
 pub mod plot;
 pub mod prepare;
 pub mod sample;

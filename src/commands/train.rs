@@ -426,7 +426,7 @@ fn gpu_default_batch(config: &ModelConfig, seq: usize) -> Result<usize> {
     // measured before the kernels and cuBLAS are loaded: leave them 1 GiB, so that the check
     // CudaGpt2::new makes afterwards agrees with this choice
     let free = free.saturating_sub(1 << 30);
-    match crate::memory::largest_gpu_batch(config, seq, free, 64) {
+    match crate::memory::largest_gpu_batch(config, seq, free, 64, crate::memory::Precision::Fp32) {
         0 => bail!(
             "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
              memory: try a shorter --seq or a smaller --model",

@@ -1,89 +1,93 @@
-//! Causal multi-head self-attention (https://arxiv.org/abs/1706.03762), GPT-2 style.
+//! Causal multi-head self-attention (https://arxiv.org/abs/1706.03762), GPT-2 style, computed the
+//! way flash attention computes it (https://arxiv.org/abs/2205.14135, https://arxiv.org/abs/2307.08691).
 //! Twin: `kernels/attention.cu`.
 //!
 //! The input is the qkv projection (B, T, 3C): for each position, its query, key and value vectors
 //! side by side, each of C channels split into NH heads of hs = C/NH channels. For each head,
-//! position t attends to positions 0..=t (causal): its weights are softmax(q_t . k_t2 / sqrt(hs)),
-//! and its output is the weighted sum of the values. preatt and att (B, NH, T, T) keep the scores
-//! before and after the softmax for the backward pass; entries above the diagonal are unused (0).
+//! position t1 attends to positions 0..=t1 (causal): its weights are p[t2] = softmax(s)[t2] over the
+//! scores s[t2] = q_t1 . k_t2 / sqrt(hs), and its output is the weighted sum of the values.
+//!
+//! No (T, T) matrix of scores or weights is kept, here or on the GPU. The forward keeps, besides the
+//! output, one number per row: the log-sum-exp of its scores, lse = log(sum over t2 of exp(s[t2])),
+//! from which any weight can be recomputed in one step: p[t2] = exp(s[t2] - lse). The backward does
+//! exactly that, recomputing each score from q and k when it needs it. For GPT-2 small at T = 1024
+//! that turns 4 · L·B·NH·T·T floats (the old preatt, att and their gradients: 52% of all training
+//! memory) into L·B·NH·T.
+//!
+//! The forward walks the keys of a row once, with the "online softmax": it keeps the largest score
+//! seen so far (m), the sum of exp(s - m) so far (l) and the output so far (o, unnormalized), and
+//! when a larger score arrives it rescales l and o by exp(m_old - m_new). At the end o / l is the
+//! output and m + ln(l) the log-sum-exp. The GPU kernel does the same over tiles of 32 keys.
 
-use rayon::prelude::*;
+/// The offset of the query (part 0), key (1) or value (2) vector of head h at position (b, t) in
+/// inp (B, T, 3C).
+fn qkv_offset(b: usize, t: usize, part: usize, h: usize, seq: usize, c: usize, hs: usize) -> usize {
+    (b * seq + t) * 3 * c + part * c + h * hs
+}
 
-/// out (B, T, C), preatt (B, NH, T, T), att (B, NH, T, T) from inp (B, T, 3C).
-pub fn attention_forward(
-    out: &mut [f32],
-    preatt: &mut [f32],
-    att: &mut [f32],
-    inp: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// out (B, T, C) and lse (B, NH, T), the log-sum-exp of each row's scores, from inp (B, T, 3C).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(out: &mut [f32], lse: &mut [f32], inp: &[f32], b: usize, t: usize, c: usize, nh: usize) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     assert_eq!(inp.len(), b * t * 3 * c);
     assert_eq!(out.len(), b * t * c);
-    assert_eq!(att.len(), b * nh * t * t);
-    // each (batch, head) pair is independent: one parallel task each
-    preatt.par_chunks_mut(t * t).zip(att.par_chunks_mut(t * t)).enumerate().for_each(|(bh, (preatt_bh, att_bh))| {
-        let (bi, h) = (bh / nh, bh % nh);
-        // the query, key and value vectors of position t2, head h
-        let q = |t2: usize| &inp[(bi * t + t2) * 3 * c + h * hs..][..hs];
-        let k = |t2: usize| &inp[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
-        for t1 in 0..t {
-            let preatt_row = &mut preatt_bh[t1 * t..(t1 + 1) * t];
-            let att_row = &mut att_bh[t1 * t..(t1 + 1) * t];
-            // pass 1: scores q.k / sqrt(hs) and their maximum
-            let mut maxval = f32::NEG_INFINITY;
-            for t2 in 0..=t1 {
-                let score = q(t1).iter().zip(k(t2)).map(|(a, b)| a * b).sum::<f32>() * scale;
-                preatt_row[t2] = score;
-                maxval = maxval.max(score);
-            }
-            // pass 2: exponentiate (minus the max, for stability) and sum
-            let mut expsum = 0.0;
-            for t2 in 0..=t1 {
-                let e = (preatt_row[t2] - maxval).exp();
-                att_row[t2] = e;
-                expsum += e;
-            }
-            // pass 3: normalize to get the softmax; the future stays 0 (causal mask)
-            for t2 in 0..t {
-                att_row[t2] = if t2 <= t1 { att_row[t2] / expsum } else { 0.0 };
-                if t2 > t1 {
-                    preatt_row[t2] = 0.0;
-                }
-            }
-        }
-    });
-    // pass 4: out = att @ v, parallel over positions
-    out.par_chunks_mut(c).enumerate().for_each(|(bt1, out_bt)| {
-        let (bi, t1) = (bt1 / t, bt1 % t);
+    assert_eq!(lse.len(), b * nh * t);
+    for bi in 0..b {
         for h in 0..nh {
-            let att_row = &att[((bi * nh + h) * t + t1) * t..][..t];
-            let out_h = &mut out_bt[h * hs..(h + 1) * hs];
-            out_h.fill(0.0);
-            for (t2, &a) in att_row.iter().enumerate().take(t1 + 1) {
-                let v = &inp[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
-                for (o, vi) in out_h.iter_mut().zip(v) {
-                    *o += a * vi;
+            for t1 in 0..t {
+                let q = &inp[qkv_offset(bi, t1, 0, h, t, c, hs)..][..hs];
+                // the output row doubles as the running (unnormalized) weighted sum o
+                let o = &mut out[(bi * t + t1) * c + h * hs..][..hs];
+                o.fill(0.0);
+                let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
+                for t2 in 0..=t1 {
+                    let k = &inp[qkv_offset(bi, t2, 1, h, t, c, hs)..][..hs];
+                    let v = &inp[qkv_offset(bi, t2, 2, h, t, c, hs)..][..hs];
+                    let s = dot(q, k) * scale;
+                    // a new maximum: what was summed so far was relative to the old one, rescale it
+                    let m_new = m.max(s);
+                    let correction = (m - m_new).exp(); // exp(-inf) = 0 for the first key
+                    let p = (s - m_new).exp();
+                    l = l * correction + p;
+                    for (oi, vi) in o.iter_mut().zip(v) {
+                        *oi = *oi * correction + p * vi;
+                    }
+                    m = m_new;
                 }
+                // normalize: the weights exp(s - m) / l sum to 1
+                for oi in o.iter_mut() {
+                    *oi /= l;
+                }
+                lse[(bi * nh + h) * t + t1] = m + l.ln();
             }
         }
-    });
+    }
 }
 
-/// Backward of `attention_forward`. Accumulates (+=) into dinp (B, T, 3C); dpreatt and datt
-/// (B, NH, T, T) are scratch space that this function overwrites.
+/// Backward of `attention_forward`. Accumulates (+=) into dinp (B, T, 3C) from dout (B, T, C), given
+/// the forward's input inp (B, T, 3C), output out (B, T, C) and log-sum-exps lse (B, NH, T). delta
+/// (B, NH, T) is scratch space that this function overwrites (the GPU computes it in a pass of its
+/// own): delta[t1] = dout_t1 . out_t1.
+///
+/// For each row t1 and key t2 <= t1, with the weight p = exp(s - lse) recomputed from the score s:
+///   forward: out_t1 = sum over t2 of p[t2] v_t2      backward: dv_t2 += p dout_t1, dp = dout_t1 . v_t2
+///   forward: p = softmax(s)                           backward: ds = p (dp - sum over t2 of p dp)
+///   forward: s = q_t1 . k_t2 * scale                  backward: dq_t1 += ds scale k_t2, dk_t2 += ds scale q_t1
+/// and the softmax's sum over the row, sum of p[t2] (dout_t1 . v_t2) = dout_t1 . out_t1, is delta.
 #[cfg(not(feature = "exercise-attention"))]
+#[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dinp: &mut [f32],
-    dpreatt: &mut [f32],
-    datt: &mut [f32],
+    delta: &mut [f32],
     dout: &[f32],
     inp: &[f32],
-    att: &[f32],
+    out: &[f32],
+    lse: &[f32],
     b: usize,
     t: usize,
     c: usize,
@@ -92,39 +96,41 @@ pub fn attention_backward(
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     assert_eq!(dinp.len(), b * t * 3 * c);
+    assert_eq!(inp.len(), b * t * 3 * c);
+    assert_eq!(dout.len(), b * t * c);
+    assert_eq!(out.len(), b * t * c);
+    assert_eq!(lse.len(), b * nh * t);
+    assert_eq!(delta.len(), b * nh * t);
+    // delta = rowsum(dout * out), per head
     for bi in 0..b {
         for h in 0..nh {
-            let bh = bi * nh + h;
-            let att_bh = &att[bh * t * t..(bh + 1) * t * t];
-            let datt_bh = &mut datt[bh * t * t..(bh + 1) * t * t];
-            let dpreatt_bh = &mut dpreatt[bh * t * t..(bh + 1) * t * t];
-            let offset = |t2: usize, part: usize| (bi * t + t2) * 3 * c + part * c + h * hs;
             for t1 in 0..t {
+                let at = (bi * t + t1) * c + h * hs;
+                delta[(bi * nh + h) * t + t1] = dot(&dout[at..at + hs], &out[at..at + hs]);
+            }
+        }
+    }
+    for bi in 0..b {
+        for h in 0..nh {
+            for t1 in 0..t {
+                let row = (bi * nh + h) * t + t1;
                 let dout_h = &dout[(bi * t + t1) * c + h * hs..][..hs];
-                // backward of pass 4 (out = att @ v): datt = dout . v, dv += att * dout
+                let q_off = qkv_offset(bi, t1, 0, h, t, c, hs);
                 for t2 in 0..=t1 {
-                    let v_off = offset(t2, 2);
-                    let mut d = 0.0;
+                    let (k_off, v_off) = (qkv_offset(bi, t2, 1, h, t, c, hs), qkv_offset(bi, t2, 2, h, t, c, hs));
+                    // recompute the weight from the score and the row's log-sum-exp
+                    let s = dot(&inp[q_off..q_off + hs], &inp[k_off..k_off + hs]) * scale;
+                    let p = (s - lse[row]).exp();
+                    // backward of out = sum p v
+                    let dp = dot(dout_h, &inp[v_off..v_off + hs]);
                     for i in 0..hs {
-                        d += inp[v_off + i] * dout_h[i];
-                        dinp[v_off + i] += att_bh[t1 * t + t2] * dout_h[i];
+                        dinp[v_off + i] += p * dout_h[i];
                     }
-                    datt_bh[t1 * t + t2] = d;
-                }
-                // backward of the softmax: dpreatt = att * (datt - sum(att * datt))
-                let row = t1 * t;
-                let dot: f32 = (0..=t1).map(|t2| att_bh[row + t2] * datt_bh[row + t2]).sum();
-                for t2 in 0..=t1 {
-                    dpreatt_bh[row + t2] = att_bh[row + t2] * (datt_bh[row + t2] - dot);
-                }
-                // backward of the scores q.k * scale: dq += dpreatt * k * scale, dk += dpreatt * q * scale
-                let q_off = offset(t1, 0);
-                for t2 in 0..=t1 {
-                    let k_off = offset(t2, 1);
-                    let d = dpreatt_bh[row + t2] * scale;
+                    // backward of the softmax, then of the scaled dot product
+                    let ds = p * (dp - delta[row]) * scale;
                     for i in 0..hs {
-                        dinp[q_off + i] += inp[k_off + i] * d;
-                        dinp[k_off + i] += inp[q_off + i] * d;
+                        dinp[q_off + i] += ds * inp[k_off + i];
+                        dinp[k_off + i] += ds * inp[q_off + i];
                     }
                 }
             }

@@ -3,8 +3,11 @@
 //! `[twin: ...]` and `[end twin]` comments the two files read the same, line for line, once device
 //! calls are written as plain calls (`tests/twins.rs` checks it).
 //!
-//! Read `forward` top to bottom: it is the model. Parameters, their gradients and the activations
-//! each live in one flat buffer (see `src/model/mod.rs`), allocated once; a step allocates nothing.
+//! Read `forward` top to bottom: it is the model. Parameters, their gradients, the activations and
+//! the activation gradients each live in one flat buffer (see `src/model/mod.rs`), allocated once; a
+//! step allocates nothing. The activation gradients are one block's worth, reused by every block as
+//! the backward walks down them, and the logits' gradient is written over the logits
+//! (`src/memory.rs` counts what this saves).
 //!
 //! ```text
 //!  inputs (B,T) token ids
@@ -14,7 +17,7 @@
 //!    +--> block l = 0 .. L-1, each reading the residual stream x (B,T,C):
 //!    |      ln1 = layernorm(x; ln1w, ln1b) ........................ ln1        (B,T,C), ln1_mean, ln1_rstd (B,T)
 //!    |      qkv = ln1 @ qkvw^T + qkvb ............................. qkv        (B,T,3C)
-//!    |      atty = causal self-attention(qkv) ..................... preatt, att (B,NH,T,T), atty (B,T,C)
+//!    |      atty = causal self-attention(qkv) ..................... atty (B,T,C), att_lse (B,NH,T)
 //!    |      attproj = atty @ attprojw^T + attprojb ................ attproj    (B,T,C)
 //!    |      x2 = x + attproj ...................................... residual2  (B,T,C)
 //!    |      ln2 = layernorm(x2; ln2w, ln2b) ....................... ln2        (B,T,C), ln2_mean, ln2_rstd (B,T)
@@ -25,14 +28,14 @@
 //!    |
 //!  lnf = layernorm(x3 of the last block; lnfw, lnfb) .............. lnf        (B,T,C), lnf_mean, lnf_rstd (B,T)
 //!  logits = lnf @ wte^T (the LM head is the token embedding) ...... logits     (B,T,Vp)
-//!  probs = softmax(logits) over the first V entries ............... probs      (B,T,Vp)
-//!  losses = -log probs[target] .................................... losses     (B,T), loss = their mean
+//!  losses = logsumexp(logits[..V]) - logits[target] ............... losses, logits_lse (B,T); loss = their mean
 //! ```
 //!
 //! The names are llm.c's, kept so its readers feel at home: `ln1`/`ln2`/`lnf` the outputs of the
 //! two layernorms of a block and the final one, with the `_mean`/`_rstd` (1/standard deviation) the
-//! backward pass needs; `qkv` the queries, keys and values side by side; `preatt` the attention
-//! scores before the softmax and `att` after it; `atty` the attention's output (att times the
+//! backward pass needs; `qkv` the queries, keys and values side by side; `att_lse` the attention's
+//! one number per row, the log-sum-exp of its scores, from which the backward recomputes the weights
+//! (no (T, T) matrix is kept: see `attention.rs`); `atty` the attention's output (the weights times the
 //! values, "y" in the paper); `attproj`/`fcproj` the two projections back onto the residual stream;
 //! `residual2` the stream after the attention half of a block, `residual3` after the MLP half (the
 //! embedding is residual 1); `fch` the MLP's hidden layer ("fc hidden"), `fch_gelu` it after GELU.
@@ -45,10 +48,12 @@ use super::encoder::{encoder_backward, encoder_forward};
 use super::gelu::{gelu_backward, gelu_forward};
 use super::layernorm::{layernorm_backward, layernorm_forward};
 use super::residual::{residual_backward, residual_forward};
-use super::softmax_crossentropy::{crossentropy_forward, crossentropy_softmax_backward, softmax_forward};
-use super::{fast, matmul};
+use super::{fast, matmul, softmax_crossentropy};
 use crate::config::ModelConfig;
-use crate::model::{activation_sizes, ActivationViews, ParamLayout, ParamViews, ParamViewsMut, ACTIVATION_NAMES};
+use crate::model::{
+    activation_sizes, gradient_sizes, ActivationViews, GradientViews, ParamLayout, ParamViews, ParamViewsMut,
+    ACTIVATION_NAMES,
+};
 
 /// Layer `l`'s part of a tensor stacked over `n` layers: (L, ...) -> (...).
 fn at(t: &[f32], l: usize, n: usize) -> &[f32] {
@@ -92,11 +97,12 @@ pub enum CpuKernels {
 
 pub type MatmulForward = fn(&mut [f32], &[f32], &[f32], Option<&[f32]>, usize, usize, usize);
 pub type MatmulBackward = fn(&mut [f32], &mut [f32], Option<&mut [f32]>, &[f32], &[f32], &[f32], usize, usize, usize);
-pub type SoftmaxForward = fn(&mut [f32], &[f32], usize, usize, usize);
+pub type ClassifierForward = fn(&mut [f32], &mut [f32], &[f32], &[u32], usize, usize, usize);
+pub type ClassifierBackward = fn(&mut [f32], &[f32], &[f32], &[u32], usize, usize, usize);
 pub type GeluForward = fn(&mut [f32], &[f32]);
 pub type GeluBackward = fn(&mut [f32], &[f32], &[f32]);
-pub type AttentionForward = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], usize, usize, usize, usize);
-pub type AttentionBackward = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], usize, usize, usize, usize);
+pub type AttentionForward = fn(&mut [f32], &mut [f32], &[f32], usize, usize, usize, usize);
+pub type AttentionBackward = fn(&mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], usize, usize, usize, usize);
 
 impl CpuKernels {
     /// The matmul forward and backward of this implementation.
@@ -115,11 +121,16 @@ impl CpuKernels {
         }
     }
 
-    /// The softmax over the vocabulary of this implementation.
-    pub fn softmax(self) -> SoftmaxForward {
+    /// The loss (softmax + cross-entropy) forward and its fused backward of this implementation.
+    pub fn classifier(self) -> (ClassifierForward, ClassifierBackward) {
         match self {
-            CpuKernels::Reference => softmax_forward,
-            CpuKernels::Fast => fast::softmax_crossentropy::softmax_forward,
+            CpuKernels::Reference => {
+                (softmax_crossentropy::crossentropy_forward, softmax_crossentropy::crossentropy_softmax_backward)
+            }
+            CpuKernels::Fast => (
+                fast::softmax_crossentropy::crossentropy_forward,
+                fast::softmax_crossentropy::crossentropy_softmax_backward,
+            ),
         }
     }
 
@@ -141,7 +152,8 @@ pub struct Gpt2 {
     pub params: Vec<f32>,
     /// Their gradients, same layout; backward adds into them, `zero_grad` clears them.
     pub grads: Vec<f32>,
-    /// The activations of the last forward pass and their gradients (`activation_sizes` layout).
+    /// The activations of the last forward pass (`activation_sizes` layout) and the activation
+    /// gradients (`gradient_sizes` layout: the head's and one block's).
     acts: Vec<f32>,
     grad_acts: Vec<f32>,
     /// The batch shape of the last forward pass.
@@ -150,6 +162,9 @@ pub struct Gpt2 {
     inputs: Vec<u32>,
     targets: Vec<u32>,
     has_targets: bool,
+    /// Whether a backward pass has run since the last forward: it wrote the logits' gradient over
+    /// the logits, so another backward would start from the wrong numbers.
+    logits_hold_gradient: bool,
 }
 
 impl Gpt2 {
@@ -171,6 +186,7 @@ impl Gpt2 {
             inputs: Vec::new(),
             targets: Vec::new(),
             has_targets: false,
+            logits_hold_gradient: false,
         }
     }
 
@@ -180,6 +196,9 @@ impl Gpt2 {
         let needed: usize = activation_sizes(&self.config, b, t).iter().sum();
         if self.acts.len() < needed {
             self.acts = vec![0.0; needed];
+        }
+        let needed: usize = gradient_sizes(&self.config, b, t).iter().sum();
+        if self.grad_acts.len() < needed {
             self.grad_acts = vec![0.0; needed];
         }
         if self.inputs.len() < b * t {
@@ -202,6 +221,7 @@ impl Gpt2 {
         self.t = t;
         self.inputs[..bt].copy_from_slice(inputs);
         self.has_targets = targets.is_some();
+        self.logits_hold_gradient = false;
         if let Some(targets) = targets {
             assert!(targets.iter().all(|&tok| (tok as usize) < v), "target token id out of range");
             self.targets[..bt].copy_from_slice(targets);
@@ -210,7 +230,7 @@ impl Gpt2 {
         let (matmul_forward, _) = self.kernels.matmul();
         let (gelu_forward, _) = self.kernels.gelu();
         let (attention_forward, _) = self.kernels.attention();
-        let softmax_forward = self.kernels.softmax();
+        let (crossentropy_forward, _) = self.kernels.classifier();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
 
@@ -235,20 +255,19 @@ impl Gpt2 {
             let (l_ln1, l_ln1_mean, l_ln1_rstd) =
                 (at_mut(a.ln1, l, nl), at_mut(a.ln1_mean, l, nl), at_mut(a.ln1_rstd, l, nl));
             let (l_qkv, l_atty) = (at_mut(a.qkv, l, nl), at_mut(a.atty, l, nl));
-            let (l_preatt, l_att) = (at_mut(a.preatt, l, nl), at_mut(a.att, l, nl));
-            let (l_attproj, l_residual2) = (at_mut(a.attproj, l, nl), at_mut(a.residual2, l, nl));
+            let l_att_lse = at_mut(a.att_lse, l, nl);
+            let (l_attproj, l_residual2) = (&mut *a.attproj, at_mut(a.residual2, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) =
                 (at_mut(a.ln2, l, nl), at_mut(a.ln2_mean, l, nl), at_mut(a.ln2_rstd, l, nl));
-            let (l_fch, l_fch_gelu, l_fcproj) =
-                (at_mut(a.fch, l, nl), at_mut(a.fch_gelu, l, nl), at_mut(a.fcproj, l, nl));
+            let (l_fch, l_fch_gelu, l_fcproj) = (at_mut(a.fch, l, nl), at_mut(a.fch_gelu, l, nl), &mut *a.fcproj);
 
             // attention: layernorm -> qkv projection -> causal self-attention -> output projection -> residual
             // ln1 (B,T,C), ln1_mean and ln1_rstd (B,T) <- residual (B,T,C)
             layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, bt, c);
             // qkv (B,T,3C) <- ln1 (B,T,C) @ qkvw^T (3C,C) + qkvb (3C)
             matmul_forward(l_qkv, l_ln1, l_qkvw, Some(l_qkvb), bt, c, 3 * c);
-            // atty (B,T,C), preatt and att (B,NH,T,T) <- qkv (B,T,3C)
-            attention_forward(l_atty, l_preatt, l_att, l_qkv, b, t, c, nh);
+            // atty (B,T,C), att_lse (B,NH,T) <- qkv (B,T,3C)
+            attention_forward(l_atty, l_att_lse, l_qkv, b, t, c, nh);
             // attproj (B,T,C) <- atty (B,T,C) @ attprojw^T (C,C) + attprojb (C)
             matmul_forward(l_attproj, l_atty, l_attprojw, Some(l_attprojb), bt, c, c);
             // residual2 (B,T,C) = residual + attproj
@@ -273,13 +292,12 @@ impl Gpt2 {
         layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, bt, c);
         // logits (B,T,Vp) <- lnf (B,T,C) @ wte^T (C,Vp)
         matmul_forward(a.logits, a.lnf, p.wte, None, bt, c, vp);
-        // probs (B,T,Vp) <- logits, normalized over the first V entries
-        softmax_forward(a.probs, a.logits, bt, v, vp);
 
-        // the loss: cross-entropy against the targets
+        // the loss: cross-entropy against the targets, through the softmax over the first V logits
+        // (no probabilities are stored: see softmax_crossentropy)
         if let Some(targets) = targets {
-            // losses (B,T) = -log probs[target]
-            crossentropy_forward(a.losses, a.probs, targets, bt, vp);
+            // losses (B,T) = logsumexp(logits) - logits[target]; logits_lse (B,T) = logsumexp(logits)
+            crossentropy_forward(a.losses, a.logits_lse, a.logits, targets, bt, v, vp);
         }
         // [end twin]
         targets.map(|_| a.losses.iter().sum::<f32>() / bt as f32)
@@ -290,63 +308,55 @@ impl Gpt2 {
         self.grads.fill(0.0);
     }
 
-    /// The backward pass of the last `forward` (which must have had targets): adds the gradient of
+    /// The backward pass of the last `forward` (which must have had targets, and no backward since:
+    /// this one writes the logits' gradient over the logits): adds the gradient of
     /// `loss_scale * mean loss` to `grads`. With gradient accumulation over n micro-batches,
     /// `loss_scale` = 1/n makes the sum of their gradients the gradient of the mean.
     pub fn backward(&mut self, loss_scale: f32) {
         assert!(self.has_targets, "backward needs a forward pass with targets");
+        assert!(
+            !self.logits_hold_gradient,
+            "backward needs a new forward pass: the last backward wrote the logits' gradient over the logits"
+        );
         let cfg = self.config;
         let (b, t) = (self.b, self.t);
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
         let bt = b * t;
         let sizes = activation_sizes(&cfg, b, t);
+        let gradient_sizes = gradient_sizes(&cfg, b, t);
 
         let (_, matmul_backward) = self.kernels.matmul();
         let (_, gelu_backward) = self.kernels.gelu();
         let (_, attention_backward) = self.kernels.attention();
+        let (_, crossentropy_softmax_backward) = self.kernels.classifier();
         let p = ParamViews::new(&self.layout.sizes(), &self.params);
         let gp = ParamViewsMut::new(&self.layout.sizes(), &mut self.grads);
         let a = ActivationViews::new(&sizes, &mut self.acts);
-        let ga = ActivationViews::new(&sizes, &mut self.grad_acts);
+        let ga = GradientViews::new(&gradient_sizes, &mut self.grad_acts);
         let (inputs, targets) = (&self.inputs[..bt], &self.targets[..bt]);
         // d(mean loss)/d(loss at each position) = loss_scale/(B*T)
         ga.losses.fill(loss_scale / bt as f32);
 
         // [twin: backward]
-        // Activation gradients start from zero each backward (parameter gradients accumulate across
-        // micro-batches). Only those the layers add into need zeroing: attention overwrites its
-        // dpreatt and datt, and probs, the means and the rstds get no gradient.
-        for grad in [
-            &mut *ga.encoded,
-            &mut *ga.ln1,
-            &mut *ga.qkv,
-            &mut *ga.atty,
-            &mut *ga.attproj,
-            &mut *ga.residual2,
-            &mut *ga.ln2,
-            &mut *ga.fch,
-            &mut *ga.fch_gelu,
-            &mut *ga.fcproj,
-            &mut *ga.residual3,
-            &mut *ga.lnf,
-            &mut *ga.logits,
-        ] {
-            zero(grad);
-        }
+        // The activation gradients live in one set of buffers for the head and one for a block, which
+        // every block reuses (`model::GRADIENT_NAMES`). The layers add (+=) into them, so each is
+        // cleared before the first layer that adds into it. The logits' gradient is written over the
+        // logits, which nothing needs after it.
+        zero(ga.lnf);
+        zero(ga.residual);
 
-        // the loss, the LM head and the final layernorm, backwards
-        // dlogits (B,T,Vp) <- dlosses (B,T), probs, targets
-        crossentropy_softmax_backward(ga.logits, ga.losses, a.probs, targets, bt, v, vp);
-        // dlnf (B,T,C), dwte (Vp,C) += from dlogits (B,T,Vp)
-        matmul_backward(ga.lnf, gp.wte, None, ga.logits, a.lnf, p.wte, bt, c, vp);
-        let (residual, dresidual) = (at(a.residual3, nl - 1, nl), at_mut(ga.residual3, nl - 1, nl));
-        // d(last residual3) (B,T,C), dlnfw and dlnfb (C) += from dlnf (B,T,C)
-        layernorm_backward(dresidual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c);
+        // the loss and the LM head, backwards
+        // dlogits (B,T,Vp), written over the logits <- dlosses (B,T), logits_lse (B,T), targets
+        crossentropy_softmax_backward(a.logits, ga.losses, a.logits_lse, targets, bt, v, vp);
+        // dlnf (B,T,C), dwte (Vp,C) += from dlogits (B,T,Vp), in the logits' buffer
+        matmul_backward(ga.lnf, gp.wte, None, a.logits, a.lnf, p.wte, bt, c, vp);
+        let residual = at(a.residual3, nl - 1, nl);
+        // dresidual (B,T,C), the gradient of the last residual3, dlnfw and dlnfb (C) += from dlnf (B,T,C)
+        layernorm_backward(ga.residual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c);
 
         for l in (0..nl).rev() {
-            // the residual stream that entered block l and block l's output, and their gradients
+            // the residual stream that entered block l
             let (residual, _) = block_residuals(&mut *a.encoded, &mut *a.residual3, l, nl);
-            let (dresidual, dl_residual3) = block_residuals(&mut *ga.encoded, &mut *ga.residual3, l, nl);
 
             // this block's parameters
             let (l_ln1w, l_qkvw, l_attprojw) = (at(p.ln1w, l, nl), at(p.qkvw, l, nl), at(p.attprojw, l, nl));
@@ -362,20 +372,34 @@ impl Gpt2 {
 
             // this block's activations, saved by the forward pass
             let (l_ln1, l_ln1_mean, l_ln1_rstd) = (at(a.ln1, l, nl), at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
-            let (l_qkv, l_atty, l_att) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att, l, nl));
+            let (l_qkv, l_atty, l_att_lse) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att_lse, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) = (at(a.ln2, l, nl), at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
             let (l_residual2, l_fch, l_fch_gelu) = (at(a.residual2, l, nl), at(a.fch, l, nl), at(a.fch_gelu, l, nl));
 
-            // and their gradients
-            let (dl_ln1, dl_qkv, dl_atty) = (at_mut(ga.ln1, l, nl), at_mut(ga.qkv, l, nl), at_mut(ga.atty, l, nl));
-            let (dl_preatt, dl_att) = (at_mut(ga.preatt, l, nl), at_mut(ga.att, l, nl));
-            let (dl_attproj, dl_residual2) = (at_mut(ga.attproj, l, nl), at_mut(ga.residual2, l, nl));
-            let (dl_ln2, dl_fch) = (at_mut(ga.ln2, l, nl), at_mut(ga.fch, l, nl));
-            let (dl_fch_gelu, dl_fcproj) = (at_mut(ga.fch_gelu, l, nl), at_mut(ga.fcproj, l, nl));
+            // and their gradients: the one set of block buffers, cleared for this block
+            let (dl_ln1, dl_qkv, dl_atty) = (&mut *ga.ln1, &mut *ga.qkv, &mut *ga.atty);
+            let (dl_delta, dl_attproj, dl_residual2) = (&mut *ga.att_delta, &mut *ga.attproj, &mut *ga.residual2);
+            let (dl_ln2, dl_fch) = (&mut *ga.ln2, &mut *ga.fch);
+            let (dl_fch_gelu, dl_fcproj) = (&mut *ga.fch_gelu, &mut *ga.fcproj);
+            for grad in [
+                &mut *dl_ln1,
+                &mut *dl_qkv,
+                &mut *dl_atty,
+                &mut *dl_attproj,
+                &mut *dl_residual2,
+                &mut *dl_ln2,
+                &mut *dl_fch,
+                &mut *dl_fch_gelu,
+                &mut *dl_fcproj,
+            ] {
+                zero(grad);
+            }
+            // the gradient of the residual stream: of block l's output (residual3) here
+            let dresidual = &mut *ga.residual;
 
             // MLP, backwards: the forward's calls in reverse order
-            // dresidual2 and dfcproj (B,T,C) += dresidual3 (B,T,C)
-            residual_backward(dl_residual2, dl_fcproj, dl_residual3);
+            // dresidual2 and dfcproj (B,T,C) += dresidual (B,T,C)
+            residual_backward(dl_residual2, dl_fcproj, dresidual);
             // dfch_gelu (B,T,4C), dfcprojw (C,4C), dfcprojb (C) += from dfcproj (B,T,C)
             matmul_backward(dl_fch_gelu, dl_fcprojw, Some(dl_fcprojb), dl_fcproj, l_fch_gelu, l_fcprojw, bt, 4 * c, c);
             // dfch (B,T,4C) += gelu'(fch) * dfch_gelu
@@ -397,12 +421,14 @@ impl Gpt2 {
             );
 
             // attention, backwards
+            // the stream's gradient buffer now takes the gradient of block l's input: clear it
+            zero(dresidual);
             // dresidual and dattproj (B,T,C) += dresidual2 (B,T,C)
             residual_backward(dresidual, dl_attproj, dl_residual2);
             // datty (B,T,C), dattprojw (C,C), dattprojb (C) += from dattproj (B,T,C)
             matmul_backward(dl_atty, dl_attprojw, Some(dl_attprojb), dl_attproj, l_atty, l_attprojw, bt, c, c);
-            // dqkv (B,T,3C) += from datty (B,T,C), through datt and dpreatt (B,NH,T,T)
-            attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, b, t, c, nh);
+            // dqkv (B,T,3C) += from datty (B,T,C), the scores recomputed from qkv and att_lse (delta: scratch)
+            attention_backward(dl_qkv, dl_delta, dl_atty, l_qkv, l_atty, l_att_lse, b, t, c, nh);
             // dln1 (B,T,C), dqkvw (3C,C), dqkvb (3C) += from dqkv (B,T,3C)
             matmul_backward(dl_ln1, dl_qkvw, Some(dl_qkvb), dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c);
             // dresidual (B,T,C), dln1w and dln1b (C) += from dln1 (B,T,C)
@@ -410,17 +436,13 @@ impl Gpt2 {
         }
 
         // embeddings, backwards
-        // dwte (Vp,C), dwpe (maxT,C) += from dencoded (B,T,C)
-        encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c);
+        // dwte (Vp,C), dwpe (maxT,C) += from dresidual (B,T,C), now the gradient of the embedding
+        encoder_backward(gp.wte, gp.wpe, ga.residual, inputs, b, t, c);
         // [end twin]
+        self.logits_hold_gradient = true;
     }
 
-    /// The probabilities (B, T, Vp) of the last forward pass.
-    pub fn probs(&self) -> &[f32] {
-        self.activation("probs")
-    }
-
-    /// The logits (B, T, Vp) of the last forward pass.
+    /// The logits (B, T, Vp) of the last forward pass (after a backward pass: their gradient).
     pub fn logits(&self) -> &[f32] {
         self.activation("logits")
     }

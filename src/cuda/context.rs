@@ -119,6 +119,8 @@ pub struct Gpu {
     pub(crate) norm_scratch: DeviceBuffer<f64>,
     /// Seconds spent compiling (NVRTC; cached within a process) and loading the kernels.
     pub compile_seconds: f64,
+    /// Bytes requested from `alloc` so far (`tests/cuda.rs` checks the model's against `src/memory.rs`'s plan).
+    allocated: std::sync::atomic::AtomicUsize,
 }
 
 impl Gpu {
@@ -166,6 +168,7 @@ impl Gpu {
             functions,
             norm_scratch,
             compile_seconds,
+            allocated: Default::default(),
         })
     }
 
@@ -187,8 +190,14 @@ impl Gpu {
         self.ctx.mem_get_info().context("cannot read the free GPU memory")
     }
 
+    /// Bytes requested from `alloc` so far.
+    pub fn allocated_bytes(&self) -> usize {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `n` zeroed numbers of device memory.
     pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, n: usize) -> Result<DeviceBuffer<T>> {
+        self.allocated.fetch_add(n * std::mem::size_of::<T>(), std::sync::atomic::Ordering::Relaxed);
         alloc_on(&self.stream, n)
     }
 

@@ -2,15 +2,16 @@
 //! with AdamW and the gradient norm on the device. Twin: `src/cpu/gpt2.rs`, whose `forward` and
 //! `backward` this file follows call for call.
 //!
-//! Parameters, gradients, AdamW's two moments and the activations (and their gradients) each live
-//! in one device buffer in the layouts of `src/model/mod.rs`, allocated once for the largest batch;
+//! Parameters, gradients, AdamW's two moments, the activations and the activation gradients each
+//! live in one device buffer in the layouts of `src/model/mod.rs`, allocated once for the largest
+//! batch, exactly as `src/memory.rs`'s plan lists them (`tests/cuda.rs` counts the bytes);
 //! a step allocates nothing, and the only numbers that come back to the host are the losses (B*T
 //! floats) and the gradient norm.
 
 use super::context::{Dev, DeviceBuffer, Gpu};
 use crate::config::ModelConfig;
-use crate::memory::{gpu_training_bytes, largest_gpu_batch, GPU_MEMORY_RESERVE};
-use crate::model::{activation_sizes, ParamLayout};
+use crate::memory::{largest_gpu_batch, Buffer, MemoryPlan, Precision, GPU_MEMORY_RESERVE};
+use crate::model::{activation_sizes, gradient_sizes, ParamLayout};
 use crate::optim::AdamWConfig;
 use anyhow::{bail, Result};
 
@@ -38,10 +39,15 @@ dev_views!(
     [wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb]
 );
 dev_views!(
-    /// The 23 activation tensors (or their gradients) on the device.
-    DevActivations, 23,
-    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, preatt, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
-     fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
+    /// The 22 activation tensors (or their gradients) on the device.
+    DevActivations, 22,
+    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, residual2, ln2, ln2_mean, ln2_rstd,
+     fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, logits_lse, losses]
+);
+dev_views!(
+    /// The 13 activation gradients on the device: the head's and one block's (`GradientViews`).
+    DevGradients, 13,
+    [residual, lnf, losses, ln1, qkv, atty, att_delta, attproj, residual2, ln2, fch, fch_gelu, fcproj]
 );
 
 /// Layer `l`'s part of a tensor stacked over `n` layers: (L, ...) -> (...). As in `src/cpu/gpt2.rs`.
@@ -75,7 +81,8 @@ pub struct CudaGpt2 {
     grads: DeviceBuffer<f32>,
     m: DeviceBuffer<f32>,
     v: DeviceBuffer<f32>,
-    /// The activations of the last forward pass and their gradients, sized for (max_b, max_t).
+    /// The activations of the last forward pass and the activation gradients (one block's and the
+    /// head's), sized for (max_b, max_t).
     acts: DeviceBuffer<f32>,
     grad_acts: DeviceBuffer<f32>,
     inputs: DeviceBuffer<u32>,
@@ -87,6 +94,8 @@ pub struct CudaGpt2 {
     b: usize,
     t: usize,
     has_targets: bool,
+    /// Whether a backward pass has run since the last forward (it wrote dlogits over the logits).
+    logits_hold_gradient: bool,
     /// Host copy of dlosses (all loss_scale / (B*T)), uploaded at each backward.
     dlosses: Vec<f32>,
 }
@@ -103,15 +112,18 @@ impl CudaGpt2 {
         if max_t > config.max_seq_len {
             bail!("sequence length {max_t} exceeds the model's maximum {}", config.max_seq_len);
         }
+        // every buffer below comes from the plan, which `gpt2 memory` prints
+        let plan = MemoryPlan::new(&config, max_b, max_t, Precision::Fp32)
+            .ok_or_else(|| anyhow::anyhow!("B={max_b} T={max_t}: the buffers would need more than 2^64 bytes"))?;
         let (free, total) = gpu.memory()?;
-        let needed = gpu_training_bytes(&config, max_b, max_t);
+        let needed = plan.total_bytes();
         if needed.saturating_add(GPU_MEMORY_RESERVE) > free {
-            let p = ParamLayout::new(&config).total * 4 * 4;
-            let fits = largest_gpu_batch(&config, max_t, free, max_b);
+            let p = 4 * plan.buffer_elements(Buffer::Params) * 4;
+            let fits = largest_gpu_batch(&config, max_t, free, max_b, Precision::Fp32);
             bail!(
                 "B={max_b} T={max_t} needs {:.1} GiB of GPU memory ({:.1} GiB for parameters, gradients and AdamW's \
-                 two moments, {:.1} GiB for activations and their gradients) plus {:.1} GiB spare, but {} has {:.1} of \
-                 {:.1} GiB free; {}",
+                 two moments, {:.1} GiB for activations, their gradients and scratch; `gpt2 memory` lists them) plus \
+                 {:.1} GiB spare, but {} has {:.1} of {:.1} GiB free; {}",
                 gib(needed),
                 gib(p),
                 gib(needed - p),
@@ -126,17 +138,16 @@ impl CudaGpt2 {
                 }
             );
         }
-        let n = layout.total;
-        let act_total: usize = activation_sizes(&config, max_b, max_t).iter().sum();
+        let elements = |buffer: Buffer| plan.buffer_elements(buffer);
         let model = CudaGpt2 {
-            params: gpu.alloc(n)?,
-            grads: gpu.alloc(n)?,
-            m: gpu.alloc(n)?,
-            v: gpu.alloc(n)?,
-            acts: gpu.alloc(act_total)?,
-            grad_acts: gpu.alloc(act_total)?,
-            inputs: gpu.alloc(max_b * max_t)?,
-            targets: gpu.alloc(max_b * max_t)?,
+            params: gpu.alloc(elements(Buffer::Params))?,
+            grads: gpu.alloc(elements(Buffer::Grads))?,
+            m: gpu.alloc(elements(Buffer::AdamM))?,
+            v: gpu.alloc(elements(Buffer::AdamV))?,
+            acts: gpu.alloc(elements(Buffer::Acts))?,
+            grad_acts: gpu.alloc(elements(Buffer::GradActs))?,
+            inputs: gpu.alloc(elements(Buffer::Inputs))?,
+            targets: gpu.alloc(elements(Buffer::Targets))?,
             gpu,
             config,
             layout,
@@ -145,6 +156,7 @@ impl CudaGpt2 {
             b: 0,
             t: 0,
             has_targets: false,
+            logits_hold_gradient: false,
             dlosses: Vec::new(),
         };
         model.gpu.upload(model.params.all(), params)?;
@@ -179,6 +191,7 @@ impl CudaGpt2 {
         self.b = b;
         self.t = t;
         self.has_targets = host_targets.is_some();
+        self.logits_hold_gradient = false;
         // from here on, `inputs` and `targets` are the device copies
         let inputs = self.inputs.all().slice(0, bt);
         gpu.upload(inputs, host_inputs)?;
@@ -216,20 +229,19 @@ impl CudaGpt2 {
             let (l_ln1, l_ln1_mean, l_ln1_rstd) =
                 (at_mut(a.ln1, l, nl), at_mut(a.ln1_mean, l, nl), at_mut(a.ln1_rstd, l, nl));
             let (l_qkv, l_atty) = (at_mut(a.qkv, l, nl), at_mut(a.atty, l, nl));
-            let (l_preatt, l_att) = (at_mut(a.preatt, l, nl), at_mut(a.att, l, nl));
-            let (l_attproj, l_residual2) = (at_mut(a.attproj, l, nl), at_mut(a.residual2, l, nl));
+            let l_att_lse = at_mut(a.att_lse, l, nl);
+            let (l_attproj, l_residual2) = (a.attproj, at_mut(a.residual2, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) =
                 (at_mut(a.ln2, l, nl), at_mut(a.ln2_mean, l, nl), at_mut(a.ln2_rstd, l, nl));
-            let (l_fch, l_fch_gelu, l_fcproj) =
-                (at_mut(a.fch, l, nl), at_mut(a.fch_gelu, l, nl), at_mut(a.fcproj, l, nl));
+            let (l_fch, l_fch_gelu, l_fcproj) = (at_mut(a.fch, l, nl), at_mut(a.fch_gelu, l, nl), a.fcproj);
 
             // attention: layernorm -> qkv projection -> causal self-attention -> output projection -> residual
             // ln1 (B,T,C), ln1_mean and ln1_rstd (B,T) <- residual (B,T,C)
             gpu.layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, residual, l_ln1w, l_ln1b, bt, c)?;
             // qkv (B,T,3C) <- ln1 (B,T,C) @ qkvw^T (3C,C) + qkvb (3C)
             gpu.matmul_forward(l_qkv, l_ln1, l_qkvw, Some(l_qkvb), bt, c, 3 * c)?;
-            // atty (B,T,C), preatt and att (B,NH,T,T) <- qkv (B,T,3C)
-            gpu.attention_forward(l_atty, l_preatt, l_att, l_qkv, b, t, c, nh)?;
+            // atty (B,T,C), att_lse (B,NH,T) <- qkv (B,T,3C)
+            gpu.attention_forward(l_atty, l_att_lse, l_qkv, b, t, c, nh)?;
             // attproj (B,T,C) <- atty (B,T,C) @ attprojw^T (C,C) + attprojb (C)
             gpu.matmul_forward(l_attproj, l_atty, l_attprojw, Some(l_attprojb), bt, c, c)?;
             // residual2 (B,T,C) = residual + attproj
@@ -254,14 +266,13 @@ impl CudaGpt2 {
         gpu.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, bt, c)?;
         // logits (B,T,Vp) <- lnf (B,T,C) @ wte^T (C,Vp)
         gpu.matmul_forward(a.logits, a.lnf, p.wte, None, bt, c, vp)?;
-        // probs (B,T,Vp) <- logits, normalized over the first V entries
-        gpu.softmax_forward(a.probs, a.logits, bt, v, vp)?;
 
-        // the loss: cross-entropy against the targets
+        // the loss: cross-entropy against the targets, through the softmax over the first V logits
+        // (no probabilities are stored: see softmax_crossentropy)
         if let Some(targets) = targets {
-            // losses (B,T) = -log probs[target]
+            // losses (B,T) = logsumexp(logits) - logits[target]; logits_lse (B,T) = logsumexp(logits)
             // SAFETY: the targets were checked against V <= Vp by `check_tokens` above.
-            unsafe { gpu.crossentropy_forward(a.losses, a.probs, targets, bt, vp)? };
+            unsafe { gpu.crossentropy_forward(a.losses, a.logits_lse, a.logits, targets, bt, v, vp)? };
         }
         // [end twin]
         Ok(())
@@ -295,6 +306,9 @@ impl CudaGpt2 {
         if !self.has_targets {
             bail!("backward needs a forward pass with targets");
         }
+        if self.logits_hold_gradient {
+            bail!("backward needs a new forward pass: the last backward wrote the logits' gradient over the logits");
+        }
         let cfg = self.config;
         let (b, t) = (self.b, self.t);
         let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
@@ -305,7 +319,7 @@ impl CudaGpt2 {
         let p = DevParams::new(self.params.all(), &self.layout.sizes());
         let gp = DevParams::new(self.grads.all(), &self.layout.sizes());
         let a = DevActivations::new(self.acts.all(), &sizes);
-        let ga = DevActivations::new(self.grad_acts.all(), &sizes);
+        let ga = DevGradients::new(self.grad_acts.all(), &gradient_sizes(&cfg, b, t));
         let (inputs, targets) = (self.inputs.all().slice(0, bt), self.targets.all().slice(0, bt));
         // d(mean loss)/d(loss at each position) = loss_scale/(B*T)
         self.dlosses.clear();
@@ -313,40 +327,25 @@ impl CudaGpt2 {
         gpu.upload(ga.losses, &self.dlosses)?;
 
         // [twin: backward]
-        // Activation gradients start from zero each backward (parameter gradients accumulate across
-        // micro-batches). Only those the layers add into need zeroing: attention overwrites its
-        // dpreatt and datt, and probs, the means and the rstds get no gradient.
-        for grad in [
-            ga.encoded,
-            ga.ln1,
-            ga.qkv,
-            ga.atty,
-            ga.attproj,
-            ga.residual2,
-            ga.ln2,
-            ga.fch,
-            ga.fch_gelu,
-            ga.fcproj,
-            ga.residual3,
-            ga.lnf,
-            ga.logits,
-        ] {
-            gpu.zero(grad)?;
-        }
+        // The activation gradients live in one set of buffers for the head and one for a block, which
+        // every block reuses (`model::GRADIENT_NAMES`). The layers add (+=) into them, so each is
+        // cleared before the first layer that adds into it. The logits' gradient is written over the
+        // logits, which nothing needs after it.
+        gpu.zero(ga.lnf)?;
+        gpu.zero(ga.residual)?;
 
-        // the loss, the LM head and the final layernorm, backwards
-        // dlogits (B,T,Vp) <- dlosses (B,T), probs, targets
-        gpu.crossentropy_softmax_backward(ga.logits, ga.losses, a.probs, targets, bt, v, vp)?;
-        // dlnf (B,T,C), dwte (Vp,C) += from dlogits (B,T,Vp)
-        gpu.matmul_backward(ga.lnf, gp.wte, None, ga.logits, a.lnf, p.wte, bt, c, vp)?;
-        let (residual, dresidual) = (at(a.residual3, nl - 1, nl), at_mut(ga.residual3, nl - 1, nl));
-        // d(last residual3) (B,T,C), dlnfw and dlnfb (C) += from dlnf (B,T,C)
-        gpu.layernorm_backward(dresidual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c)?;
+        // the loss and the LM head, backwards
+        // dlogits (B,T,Vp), written over the logits <- dlosses (B,T), logits_lse (B,T), targets
+        gpu.crossentropy_softmax_backward(a.logits, ga.losses, a.logits_lse, targets, bt, v, vp)?;
+        // dlnf (B,T,C), dwte (Vp,C) += from dlogits (B,T,Vp), in the logits' buffer
+        gpu.matmul_backward(ga.lnf, gp.wte, None, a.logits, a.lnf, p.wte, bt, c, vp)?;
+        let residual = at(a.residual3, nl - 1, nl);
+        // dresidual (B,T,C), the gradient of the last residual3, dlnfw and dlnfb (C) += from dlnf (B,T,C)
+        gpu.layernorm_backward(ga.residual, gp.lnfw, gp.lnfb, ga.lnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, bt, c)?;
 
         for l in (0..nl).rev() {
-            // the residual stream that entered block l and block l's output, and their gradients
+            // the residual stream that entered block l
             let (residual, _) = block_residuals(a.encoded, a.residual3, l, nl);
-            let (dresidual, dl_residual3) = block_residuals(ga.encoded, ga.residual3, l, nl);
 
             // this block's parameters
             let (l_ln1w, l_qkvw, l_attprojw) = (at(p.ln1w, l, nl), at(p.qkvw, l, nl), at(p.attprojw, l, nl));
@@ -362,20 +361,24 @@ impl CudaGpt2 {
 
             // this block's activations, saved by the forward pass
             let (l_ln1, l_ln1_mean, l_ln1_rstd) = (at(a.ln1, l, nl), at(a.ln1_mean, l, nl), at(a.ln1_rstd, l, nl));
-            let (l_qkv, l_atty, l_att) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att, l, nl));
+            let (l_qkv, l_atty, l_att_lse) = (at(a.qkv, l, nl), at(a.atty, l, nl), at(a.att_lse, l, nl));
             let (l_ln2, l_ln2_mean, l_ln2_rstd) = (at(a.ln2, l, nl), at(a.ln2_mean, l, nl), at(a.ln2_rstd, l, nl));
             let (l_residual2, l_fch, l_fch_gelu) = (at(a.residual2, l, nl), at(a.fch, l, nl), at(a.fch_gelu, l, nl));
 
-            // and their gradients
-            let (dl_ln1, dl_qkv, dl_atty) = (at_mut(ga.ln1, l, nl), at_mut(ga.qkv, l, nl), at_mut(ga.atty, l, nl));
-            let (dl_preatt, dl_att) = (at_mut(ga.preatt, l, nl), at_mut(ga.att, l, nl));
-            let (dl_attproj, dl_residual2) = (at_mut(ga.attproj, l, nl), at_mut(ga.residual2, l, nl));
-            let (dl_ln2, dl_fch) = (at_mut(ga.ln2, l, nl), at_mut(ga.fch, l, nl));
-            let (dl_fch_gelu, dl_fcproj) = (at_mut(ga.fch_gelu, l, nl), at_mut(ga.fcproj, l, nl));
+            // and their gradients: the one set of block buffers, cleared for this block
+            let (dl_ln1, dl_qkv, dl_atty) = (ga.ln1, ga.qkv, ga.atty);
+            let (dl_delta, dl_attproj, dl_residual2) = (ga.att_delta, ga.attproj, ga.residual2);
+            let (dl_ln2, dl_fch) = (ga.ln2, ga.fch);
+            let (dl_fch_gelu, dl_fcproj) = (ga.fch_gelu, ga.fcproj);
+            for grad in [dl_ln1, dl_qkv, dl_atty, dl_attproj, dl_residual2, dl_ln2, dl_fch, dl_fch_gelu, dl_fcproj] {
+                gpu.zero(grad)?;
+            }
+            // the gradient of the residual stream: of block l's output (residual3) here
+            let dresidual = ga.residual;
 
             // MLP, backwards: the forward's calls in reverse order
-            // dresidual2 and dfcproj (B,T,C) += dresidual3 (B,T,C)
-            gpu.residual_backward(dl_residual2, dl_fcproj, dl_residual3)?;
+            // dresidual2 and dfcproj (B,T,C) += dresidual (B,T,C)
+            gpu.residual_backward(dl_residual2, dl_fcproj, dresidual)?;
             // dfch_gelu (B,T,4C), dfcprojw (C,4C), dfcprojb (C) += from dfcproj (B,T,C)
             gpu.matmul_backward(
                 dl_fch_gelu,
@@ -407,12 +410,14 @@ impl CudaGpt2 {
             )?;
 
             // attention, backwards
+            // the stream's gradient buffer now takes the gradient of block l's input: clear it
+            gpu.zero(dresidual)?;
             // dresidual and dattproj (B,T,C) += dresidual2 (B,T,C)
             gpu.residual_backward(dresidual, dl_attproj, dl_residual2)?;
             // datty (B,T,C), dattprojw (C,C), dattprojb (C) += from dattproj (B,T,C)
             gpu.matmul_backward(dl_atty, dl_attprojw, Some(dl_attprojb), dl_attproj, l_atty, l_attprojw, bt, c, c)?;
-            // dqkv (B,T,3C) += from datty (B,T,C), through datt and dpreatt (B,NH,T,T)
-            gpu.attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, b, t, c, nh)?;
+            // dqkv (B,T,3C) += from datty (B,T,C), the scores recomputed from qkv and att_lse (delta: scratch)
+            gpu.attention_backward(dl_qkv, dl_delta, dl_atty, l_qkv, l_atty, l_att_lse, b, t, c, nh)?;
             // dln1 (B,T,C), dqkvw (3C,C), dqkvb (3C) += from dqkv (B,T,3C)
             gpu.matmul_backward(dl_ln1, dl_qkvw, Some(dl_qkvb), dl_qkv, l_ln1, l_qkvw, bt, c, 3 * c)?;
             // dresidual (B,T,C), dln1w and dln1b (C) += from dln1 (B,T,C)
@@ -422,10 +427,11 @@ impl CudaGpt2 {
         }
 
         // embeddings, backwards
-        // dwte (Vp,C), dwpe (maxT,C) += from dencoded (B,T,C)
+        // dwte (Vp,C), dwpe (maxT,C) += from dresidual (B,T,C), now the gradient of the embedding
         // SAFETY: these are the inputs of the last forward, checked against V <= Vp there.
-        unsafe { gpu.encoder_backward(gp.wte, gp.wpe, ga.encoded, inputs, b, t, c)? };
+        unsafe { gpu.encoder_backward(gp.wte, gp.wpe, ga.residual, inputs, b, t, c)? };
         // [end twin]
+        self.logits_hold_gradient = true;
         Ok(())
     }
 
@@ -492,9 +498,9 @@ impl CudaGpt2 {
         self.gpu.upload(self.params.all(), params)
     }
 
-    /// A host copy of the probabilities (B, T, Vp) of the last forward pass.
-    pub fn probs(&self) -> Result<Vec<f32>> {
+    /// A host copy of the logits (B, T, Vp) of the last forward pass (after a backward: their gradient).
+    pub fn logits(&self) -> Result<Vec<f32>> {
         let a = DevActivations::new(self.acts.all(), &activation_sizes(&self.config, self.b, self.t));
-        self.gpu.download(a.probs)
+        self.gpu.download(a.logits)
     }
 }

@@ -127,16 +127,18 @@ impl ParamLayout {
     }
 }
 
-/// The activations the forward pass keeps for the backward pass, llm.c's 23 tensors.
-pub const ACTIVATION_NAMES: [&str; 23] = [
+/// The activations the forward pass keeps for the backward pass (llm.c's, less the (T, T) attention
+/// matrices and the probabilities, which are recomputed from one log-sum-exp per row). attproj and
+/// fcproj are only added to the residual stream, never read by the backward: one block's worth each,
+/// reused by every block.
+pub const ACTIVATION_NAMES: [&str; 22] = [
     "encoded",
     "ln1",
     "ln1_mean",
     "ln1_rstd",
     "qkv",
     "atty",
-    "preatt",
-    "att",
+    "att_lse",
     "attproj",
     "residual2",
     "ln2",
@@ -150,45 +152,44 @@ pub const ACTIVATION_NAMES: [&str; 23] = [
     "lnf_mean",
     "lnf_rstd",
     "logits",
-    "probs",
+    "logits_lse",
     "losses",
 ];
 
 /// Sizes of the activation tensors for a batch of B sequences of T tokens.
-pub fn activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 23] {
+pub fn activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 22] {
     checked_activation_sizes(cfg, b, t)
         .expect("activation sizes overflow: check the batch with checked_activation_sizes first")
 }
 
 /// `activation_sizes`, or `None` when a size or their sum does not fit a usize (a huge --batch).
-pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option<[usize; 23]> {
+pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option<[usize; 22]> {
     let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
     // the number of elements of a tensor of this shape
     let n = |shape: &[usize]| shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let sizes = [
-        n(&[b, t, c])?,        // encoded (B, T, C)
-        n(&[l, b, t, c])?,     // ln1 (L, B, T, C)
-        n(&[l, b, t])?,        // ln1_mean (L, B, T)
-        n(&[l, b, t])?,        // ln1_rstd (L, B, T)
-        n(&[l, b, t, 3, c])?,  // qkv (L, B, T, 3C)
-        n(&[l, b, t, c])?,     // atty (L, B, T, C)
-        n(&[l, b, nh, t, t])?, // preatt (L, B, NH, T, T)
-        n(&[l, b, nh, t, t])?, // att (L, B, NH, T, T)
-        n(&[l, b, t, c])?,     // attproj (L, B, T, C)
-        n(&[l, b, t, c])?,     // residual2 (L, B, T, C)
-        n(&[l, b, t, c])?,     // ln2 (L, B, T, C)
-        n(&[l, b, t])?,        // ln2_mean (L, B, T)
-        n(&[l, b, t])?,        // ln2_rstd (L, B, T)
-        n(&[l, b, t, 4, c])?,  // fch (L, B, T, 4C)
-        n(&[l, b, t, 4, c])?,  // fch_gelu (L, B, T, 4C)
-        n(&[l, b, t, c])?,     // fcproj (L, B, T, C)
-        n(&[l, b, t, c])?,     // residual3 (L, B, T, C)
-        n(&[b, t, c])?,        // lnf (B, T, C)
-        n(&[b, t])?,           // lnf_mean (B, T)
-        n(&[b, t])?,           // lnf_rstd (B, T)
-        n(&[b, t, vp])?,       // logits (B, T, Vp)
-        n(&[b, t, vp])?,       // probs (B, T, Vp)
-        n(&[b, t])?,           // losses (B, T)
+        n(&[b, t, c])?,       // encoded (B, T, C)
+        n(&[l, b, t, c])?,    // ln1 (L, B, T, C)
+        n(&[l, b, t])?,       // ln1_mean (L, B, T)
+        n(&[l, b, t])?,       // ln1_rstd (L, B, T)
+        n(&[l, b, t, 3, c])?, // qkv (L, B, T, 3C)
+        n(&[l, b, t, c])?,    // atty (L, B, T, C)
+        n(&[l, b, nh, t])?,   // att_lse (L, B, NH, T)
+        n(&[b, t, c])?,       // attproj (B, T, C), one block's
+        n(&[l, b, t, c])?,    // residual2 (L, B, T, C)
+        n(&[l, b, t, c])?,    // ln2 (L, B, T, C)
+        n(&[l, b, t])?,       // ln2_mean (L, B, T)
+        n(&[l, b, t])?,       // ln2_rstd (L, B, T)
+        n(&[l, b, t, 4, c])?, // fch (L, B, T, 4C)
+        n(&[l, b, t, 4, c])?, // fch_gelu (L, B, T, 4C)
+        n(&[b, t, c])?,       // fcproj (B, T, C), one block's
+        n(&[l, b, t, c])?,    // residual3 (L, B, T, C)
+        n(&[b, t, c])?,       // lnf (B, T, C)
+        n(&[b, t])?,          // lnf_mean (B, T)
+        n(&[b, t])?,          // lnf_rstd (B, T)
+        n(&[b, t, vp])?,      // logits (B, T, Vp)
+        n(&[b, t])?,          // logits_lse (B, T)
+        n(&[b, t])?,          // losses (B, T)
     ];
     // the flat buffer holds them all: their sum must fit too
     sizes.iter().try_fold(0usize, |acc, &s| acc.checked_add(s))?;
@@ -198,8 +199,64 @@ pub fn checked_activation_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option
 flat_views!(
     /// The activations (or their gradients) as named slices.
     ActivationViews, &'a mut [f32], split_at_mut,
-    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, preatt, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
-     fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses]
+    [encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att_lse, attproj, residual2, ln2, ln2_mean, ln2_rstd,
+     fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, logits_lse, losses]
+);
+
+/// The activation gradients: the head's, then one block's, which every block reuses in turn (the
+/// backward goes through the blocks one at a time and needs only the gradients of the one it is in).
+/// `residual` is the gradient of the residual stream where the backward stands (of the last
+/// residual3 at the start, of the embedding at the end); `losses` holds dlosses; `att_delta` is
+/// attention's scratch (rowsum(dout * out), see `src/cpu/attention.rs`).
+pub const GRADIENT_NAMES: [&str; 13] = [
+    "residual",
+    "lnf",
+    "losses",
+    "ln1",
+    "qkv",
+    "atty",
+    "att_delta",
+    "attproj",
+    "residual2",
+    "ln2",
+    "fch",
+    "fch_gelu",
+    "fcproj",
+];
+
+/// Sizes of the activation gradients (`GRADIENT_NAMES`) for a batch of B sequences of T tokens.
+pub fn gradient_sizes(cfg: &ModelConfig, b: usize, t: usize) -> [usize; 13] {
+    checked_gradient_sizes(cfg, b, t)
+        .expect("gradient sizes overflow: check the batch with checked_gradient_sizes first")
+}
+
+/// `gradient_sizes`, or `None` when a size or their sum does not fit a usize.
+pub fn checked_gradient_sizes(cfg: &ModelConfig, b: usize, t: usize) -> Option<[usize; 13]> {
+    let (nh, c) = (cfg.num_heads, cfg.channels);
+    let n = |shape: &[usize]| shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let sizes = [
+        n(&[b, t, c])?,    // residual (B, T, C)
+        n(&[b, t, c])?,    // lnf (B, T, C)
+        n(&[b, t])?,       // losses (B, T)
+        n(&[b, t, c])?,    // ln1 (B, T, C)
+        n(&[b, t, 3, c])?, // qkv (B, T, 3C)
+        n(&[b, t, c])?,    // atty (B, T, C)
+        n(&[b, nh, t])?,   // att_delta (B, NH, T)
+        n(&[b, t, c])?,    // attproj (B, T, C)
+        n(&[b, t, c])?,    // residual2 (B, T, C)
+        n(&[b, t, c])?,    // ln2 (B, T, C)
+        n(&[b, t, 4, c])?, // fch (B, T, 4C)
+        n(&[b, t, 4, c])?, // fch_gelu (B, T, 4C)
+        n(&[b, t, c])?,    // fcproj (B, T, C)
+    ];
+    sizes.iter().try_fold(0usize, |acc, &s| acc.checked_add(s))?;
+    Some(sizes)
+}
+
+flat_views!(
+    /// The activation gradients as named slices.
+    GradientViews, &'a mut [f32], split_at_mut,
+    [residual, lnf, losses, ln1, qkv, atty, att_delta, attproj, residual2, ln2, fch, fch_gelu, fcproj]
 );
 
 #[cfg(test)]

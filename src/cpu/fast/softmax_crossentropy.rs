@@ -1,50 +1,63 @@
-//! Fast softmax: the same `softmax_forward` as `src/cpu/softmax_crossentropy.rs` (same signature and
-//! semantics), tested against it at the bottom of this file. The cross-entropy forward and the fused
-//! backward are cheap (one pass, no transcendental per element but the log of BT values), so they
-//! are the readable ones, re-exported so this module has the whole set.
+//! Fast loss: the same `crossentropy_forward` and `crossentropy_softmax_backward` as
+//! `src/cpu/softmax_crossentropy.rs` (same signatures and semantics: the backward writes the gradient
+//! over the logits), tested against it at the bottom of this file.
 //!
-//! The readable softmax calls libm's `exp` for each of the BT · V logits (12.9M at B=4, T=64): a call
-//! per element. Here exp is `math::exp_nonpositive` (its argument, logit − max, is never positive)
-//! and the max and the sum use 8 partial results, so every loop vectorizes; compiled for the target's
-//! baseline and for AVX2 + FMA, picked at run time.
+//! The readable versions call libm's `exp` for each of the BT · V logits (12.9M at B=4, T=64), twice
+//! a step (forward and backward): a call per element. Here exp is `math::exp_nonpositive` (its
+//! argument, logit − max or logit − lse, is never positive) and the max and the sum use 8 partial
+//! results, so every loop vectorizes; compiled for the target's baseline and for AVX2 + FMA, picked
+//! at run time.
 
 use super::math::exp_nonpositive;
 use rayon::prelude::*;
 
-pub use crate::cpu::softmax_crossentropy::{crossentropy_forward, crossentropy_softmax_backward};
-
-/// probs (BT, Vp) = softmax over the first V columns of logits (BT, Vp); columns V..Vp get 0.
-/// Same as `cpu::softmax_crossentropy::softmax_forward`.
-pub fn softmax_forward(probs: &mut [f32], logits: &[f32], bt: usize, v: usize, vp: usize) {
-    assert_eq!(probs.len(), bt * vp);
+/// losses (BT) and lse (BT) from logits (BT, Vp) and targets (BT).
+/// Same as `cpu::softmax_crossentropy::crossentropy_forward`.
+pub fn crossentropy_forward(
+    losses: &mut [f32],
+    lse: &mut [f32],
+    logits: &[f32],
+    targets: &[u32],
+    bt: usize,
+    v: usize,
+    vp: usize,
+) {
+    assert_eq!(losses.len(), bt);
+    assert_eq!(lse.len(), bt);
     assert_eq!(logits.len(), bt * vp);
+    assert_eq!(targets.len(), bt);
     assert!(v <= vp);
     #[cfg(target_arch = "x86_64")]
     let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    probs.par_chunks_mut(vp).zip(logits.par_chunks(vp)).for_each(|(p, l)| {
+    let rows = losses.par_iter_mut().zip(lse.par_iter_mut()).zip(logits.par_chunks(vp));
+    rows.enumerate().for_each(|(i, ((loss, lse), row))| {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: checked above that this CPU has AVX2 and FMA.
-            return unsafe { softmax_row_avx2(p, l, v) };
+            *lse = unsafe { logsumexp_avx2(&row[..v]) };
+        } else {
+            *lse = logsumexp(&row[..v]);
         }
-        softmax_row(p, l, v);
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            *lse = logsumexp(&row[..v]);
+        }
+        *loss = *lse - row[targets[i] as usize];
     });
 }
 
-/// `softmax_row` compiled for AVX2 + FMA.
+/// `logsumexp` compiled for AVX2 + FMA.
 ///
 /// Safety: the CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(p: &mut [f32], l: &[f32], v: usize) {
-    softmax_row(p, l, v)
+unsafe fn logsumexp_avx2(l: &[f32]) -> f32 {
+    logsumexp(l)
 }
 
-/// One row: p[..v] = softmax(l[..v]), p[v..] = 0.
+/// log(sum of exp(l)), computed as max + log(sum of exp(l - max)).
 #[inline(always)]
-fn softmax_row(p: &mut [f32], l: &[f32], v: usize) {
-    let (p_real, p_pad) = p.split_at_mut(v);
-    let l = &l[..v];
+fn logsumexp(l: &[f32]) -> f32 {
     // the max, for numerical stability (8 running maxima, then the max of those)
     let mut max8 = [f32::NEG_INFINITY; 8];
     let chunks = l.chunks_exact(8);
@@ -57,24 +70,68 @@ fn softmax_row(p: &mut [f32], l: &[f32], v: usize) {
     maxval = max8.iter().fold(maxval, |m, &x| m.max(x));
     // exponentiate and sum (8 partial sums)
     let mut sum8 = [0.0f32; 8];
-    for (pc, lc) in p_real.chunks_exact_mut(8).zip(l.chunks_exact(8)) {
-        for ((pi, &li), s) in pc.iter_mut().zip(lc).zip(&mut sum8) {
-            *pi = exp_nonpositive(li - maxval);
-            *s += *pi;
+    let chunks = l.chunks_exact(8);
+    let mut sum: f32 = chunks.remainder().iter().map(|&x| exp_nonpositive(x - maxval)).sum();
+    for chunk in chunks {
+        for (s, &x) in sum8.iter_mut().zip(chunk) {
+            *s += exp_nonpositive(x - maxval);
         }
     }
-    let tail = v / 8 * 8;
-    let mut sum: f32 = sum8.iter().sum();
-    for (pi, &li) in p_real[tail..].iter_mut().zip(&l[tail..]) {
-        *pi = exp_nonpositive(li - maxval);
-        sum += *pi;
+    sum += sum8.iter().sum::<f32>();
+    maxval + sum.ln()
+}
+
+/// Fused backward of softmax + cross-entropy, written over the logits.
+/// Same as `cpu::softmax_crossentropy::crossentropy_softmax_backward`.
+#[cfg(not(feature = "exercise-softmax_crossentropy"))]
+pub fn crossentropy_softmax_backward(
+    logits: &mut [f32],
+    dlosses: &[f32],
+    lse: &[f32],
+    targets: &[u32],
+    bt: usize,
+    v: usize,
+    vp: usize,
+) {
+    assert_eq!(logits.len(), bt * vp);
+    assert!(dlosses.len() == bt && lse.len() == bt && targets.len() == bt && v <= vp);
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    logits.par_chunks_mut(vp).enumerate().for_each(|(i, row)| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: checked above that this CPU has AVX2 and FMA.
+            return unsafe { backward_row_avx2(row, dlosses[i], lse[i], targets[i] as usize, v) };
+        }
+        backward_row(row, dlosses[i], lse[i], targets[i] as usize, v);
+    });
+}
+
+// With the exercise on, the learner's backward (which replaces the readable one) serves the fast
+// layers too, so no check of the fast layers passes around the blank.
+#[cfg(feature = "exercise-softmax_crossentropy")]
+pub use crate::cpu::softmax_crossentropy::crossentropy_softmax_backward;
+
+/// `backward_row` compiled for AVX2 + FMA.
+///
+/// Safety: the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[cfg_attr(feature = "exercise-softmax_crossentropy", allow(dead_code))]
+unsafe fn backward_row_avx2(row: &mut [f32], dloss: f32, lse: f32, target: usize, v: usize) {
+    backward_row(row, dloss, lse, target, v)
+}
+
+/// One row: row[..v] = (exp(row - lse) - one_hot(target)) * dloss, row[v..] = 0.
+#[inline(always)]
+#[cfg_attr(feature = "exercise-softmax_crossentropy", allow(dead_code))]
+fn backward_row(row: &mut [f32], dloss: f32, lse: f32, target: usize, v: usize) {
+    let (real, pad) = row.split_at_mut(v);
+    for x in real.iter_mut() {
+        *x = exp_nonpositive(*x - lse) * dloss;
     }
-    // normalize; the padded columns get probability 0
-    let inv = 1.0 / sum;
-    for pi in p_real.iter_mut() {
-        *pi *= inv;
-    }
-    p_pad.fill(0.0);
+    real[target] -= dloss;
+    pad.fill(0.0);
 }
 
 #[cfg(test)]
@@ -83,7 +140,7 @@ mod tests {
     use crate::cpu::softmax_crossentropy as readable;
 
     #[test]
-    fn fast_softmax_matches_readable() {
+    fn fast_classifier_matches_readable() {
         // v not a multiple of 8, padded columns, a row with a huge spread, a constant row
         for (bt, v, vp) in [(5, 1001, 1024), (1, 3, 8), (2, 50257, 50304)] {
             let mut logits: Vec<f32> =
@@ -92,18 +149,26 @@ mod tests {
             if bt > 1 {
                 logits[vp..vp + v].fill(0.5); // row 1 is uniform
             }
-            let (mut want, mut got) = (vec![0.0; bt * vp], vec![9.0; bt * vp]);
-            readable::softmax_forward(&mut want, &logits, bt, v, vp);
-            softmax_forward(&mut got, &logits, bt, v, vp);
-            // each exp is within a few ulps, and the sum of v positive terms taken in another order
-            // differs by far less than its worst case v · eps: errors of random sign grow like
-            // sqrt(v) · eps (measured: 1.4e-6 at v = 1001, 3.9e-6 at v = 50257). 1e-5 relative leaves
-            // room and still catches one missing term at v = 50257 (about 1/v = 2e-5). The absolute
-            // floor is for probabilities below 1e-30, where the fast exp stops at exp(-87) and libm's
-            // goes on into denormals.
-            let tol = 1e-5;
+            let targets: Vec<u32> = (0..bt).map(|i| (i * 7 % v) as u32).collect();
+            let dlosses: Vec<f32> = (0..bt).map(|i| 0.25 + i as f32).collect();
+            let (mut lw, mut sw, mut lg, mut sg) = (vec![0.0; bt], vec![0.0; bt], vec![9.0; bt], vec![9.0; bt]);
+            readable::crossentropy_forward(&mut lw, &mut sw, &logits, &targets, bt, v, vp);
+            crossentropy_forward(&mut lg, &mut sg, &logits, &targets, bt, v, vp);
+            // a sum of v positive terms in another order, exps within a few ulps: 1e-5 relative
+            for i in 0..bt {
+                assert!((lg[i] - lw[i]).abs() <= 1e-5 * (1.0 + lw[i].abs()), "loss[{i}]: {} vs {}", lg[i], lw[i]);
+                assert!((sg[i] - sw[i]).abs() <= 1e-5 * (1.0 + sw[i].abs()), "lse[{i}]: {} vs {}", sg[i], sw[i]);
+            }
+            let (mut want, mut got) = (logits.clone(), logits.clone());
+            readable::crossentropy_softmax_backward(&mut want, &dlosses, &sw, &targets, bt, v, vp);
+            crossentropy_softmax_backward(&mut got, &dlosses, &sw, &targets, bt, v, vp);
+            // p_j - [j == target], times dloss: each within a few ulps of exp; the floor is for
+            // probabilities below 1e-30, where the fast exp stops at exp(-87)
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= tol * w + 1e-30, "probs[{i}] ({bt},{v},{vp}): fast {g} vs readable {w}");
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs() + 1e-30,
+                    "dlogits[{i}] ({bt},{v},{vp}): fast {g} vs readable {w}"
+                );
             }
         }
     }

@@ -55,7 +55,7 @@ pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         file: "attention.cu",
         source: include_str!("../../../kernels/attention.cu"),
-        kernels: &["attention_forward", "attention_backward_datt", "attention_backward_dq", "attention_backward_dkv"],
+        kernels: &["attention_forward", "attention_backward_delta", "attention_backward_dkv", "attention_backward_dq"],
     },
     KernelSource {
         file: "gelu.cu",
@@ -70,7 +70,7 @@ pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         file: "softmax_crossentropy.cu",
         source: include_str!("../../../kernels/softmax_crossentropy.cu"),
-        kernels: &["softmax_forward", "crossentropy_forward", "crossentropy_softmax_backward"],
+        kernels: &["crossentropy_forward", "crossentropy_softmax_backward"],
     },
     KernelSource { file: "adamw.cu", source: include_str!("../../../kernels/adamw.cu"), kernels: &["adamw_update"] },
     KernelSource {
