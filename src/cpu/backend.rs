@@ -23,8 +23,12 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
+        let precision = match self.model.precision() {
+            crate::precision::Precision::Fp32 => "",
+            crate::precision::Precision::Bf16 => ", bf16 mixed precision",
+        };
         format!(
-            "CPU ({} threads, {} layers)",
+            "CPU ({} threads, {} layers{precision})",
             rayon::current_num_threads(),
             format!("{:?}", self.model.kernels).to_lowercase()
         )
@@ -63,6 +67,8 @@ impl Backend for CpuBackend {
             t,
             grad_scale,
         );
+        // bf16 mode: the layers read a bf16 copy of the weights, derived from the new master weights
+        model.refresh_bf16_weights();
     }
     fn params(&mut self) -> Vec<f32> {
         self.model.params.clone()
