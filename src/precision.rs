@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(to_bf16_bits(std::f32::consts::PI), 0x4049);
         // 0.1 = 0x3DCCCCCD: dropped 0xCCCD > 0x8000, rounds up to 0x3DCD
         assert_eq!(to_bf16_bits(0.1), 0x3DCD);
-        assert_eq!(from_bf16_bits(0x3DCD), 0.10009765625);
+        assert_eq!(from_bf16_bits(0x3DCD), f32::from_bits(0x3DCD_0000)); // 0.10009765625
     }
 
     #[test]
