@@ -29,6 +29,7 @@ pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod precision;
 pub mod prepare;
 pub mod rng;
 pub mod sample;

@@ -24,30 +24,7 @@ use crate::config::ModelConfig;
 use crate::model::{checked_activation_sizes, checked_gradient_sizes, ACTIVATION_NAMES, GRADIENT_NAMES};
 use anyhow::{bail, Result};
 
-/// The number format of the weights the layers read, the activations and their gradients.
-/// (A minimal copy for the memory plan; `src/precision.rs` holds the definition.)
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Precision {
-    #[default]
-    Fp32,
-    Bf16,
-}
-
-impl Precision {
-    /// Bytes of one bf16-or-fp32 number: a stored activation, an activation gradient, a weight copy.
-    pub fn bytes(self) -> usize {
-        match self {
-            Precision::Fp32 => 4,
-            Precision::Bf16 => 2,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
+pub use crate::precision::Precision;
 
 /// The device buffer a tensor lives in: the GPU model allocates one buffer each (`CudaGpt2::new`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,17 +4,19 @@
 //! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
 //! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
 
-use crate::commands::train::{select_device, Device};
+use crate::commands::train::{check_precision, select_device, Device};
 use crate::config::ModelConfig;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
-use crate::cpu::{encoder, layernorm, residual};
+use crate::cpu::layers::Layers;
 use crate::cuda::{CudaBackend, Matmul};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
+use crate::precision::{round_bf16, Precision};
 use crate::rng::Rng;
 use crate::train::Backend;
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -38,6 +40,9 @@ pub struct Args {
     /// CPU layer implementations: the readable reference or the fast ones.
     #[arg(long, value_enum, default_value = "fast")]
     pub kernels: CpuKernels,
+    /// fp32, or bf16 mixed precision (src/precision.rs; CPU only for now).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
     /// Skip the per-layer table (whole steps only).
     #[arg(long)]
     pub no_layers: bool,
@@ -54,7 +59,9 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    check_precision(args.device, args.precision)?;
     let device = select_device(args.device)?;
+    check_precision(device, args.precision)?;
     let cfg = ModelConfig::from_name(&args.model).map_err(anyhow::Error::msg)?;
     let (b, t) = (args.batch, args.seq);
     if b == 0 || t == 0 || t > cfg.max_seq_len {
@@ -72,10 +79,15 @@ pub fn run(args: &Args) -> Result<()> {
         crate::memory::check_cpu_memory(&cfg, b, t)?;
         let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
         cpu.model.kernels = args.kernels;
+        cpu.model.set_precision(args.precision);
         Box::new(cpu)
     };
     let adamw = AdamWConfig::default();
-    let kernels = if device == Device::Cpu { format!("{:?} CPU layers, ", args.kernels) } else { String::new() };
+    let kernels = if device == Device::Cpu {
+        format!("{:?} CPU layers, {}, ", args.kernels, args.precision)
+    } else {
+        String::new()
+    };
     println!(
         "bench: {cfg} ({:.1}M params), B={b} T={t}, {kernels}{}",
         cfg.num_parameters_unpadded() as f64 / 1e6,
@@ -101,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     // the per-layer table times the CPU layers
     if !args.no_layers && device == Device::Cpu {
-        layer_table(&cfg, b, t, args.kernels, ms_per_step);
+        layer_table(&cfg, b, t, args.kernels, args.precision, ms_per_step);
     }
     let mfu = backend.peak_flops().map(|peak| gflops * 1e9 / peak);
     let mfu_text = mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m));
@@ -115,15 +127,21 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Times each layer kind alone at one step's shapes and call counts, and prints a table.
-fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_ms: f64) {
+fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, precision: Precision, step_ms: f64) {
     let (l, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
     let bt = b * t;
     let mut rng = Rng::new(2);
-    let mut rand = |n: usize| (0..n).map(|_| 0.1 * rng.normal()).collect::<Vec<f32>>();
-    let (mm_fwd, mm_bwd) = kernels.matmul();
-    let (gelu_fwd, gelu_bwd) = kernels.gelu();
-    let (att_fwd, att_bwd) = kernels.attention();
-    let (xent_fwd, xent_bwd) = kernels.classifier();
+    // in bf16 the layers read bf16 numbers: give them bf16 inputs
+    let bf16 = precision == Precision::Bf16;
+    let mut rand = |n: usize| {
+        (0..n).map(|_| 0.1 * rng.normal()).map(|x| if bf16 { round_bf16(x) } else { x }).collect::<Vec<f32>>()
+    };
+    // the functions the model calls for these kernels at this precision
+    let layers = Layers::new(kernels, precision);
+    let (mm_fwd, mm_bwd) = (layers.matmul_forward, layers.matmul_backward);
+    let (gelu_fwd, gelu_bwd) = (layers.gelu_forward, layers.gelu_backward);
+    let (att_fwd, att_bwd) = (layers.attention_forward, layers.attention_backward);
+    let (xent_fwd, xent_bwd) = (layers.crossentropy_forward, layers.crossentropy_softmax_backward);
     let reps = 2;
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
 
@@ -152,9 +170,9 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (mut out, mut mean, mut rstd) = (vec![0.0; bt * c], vec![0.0; bt], vec![0.0; bt]);
     let (mut dx, mut dw, mut db) = (vec![0.0; bt * c], vec![0.0; c], vec![0.0; c]);
     let n = (2 * l + 1) as f64;
-    let fwd = n * time_ms(reps, || layernorm::layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &bias, bt, c));
+    let fwd = n * time_ms(reps, || (layers.layernorm_forward)(&mut out, &mut mean, &mut rstd, &x, &w, &bias, bt, c));
     let bwd = n * time_ms(reps, || {
-        layernorm::layernorm_backward(&mut dx, &mut dw, &mut db, &dout, &x, &w, &mean, &rstd, bt, c)
+        (layers.layernorm_backward)(&mut dx, &mut dw, &mut db, &dout, &x, &w, &mean, &rstd, bt, c)
     });
     rows.push(("layernorm", fwd, bwd));
 
@@ -168,8 +186,8 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     // residual, twice per layer
     let (x1, x2) = (rand(bt * c), rand(bt * c));
     let (mut out, mut d1, mut d2) = (vec![0.0; bt * c], vec![0.0; bt * c], vec![0.0; bt * c]);
-    let fwd = 2.0 * l as f64 * time_ms(reps, || residual::residual_forward(&mut out, &x1, &x2));
-    let bwd = 2.0 * l as f64 * time_ms(reps, || residual::residual_backward(&mut d1, &mut d2, &x1));
+    let fwd = 2.0 * l as f64 * time_ms(reps, || (layers.residual_forward)(&mut out, &x1, &x2));
+    let bwd = 2.0 * l as f64 * time_ms(reps, || (layers.residual_backward)(&mut d1, &mut d2, &x1));
     rows.push(("residual", fwd, bwd));
 
     // softmax + cross-entropy over the vocabulary (the backward writes over a copy of the logits)
@@ -187,8 +205,8 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let (wte, wpe) = (rand(layout.numel(0)), rand(layout.numel(1)));
     let (mut out, dout) = (vec![0.0; bt * c], rand(bt * c));
     let (mut dwte, mut dwpe) = (vec![0.0; wte.len()], vec![0.0; wpe.len()]);
-    let fwd = time_ms(reps, || encoder::encoder_forward(&mut out, &tokens, &wte, &wpe, b, t, c));
-    let bwd = time_ms(reps, || encoder::encoder_backward(&mut dwte, &mut dwpe, &dout, &tokens, b, t, c));
+    let fwd = time_ms(reps, || (layers.encoder_forward)(&mut out, &tokens, &wte, &wpe, b, t, c));
+    let bwd = time_ms(reps, || (layers.encoder_backward)(&mut dwte, &mut dwpe, &dout, &tokens, b, t, c));
     rows.push(("encoder", fwd, bwd));
     drop((wte, wpe, dwte, dwpe));
 
@@ -198,6 +216,14 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, step_
     let adamw = AdamWConfig::default();
     let opt = time_ms(reps, || adamw_update(&mut p, &g, &mut m, &mut vv, &layout, &adamw, 1e-4, 1, 1.0));
     rows.push(("adamw", opt, 0.0));
+    if bf16 {
+        // after every update: the bf16 copy of the weights, rounded from the fp32 master
+        let mut copy = vec![0.0f32; n];
+        let refresh = time_ms(reps, || {
+            copy.par_iter_mut().zip(p.par_iter()).for_each(|(w, &x)| *w = round_bf16(x));
+        });
+        rows.push(("bf16 weights", refresh, 0.0));
+    }
 
     println!("{:<14} {:>10} {:>10} {:>10} {:>7}", "layer", "fwd ms", "bwd ms", "total ms", "share");
     let sum: f64 = rows.iter().map(|r| r.1 + r.2).sum();

@@ -10,6 +10,7 @@ use crate::cuda::{CudaBackend, Matmul};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
+use crate::precision::Precision;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig};
@@ -37,6 +38,11 @@ pub struct Args {
     /// (src/cpu/*.rs, about 14x slower) so that a debugger steps into the code you read.
     #[arg(long, value_enum, default_value = "fast")]
     pub kernels: CpuKernels,
+    /// Numerics: fp32, or bf16 mixed precision (bf16 weight copy, activations and their gradients;
+    /// fp32 master weights, gradients, AdamW state and statistics: see src/precision.rs). CPU only
+    /// for now. Checkpoints keep the fp32 master weights either way.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
@@ -195,7 +201,9 @@ fn apply_recipe(args: &Args) -> Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let args = &apply_recipe(args);
+    check_precision(args.device, args.precision)?;
     let device = select_device(args.device)?;
+    check_precision(device, args.precision)?;
     // the model: a checkpoint to resume, weights to start from, or a fresh init
     let (config, params, resume) = if let Some(path) = &args.resume {
         let ckpt = checkpoint::load(path)?;
@@ -213,7 +221,7 @@ pub fn run(args: &Args) -> Result<()> {
         (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
     let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config)?;
-    let mut backend = make_backend(device, args.matmul, args.kernels, config, params, &cfg)?;
+    let mut backend = make_backend(device, args.matmul, args.kernels, args.precision, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
             backend.set_optimizer_state(&m, &v)?;
@@ -378,6 +386,17 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a precision the device cannot run yet (bf16 on the GPU), before any work is done.
+pub fn check_precision(device: Device, precision: Precision) -> Result<()> {
+    if device == Device::Cuda && precision == Precision::Bf16 {
+        bail!(
+            "--precision bf16: bf16 on the GPU is not implemented yet (the CPU runs it: --device cpu); \
+             use --precision fp32 on the GPU"
+        );
+    }
+    Ok(())
+}
+
 /// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line,
 /// the first the command prints. `--device cuda` that cannot start is an error naming the missing
 /// library and every place it was looked for (`src/cuda/libs.rs`); `--device auto` then trains on
@@ -404,6 +423,7 @@ fn make_backend(
     device: Device,
     matmul: Matmul,
     kernels: CpuKernels,
+    precision: Precision,
     config: ModelConfig,
     params: Vec<f32>,
     cfg: &TrainConfig,
@@ -414,6 +434,7 @@ fn make_backend(
             crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
             let mut backend = CpuBackend::new(config, params);
             backend.model.kernels = kernels;
+            backend.model.set_precision(precision);
             Box::new(backend)
         }
     })

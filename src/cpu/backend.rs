@@ -23,8 +23,12 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
+        let precision = match self.model.precision() {
+            crate::precision::Precision::Fp32 => "",
+            crate::precision::Precision::Bf16 => ", bf16 mixed precision",
+        };
         format!(
-            "CPU ({} threads, {} layers)",
+            "CPU ({} threads, {} layers{precision})",
             rayon::current_num_threads(),
             format!("{:?}", self.model.kernels).to_lowercase()
         )
@@ -72,6 +76,8 @@ impl Backend for CpuBackend {
             t,
             grad_scale,
         );
+        // bf16 mode: the layers read a bf16 copy of the weights, derived from the new master weights
+        model.refresh_bf16_weights();
         Ok(())
     }
     fn params(&mut self) -> Result<Vec<f32>> {

@@ -44,16 +44,15 @@
 //! activations and their gradients.
 
 use super::attention::{attention_backward, attention_forward};
-use super::encoder::{encoder_backward, encoder_forward};
 use super::gelu::{gelu_backward, gelu_forward};
-use super::layernorm::{layernorm_backward, layernorm_forward};
-use super::residual::{residual_backward, residual_forward};
+use super::layers::Layers;
 use super::{fast, matmul, softmax_crossentropy};
 use crate::config::ModelConfig;
 use crate::model::{
     activation_sizes, gradient_sizes, ActivationViews, GradientViews, ParamLayout, ParamViews, ParamViewsMut,
     ACTIVATION_NAMES,
 };
+use crate::precision::{round_bf16, Precision};
 
 /// Layer `l`'s part of a tensor stacked over `n` layers: (L, ...) -> (...).
 fn at(t: &[f32], l: usize, n: usize) -> &[f32] {
@@ -148,8 +147,14 @@ pub struct Gpt2 {
     /// Reference or fast layers (fast by default).
     pub kernels: CpuKernels,
     pub layout: ParamLayout,
-    /// All parameters, llm.c's order (see `ParamLayout`).
+    /// fp32 or bf16 mixed precision (`src/precision.rs`); set it with `set_precision`.
+    precision: Precision,
+    /// All parameters, llm.c's order (see `ParamLayout`): in bf16 mode, the fp32 master weights.
+    /// After changing them directly in bf16 mode, call `refresh_bf16_weights`.
     pub params: Vec<f32>,
+    /// In bf16 mode, the bf16 copy of `params` that the layers read (bf16 numbers in f32 slots),
+    /// refreshed from the master after every update; empty in fp32 mode.
+    params_bf16: Vec<f32>,
     /// Their gradients, same layout; backward adds into them, `zero_grad` clears them.
     pub grads: Vec<f32>,
     /// The activations of the last forward pass (`activation_sizes` layout) and the activation
@@ -176,8 +181,10 @@ impl Gpt2 {
         Gpt2 {
             config,
             kernels: CpuKernels::default(),
+            precision: Precision::Fp32,
             layout,
             params,
+            params_bf16: Vec::new(),
             grads,
             acts: Vec::new(),
             grad_acts: Vec::new(),
@@ -187,6 +194,39 @@ impl Gpt2 {
             targets: Vec::new(),
             has_targets: false,
             logits_hold_gradient: false,
+        }
+    }
+
+    /// The precision the layers compute in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Switches between fp32 and bf16 mixed precision (`src/precision.rs`). The fp32 parameters stay
+    /// the master copy either way; bf16 mode derives its bf16 copy from them here.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.refresh_bf16_weights();
+    }
+
+    /// In bf16 mode, rounds the fp32 master weights into the bf16 copy the layers read (after every
+    /// update, and after anything else writes `params`); in fp32 mode, frees that copy.
+    pub fn refresh_bf16_weights(&mut self) {
+        match self.precision {
+            Precision::Fp32 => self.params_bf16 = Vec::new(),
+            Precision::Bf16 => {
+                use rayon::prelude::*;
+                self.params_bf16.resize(self.params.len(), 0.0);
+                self.params_bf16.par_iter_mut().zip(self.params.par_iter()).for_each(|(w, &p)| *w = round_bf16(p));
+            }
+        }
+    }
+
+    /// The weights the layers read: the fp32 parameters, or in bf16 mode their bf16 copy.
+    pub fn weights(&self) -> &[f32] {
+        match self.precision {
+            Precision::Fp32 => &self.params,
+            Precision::Bf16 => &self.params_bf16,
         }
     }
 
@@ -227,11 +267,19 @@ impl Gpt2 {
             self.targets[..bt].copy_from_slice(targets);
         }
 
-        let (matmul_forward, _) = self.kernels.matmul();
-        let (gelu_forward, _) = self.kernels.gelu();
-        let (attention_forward, _) = self.kernels.attention();
-        let (crossentropy_forward, _) = self.kernels.classifier();
-        let p = ParamViews::new(&self.layout.sizes(), &self.params);
+        // the layer functions for these kernels at this precision (src/cpu/layers.rs)
+        let Layers {
+            encoder_forward,
+            layernorm_forward,
+            matmul_forward,
+            attention_forward,
+            residual_forward,
+            gelu_forward,
+            crossentropy_forward,
+            ..
+        } = Layers::new(self.kernels, self.precision);
+        let weights = if self.precision == Precision::Bf16 { &self.params_bf16 } else { &self.params };
+        let p = ParamViews::new(&self.layout.sizes(), weights);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
 
         // [twin: forward]
@@ -325,11 +373,18 @@ impl Gpt2 {
         let sizes = activation_sizes(&cfg, b, t);
         let gradient_sizes = gradient_sizes(&cfg, b, t);
 
-        let (_, matmul_backward) = self.kernels.matmul();
-        let (_, gelu_backward) = self.kernels.gelu();
-        let (_, attention_backward) = self.kernels.attention();
-        let (_, crossentropy_softmax_backward) = self.kernels.classifier();
-        let p = ParamViews::new(&self.layout.sizes(), &self.params);
+        let Layers {
+            encoder_backward,
+            layernorm_backward,
+            matmul_backward,
+            attention_backward,
+            residual_backward,
+            gelu_backward,
+            crossentropy_softmax_backward,
+            ..
+        } = Layers::new(self.kernels, self.precision);
+        let weights = if self.precision == Precision::Bf16 { &self.params_bf16 } else { &self.params };
+        let p = ParamViews::new(&self.layout.sizes(), weights);
         let gp = ParamViewsMut::new(&self.layout.sizes(), &mut self.grads);
         let a = ActivationViews::new(&sizes, &mut self.acts);
         let ga = GradientViews::new(&gradient_sizes, &mut self.grad_acts);

@@ -3,11 +3,13 @@
 
 pub mod attention;
 pub mod backend;
+pub mod bf16;
 pub mod encoder;
 pub mod fast;
 pub mod gelu;
 pub mod gpt2;
 pub mod layernorm;
+pub mod layers;
 pub mod matmul;
 pub mod residual;
 pub mod softmax_crossentropy;

@@ -79,6 +79,7 @@
 //! on first use to the largest block it needs and then reused by every later call on that thread
 //! (rayon's worker threads live as long as the pool, so a training step allocates nothing).
 
+pub mod bf16;
 mod kernels;
 mod pack;
 #[cfg(test)]
