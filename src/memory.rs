@@ -13,6 +13,7 @@
 //!   the logits (B, T, Vp), over which the backward writes their gradient;
 //! - activation gradients for one block at a time (reused by every block) and the head's;
 //! - scratch: attention's delta, the loss gradients, the token ids.
+//!
 //! No (T, T) attention matrix and no probabilities: see `src/cpu/attention.rs` and
 //! `src/cpu/softmax_crossentropy.rs`.
 //!
@@ -178,7 +179,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
