@@ -209,11 +209,15 @@ fn gradient_accumulation_matches_one_big_batch() {
 #[test]
 fn the_memory_estimate_counts_every_buffer() {
     use gpt2::memory::cpu_training_bytes;
-    use gpt2::model::activation_sizes;
+    use gpt2::model::{activation_sizes, gradient_sizes};
     for (cfg, b, t) in [(config(), 3, 7), (ModelConfig::from_name("d12").unwrap(), 4, 64)] {
         let acts: usize = activation_sizes(&cfg, b, t).iter().sum();
-        // params, grads, m, v (4 floats a parameter) + activations and their gradients (2 floats each)
-        assert_eq!(cpu_training_bytes(&cfg, b, t), Some(16 * cfg.num_parameters() + 8 * acts));
+        let grad_acts: usize = gradient_sizes(&cfg, b, t).iter().sum();
+        // params, grads, m, v (4 floats a parameter) + the activations + the activation gradients
+        // (the head's and one block's, reused by every block) + the input and target token ids
+        let expected = 16 * cfg.num_parameters() + 4 * acts + 4 * grad_acts + 8 * b * t;
+        assert_eq!(cpu_training_bytes(&cfg, b, t), Some(expected));
+        assert!(grad_acts < acts, "activation gradients are kept for one block at a time");
     }
     assert_eq!(cpu_training_bytes(&config(), usize::MAX / 2, 8), None);
 }
