@@ -29,8 +29,9 @@ fn statements(code: &str, rewrites: &[(&str, &str)]) -> Vec<String> {
         .map(|line| line.split("//").next().unwrap_or(""))
         .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
         .collect();
-    // rustfmt puts a trailing comma after the last argument of a call it breaks over lines
-    flat = flat.replace(",)", ")");
+    // rustfmt puts a trailing comma after the last argument of a call, or the last item of an
+    // array, that it breaks over lines
+    flat = flat.replace(",)", ")").replace(",]", "]");
     for (from, to) in rewrites {
         flat = flat.replace(from, to);
     }
