@@ -39,7 +39,7 @@
 //! numbers unchanged.
 
 use super::pack::pack_a;
-use super::Strided;
+use super::{add_column_sums, check_operands, Strided};
 use crate::precision::{round_slice_bf16, to_bf16_bits};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -102,15 +102,7 @@ pub fn matmul_backward(
     };
     let dbias_sum = || {
         if let Some(dbias) = dbias {
-            const COLS: usize = 256;
-            dbias.par_chunks_mut(COLS).enumerate().for_each(|(chunk, db)| {
-                let cols = chunk * COLS..chunk * COLS + db.len();
-                for row in dout.chunks_exact(oc) {
-                    for (d, x) in db.iter_mut().zip(&row[cols.clone()]) {
-                        *d += x;
-                    }
-                }
-            });
+            add_column_sums(dbias, dout, oc);
         }
     };
     rayon::join(dinp_product, || rayon::join(dweight_product, dbias_sum));
@@ -177,25 +169,10 @@ pub fn gemm_bf16(
     accumulate: bool,
 ) {
     assert!(isa.is_available(), "{isa:?} is not supported by this CPU");
-    if m == 0 || n == 0 {
+    // the same bounds checks and trivial cases as the fp32 GEMM
+    if !check_operands(m, n, k, a, b, c, ldc, bias, accumulate) {
         return;
     }
-    let c_needed = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
-    assert!(ldc >= n && c_needed.is_some_and(|needed| c.len() >= needed), "C too small");
-    if let Some(bias) = bias {
-        assert!(bias.len() >= n, "bias too short");
-    }
-    if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            for (j, x) in row[..n].iter_mut().enumerate() {
-                let bj = bias.map_or(0.0, |b| b[j]);
-                *x = if accumulate { *x + bj } else { bj };
-            }
-        }
-        return;
-    }
-    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A too small");
-    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B too small");
     let kernel: Bf16Kernel = match isa {
         Bf16Isa::Portable => kernel_bf16_portable,
         #[cfg(target_arch = "x86_64")]

@@ -182,20 +182,25 @@ pub fn matmul_backward_with(
         gemm(isa, oc, c, bt, a, b, dweight, c, None, true);
     };
     let dbias_sum = || {
-        // dbias (OC) += the sum of dout over rows; parallel over column chunks, rows streamed in order
         if let Some(dbias) = dbias {
-            const COLS: usize = 256;
-            dbias.par_chunks_mut(COLS).enumerate().for_each(|(chunk, db)| {
-                let cols = chunk * COLS..chunk * COLS + db.len();
-                for row in dout.chunks_exact(oc) {
-                    for (d, x) in db.iter_mut().zip(&row[cols.clone()]) {
-                        *d += x;
-                    }
-                }
-            });
+            add_column_sums(dbias, dout, oc);
         }
     };
     rayon::join(dinp_product, || rayon::join(dweight_product, dbias_sum));
+}
+
+/// dbias (OC) += the sum of dout (rows, OC) over its rows: the bias gradient of both GEMMs (fp32
+/// and bf16). Parallel over column chunks, rows streamed in order.
+pub(super) fn add_column_sums(dbias: &mut [f32], dout: &[f32], oc: usize) {
+    const COLS: usize = 256;
+    dbias.par_chunks_mut(COLS).enumerate().for_each(|(chunk, db)| {
+        let cols = chunk * COLS..chunk * COLS + db.len();
+        for row in dout.chunks_exact(oc) {
+            for (d, x) in db.iter_mut().zip(&row[cols.clone()]) {
+                *d += x;
+            }
+        }
+    });
 }
 
 /// Which micro-kernel a GEMM runs. `Isa::best()` picks the fastest this CPU supports.
@@ -261,28 +266,9 @@ pub fn gemm(
     accumulate: bool,
 ) {
     assert!(isa.is_available(), "{isa:?} is not supported by this CPU");
-    if m == 0 || n == 0 {
+    if !check_operands(m, n, k, a, b, c, ldc, bias, accumulate) {
         return;
     }
-    // Bounds: every index the packing and the kernels touch is checked here, once.
-    // (checked arithmetic: the kernels write C through raw pointers, so a wrapped size must not pass)
-    let c_needed = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
-    assert!(ldc >= n && c_needed.is_some_and(|needed| c.len() >= needed), "C too small");
-    if let Some(bias) = bias {
-        assert!(bias.len() >= n, "bias too short");
-    }
-    if k == 0 {
-        // nothing to multiply: C = [C] + bias
-        for row in c.chunks_mut(ldc).take(m) {
-            for (j, x) in row[..n].iter_mut().enumerate() {
-                let bj = bias.map_or(0.0, |b| b[j]);
-                *x = if accumulate { *x + bj } else { bj };
-            }
-        }
-        return;
-    }
-    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A too small");
-    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B too small");
     let simd = isa != Isa::Portable;
     let problem = Problem { m, n, k, a, b, c: SendPtr(c.as_mut_ptr()), ldc, bias, accumulate, simd };
     match isa {
@@ -294,6 +280,44 @@ pub fn gemm(
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("checked by is_available"),
     }
+}
+
+/// What both GEMMs (fp32 and bf16) do before multiplying. Bounds: every index the packing and the
+/// kernels touch is checked here, once (with checked arithmetic: the kernels write C through raw
+/// pointers, so a wrapped size must not pass). The cases with nothing to multiply are done here:
+/// an empty C, and k = 0 (C = [C] + bias). Returns whether the multiply still has to run.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_operands(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Strided,
+    b: Strided,
+    c: &mut [f32],
+    ldc: usize,
+    bias: Option<&[f32]>,
+    accumulate: bool,
+) -> bool {
+    if m == 0 || n == 0 {
+        return false;
+    }
+    let c_needed = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
+    assert!(ldc >= n && c_needed.is_some_and(|needed| c.len() >= needed), "C too small");
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "bias too short");
+    }
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            for (j, x) in row[..n].iter_mut().enumerate() {
+                let bj = bias.map_or(0.0, |b| b[j]);
+                *x = if accumulate { *x + bj } else { bj };
+            }
+        }
+        return false;
+    }
+    assert!(a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs, "A too small");
+    assert!(b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs, "B too small");
+    true
 }
 
 /// Depth of a packed slab (the shared dimension). See the top of the file for why.
