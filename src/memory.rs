@@ -187,10 +187,21 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// Bytes the CPU model needs for training at (B, T): the fp32 plan (the CPU model and `CpuBackend`
-/// hold the same buffers). `None` if it does not even fit a usize.
+/// Bytes the CPU model needs for training at (B, T) in fp32: the fp32 plan (the CPU model and
+/// `CpuBackend` hold the same buffers). `None` if it does not even fit a usize.
 pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
-    MemoryPlan::new(cfg, b, t, Precision::Fp32).map(|plan| plan.total_bytes())
+    cpu_training_bytes_in(cfg, b, t, Precision::Fp32)
+}
+
+/// Bytes the CPU model needs for training at (B, T) in `precision`. The CPU holds bf16 values in f32
+/// slots (`src/precision.rs`), so bf16 saves nothing there: it needs the fp32 plan plus the bf16 copy
+/// of the weights the layers read, 4 bytes a parameter more.
+pub fn cpu_training_bytes_in(cfg: &ModelConfig, b: usize, t: usize, precision: Precision) -> Option<usize> {
+    let fp32 = MemoryPlan::new(cfg, b, t, Precision::Fp32)?.total_bytes();
+    match precision {
+        Precision::Fp32 => Some(fp32),
+        Precision::Bf16 => fp32.checked_add(cfg.num_parameters().checked_mul(4)?),
+    }
 }
 
 /// The memory this machine has available, from /proc/meminfo (Linux); `None` elsewhere.
@@ -224,13 +235,13 @@ pub fn largest_batch_that_fits(max_batch: usize, fits: impl Fn(usize) -> bool) -
 }
 
 /// Refuses, with the largest batch that fits, a CPU run that would not fit in memory.
-pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize) -> Result<()> {
+pub fn check_cpu_memory(cfg: &ModelConfig, b: usize, t: usize, precision: Precision) -> Result<()> {
     let Some(available) = available_memory_bytes() else { return Ok(()) };
-    let fits = |b: usize| cpu_training_bytes(cfg, b, t).is_some_and(|n| n <= available);
+    let fits = |b: usize| cpu_training_bytes_in(cfg, b, t, precision).is_some_and(|n| n <= available);
     if fits(b) {
         return Ok(());
     }
-    let need = cpu_training_bytes(cfg, b, t)
+    let need = cpu_training_bytes_in(cfg, b, t, precision)
         .map_or("more than 2^64 bytes".into(), |n| format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64));
     let largest = Some(largest_batch_that_fits(b - 1, fits)).filter(|&b| b > 0);
     bail!(

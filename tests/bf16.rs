@@ -21,6 +21,7 @@ use gpt2::model::init::gpt2_init;
 use gpt2::optim::{AdamWConfig, Schedule};
 use gpt2::precision::{is_bf16, round_bf16, Precision};
 use gpt2::rng::Rng;
+use gpt2::tokenizer::Tokenizer;
 use gpt2::train::{train, Backend, TrainConfig};
 use std::path::Path;
 
@@ -317,38 +318,82 @@ fn backend(config: ModelConfig, precision: Precision) -> CpuBackend {
 }
 
 /// Trains the same model on the same batches in fp32 and in bf16 and compares the loss curves:
-/// the mean loss of each window of `window` steps in bf16 must be within `band` (relative) of fp32's.
-fn loss_curves_agree(config: ModelConfig, steps: usize, batch: usize, seq: usize, window: usize, band: f32) {
-    let dir = data_dir(config.vocab_size, 20_000);
-    let cfg = train_config(dir.path(), steps, batch, seq);
+/// the mean loss of each window of `window` steps in bf16 must be within `band` (relative) of fp32's,
+/// and the last window's within `last_band`.
+#[allow(clippy::too_many_arguments)]
+fn loss_curves_agree(
+    config: ModelConfig,
+    dir: &Path,
+    steps: usize,
+    batch: usize,
+    seq: usize,
+    window: usize,
+    band: f32,
+    last_band: f32,
+) {
+    let cfg = train_config(dir, steps, batch, seq);
     let l32 = train(&mut backend(config, Precision::Fp32), &cfg, None, None).unwrap().train_losses;
     let l16 = train(&mut backend(config, Precision::Bf16), &cfg, None, None).unwrap().train_losses;
     let mut worst = 0.0f32;
+    let mut last = 0.0f32;
     println!("{:>6} {:>9} {:>9} {:>8}", "steps", "fp32", "bf16", "rel diff");
     for (w, (a, b)) in l32.chunks(window).zip(l16.chunks(window)).enumerate() {
         let (m32, m16) = (a.iter().sum::<f32>() / a.len() as f32, b.iter().sum::<f32>() / b.len() as f32);
-        let rel = (m16 - m32).abs() / m32;
-        worst = worst.max(rel);
-        println!("{:>6} {m32:>9.4} {m16:>9.4} {:>7.2}%", (w + 1) * window, 100.0 * rel);
+        last = (m16 - m32).abs() / m32;
+        worst = worst.max(last);
+        println!("{:>6} {m32:>9.4} {m16:>9.4} {:>7.2}%", (w + 1) * window, 100.0 * last);
     }
-    let (first, last) = (l32[0], l32[l32.len() - 1]);
-    println!("fp32 loss {first:.3} -> {last:.3}; worst window {:.2}% (band {:.1}%)", 100.0 * worst, 100.0 * band);
-    assert!(last < first - 0.5, "the fp32 run should learn: {first} -> {last}");
+    let (first, end) = (l32[0], l32[l32.len() - 1]);
+    println!("fp32 loss {first:.3} -> {end:.3}; worst window {:.2}% (band {:.1}%)", 100.0 * worst, 100.0 * band);
+    assert!(end < first - 0.5, "the fp32 run should learn: {first} -> {end}");
     assert!(worst <= band, "bf16's loss curve left the band: {:.2}% > {:.1}%", 100.0 * worst, 100.0 * band);
+    assert!(
+        last <= last_band,
+        "bf16's last window is {:.2}% from fp32's (band {:.1}%)",
+        100.0 * last,
+        100.0 * last_band
+    );
 }
 
 #[test]
 fn bf16_training_tracks_fp32_loss_curve() {
     // 2 layers, C = 32, 60 steps of 64 tokens: a few seconds. Band: every 10-step window's mean loss
     // within 2% of fp32's (llm.c checks 10 steps within 0.05 absolute, about 2% of its losses).
-    loss_curves_agree(small(), 60, 4, 16, 10, 0.02);
+    let config = small();
+    let dir = data_dir(config.vocab_size, 20_000);
+    loss_curves_agree(config, dir.path(), 60, 4, 16, 10, 0.02, 0.02);
+}
+
+/// Hamlet to train on, Macbeth to validate, tokenized with the crate's tokenizer.
+fn shakespeare_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = Tokenizer::gpt2();
+    for (play, file) in [("hamlet", "train.bin"), ("macbeth", "val.bin")] {
+        let path = format!("{}/data/shakespeare/{play}_gut.txt", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let tokens: Vec<u16> = tokenizer.encode(&text).into_iter().map(|t| t as u16).collect();
+        write_shard(&dir.path().join(file), &tokens).unwrap();
+    }
+    dir
 }
 
 #[test]
-#[ignore = "about a minute or more on 2 cores: 200 steps of the tiny preset, twice"]
 fn bf16_training_tracks_fp32_loss_curve_tiny_200_steps() {
+    // The tiny preset (L4 H4 C128, the full vocabulary), 200 steps of 4 x 64 tokens of Hamlet, in fp32
+    // and in bf16: about a minute on 2 cores. Band: every 20-step window's mean loss within 2.5% of
+    // fp32's, the last window within 1%.
+    //
+    // Why not tighter: two training runs drift apart under any perturbation, not only bf16's. Measured
+    // on this run, fp32 against fp32 with the initial weights scaled by 1 +- 5e-7 (random per weight)
+    // already differs by up to 1.12% in a window (0.02% in the last); bf16 (each value moved by up
+    // to 2^-8) by up to 1.42% (0.10% in the last); fp32 went from 10.82 to 5.84. On random tokens
+    // (`make_shard`) the drift is larger: 1.45% for the perturbed fp32 run and 4.70% for bf16, which
+    // is why this test trains on text. A bug in the bf16 path (a rounding in the wrong place, a lost
+    // gradient) shows here as a curve that separates and stays apart at the end; the per-layer tests
+    // above catch the small ones.
     let tiny = ModelConfig::from_name("tiny").unwrap();
-    loss_curves_agree(tiny, 200, 4, 64, 20, 0.02);
+    let dir = shakespeare_dir();
+    loss_curves_agree(tiny, dir.path(), 200, 4, 64, 20, 0.025, 0.01);
 }
 
 #[test]

@@ -208,8 +208,9 @@ fn gradient_accumulation_matches_one_big_batch() {
 
 #[test]
 fn the_memory_estimate_counts_every_buffer() {
-    use gpt2::memory::cpu_training_bytes;
+    use gpt2::memory::{cpu_training_bytes, cpu_training_bytes_in};
     use gpt2::model::{activation_sizes, gradient_sizes};
+    use gpt2::precision::Precision;
     for (cfg, b, t) in [(config(), 3, 7), (ModelConfig::from_name("d12").unwrap(), 4, 64)] {
         let acts: usize = activation_sizes(&cfg, b, t).iter().sum();
         let grad_acts: usize = gradient_sizes(&cfg, b, t).iter().sum();
@@ -218,6 +219,13 @@ fn the_memory_estimate_counts_every_buffer() {
         let expected = 16 * cfg.num_parameters() + 4 * acts + 4 * grad_acts + 8 * b * t;
         assert_eq!(cpu_training_bytes(&cfg, b, t), Some(expected));
         assert!(grad_acts < acts, "activation gradients are kept for one block at a time");
+        // bf16 on the CPU: the same buffers (bf16 values in f32 slots) and the bf16 weight copy
+        let mut model = gpt2::cpu::gpt2::Gpt2::new(cfg, vec![0.0; cfg.num_parameters()]);
+        model.set_precision(Precision::Bf16);
+        let copy = 4 * model.weights().len();
+        assert_eq!(copy, 4 * cfg.num_parameters());
+        assert_eq!(cpu_training_bytes_in(&cfg, b, t, Precision::Bf16), Some(expected + copy));
+        assert_eq!(cpu_training_bytes_in(&cfg, b, t, Precision::Fp32), Some(expected));
     }
     assert_eq!(cpu_training_bytes(&config(), usize::MAX / 2, 8), None);
 }

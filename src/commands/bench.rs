@@ -76,7 +76,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut backend: Box<dyn Backend> = if device == Device::Cuda {
         Box::new(CudaBackend::new(0, args.matmul, cfg, &gpt2_init(&cfg, 1), b, t)?)
     } else {
-        crate::memory::check_cpu_memory(&cfg, b, t)?;
+        crate::memory::check_cpu_memory(&cfg, b, t, args.precision)?;
         let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
         cpu.model.kernels = args.kernels;
         cpu.model.set_precision(args.precision);

@@ -84,7 +84,7 @@ pub fn run(args: &Args) -> Result<()> {
         Box::new(CudaBackend::new(0, args.matmul, config, &ckpt.params, max_b, max_t)?)
     } else {
         if args.val_data.is_some() {
-            crate::memory::check_cpu_memory(&config, args.batch, seq)?;
+            crate::memory::check_cpu_memory(&config, args.batch, seq, crate::precision::Precision::Fp32)?;
         }
         Box::new(CpuBackend::new(config, ckpt.params))
     };

@@ -433,7 +433,7 @@ fn make_backend(
     Ok(match device {
         Device::Cuda => Box::new(CudaBackend::new(0, matmul, config, &params, cfg.batch, cfg.seq)?),
         _ => {
-            crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq)?;
+            crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq, precision)?;
             let mut backend = CpuBackend::new(config, params);
             backend.model.kernels = kernels;
             backend.model.set_precision(precision);
