@@ -38,11 +38,9 @@
 //! weight copy is in bf16 mode; packing rounds them to bf16 (`to_bf16_bits`), which leaves such
 //! numbers unchanged.
 
-use super::pack::pack_a;
-use super::{add_column_sums, check_operands, Strided};
+use super::kernels::Kernel;
+use super::{add_column_sums, check_operands, PackedB, Problem, SendPtr, Strided, PACK_B_BF16};
 use crate::precision::{round_slice_bf16, to_bf16_bits};
-use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// out (BT, OC) = inp (BT, C) @ weight (OC, C)^T + bias (OC), bf16 inputs, fp32 sums, out rounded to bf16.
 pub fn matmul_forward(
@@ -148,10 +146,6 @@ impl Bf16Isa {
 const MR: usize = 6;
 /// Columns of the register tile: two 8-float vectors, one 16-word bf16 load.
 const NR: usize = 16;
-/// Depth of a packed slab, rows and columns of a tile: as in `mod.rs`.
-const KC: usize = 256;
-const MC: usize = 252;
-const NC: usize = 384;
 
 /// `C (m,n) = [C if accumulate] + A (m,k) · B (k,n) [+ bias (n)]` with A and B read as bf16 and
 /// summed in fp32. C is not rounded here (the callers round the activation outputs).
@@ -182,7 +176,7 @@ pub fn gemm_bf16(
     };
     let problem =
         Problem { m, n, k, a, b, c: SendPtr(c.as_mut_ptr()), ldc, bias, accumulate, simd: isa != Bf16Isa::Portable };
-    problem.run(kernel);
+    problem.run::<MR, NR, u16>(kernel);
 }
 
 /// A bf16 micro-kernel: the MR × NR tile `acc = Ap · Bp` over `kc` steps from packed panels
@@ -191,8 +185,7 @@ pub fn gemm_bf16(
 ///
 /// Safety: `a`, `b` readable for kc·MR floats and kc·NR u16; `c` MR rows of NR floats `ldc` apart;
 /// `bias` null or NR floats.
-type Bf16Kernel =
-    unsafe fn(kc: usize, a: *const f32, b: *const u16, c: *mut f32, ldc: usize, bias: *const f32, acc: bool);
+type Bf16Kernel = Kernel<u16>;
 
 /// Column `jj` (0..16) of a packed step sits at this u16 index (the paired layout).
 #[inline(always)]
@@ -325,116 +318,14 @@ fn pack_b_bf16(dst: &mut [u16], b: Strided, p0: usize, kc: usize, j0: usize, nc:
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: written through only in disjoint tiles (one task each), while the `&mut` borrow of C
-// it came from is alive (the parallel loop in `Problem::run`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-struct Problem<'a> {
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Strided<'a>,
-    b: Strided<'a>,
-    c: SendPtr,
-    ldc: usize,
-    bias: Option<&'a [f32]>,
-    accumulate: bool,
-    simd: bool,
-}
-
-thread_local! {
-    /// Per-thread packing buffers (A in fp32, B in bf16), grown once and reused.
-    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static PACK_B: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Problem<'_> {
-    /// Split C into tiles (as `mod.rs` does) and run them in parallel.
-    fn run(&self, kernel: Bf16Kernel) {
-        let (m_units, n_units) = (self.m.div_ceil(MR), self.n.div_ceil(NR));
-        let mut tm = m_units.div_ceil(MC / MR);
-        let mut tn = n_units.div_ceil(NC / NR);
-        let threads = rayon::current_num_threads();
-        while (tm * tn) % threads != 0 && tm * tn < 8 * threads {
-            if tn < n_units && (n_units / tn >= m_units / tm || tm == m_units) {
-                tn += 1;
-            } else if tm < m_units {
-                tm += 1;
-            } else {
-                break;
-            }
-        }
-        let span = |t: usize, units: usize, tiles: usize, unit: usize, len: usize| {
-            ((t * units / tiles) * unit, ((t + 1) * units / tiles * unit).min(len))
-        };
-        (0..tm * tn).into_par_iter().for_each(|t| {
-            let (i0, i1) = span(t / tn, m_units, tm, MR, self.m);
-            let (j0, j1) = span(t % tn, n_units, tn, NR, self.n);
-            self.tile(kernel, i0, i1, j0, j1);
-        });
+/// The bf16 GEMM's packed B: the paired layout above, through the driver of `mod.rs`.
+impl PackedB for u16 {
+    fn pack<const NR_: usize>(dst: &mut [u16], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, _simd: bool) {
+        assert_eq!(NR_, NR, "the paired bf16 layout is {NR} columns wide");
+        pack_b_bf16(dst, b, p0, kc, j0, nc);
     }
-
-    /// C[i0..i1, j0..j1]: all of k, slab by slab.
-    fn tile(&self, kernel: Bf16Kernel, i0: usize, i1: usize, j0: usize, j1: usize) {
-        let (mc, nc) = (i1 - i0, j1 - j0);
-        let a_len = mc.div_ceil(MR) * MR * KC;
-        let b_len = nc.div_ceil(NR) * NR * KC;
-        PACK_A.with(|abuf| {
-            PACK_B.with(|bbuf| {
-                let (mut ap, mut bp) = (abuf.borrow_mut(), bbuf.borrow_mut());
-                if ap.len() < a_len {
-                    ap.resize(a_len, 0.0);
-                }
-                if bp.len() < b_len {
-                    bp.resize(b_len, 0);
-                }
-                for p0 in (0..self.k).step_by(KC) {
-                    let kc = KC.min(self.k - p0);
-                    pack_a::<MR>(&mut ap[..mc.div_ceil(MR) * MR * kc], self.a, i0, mc, p0, kc, self.simd);
-                    pack_b_bf16(&mut bp[..nc.div_ceil(NR) * NR * kc], self.b, p0, kc, j0, nc);
-                    let first = p0 == 0;
-                    let acc = self.accumulate || !first;
-                    for (ir, a_panel) in (0..mc).step_by(MR).zip(ap.chunks_exact(MR * kc)) {
-                        for (jr, b_panel) in (0..nc).step_by(NR).zip(bp.chunks_exact(NR * kc)) {
-                            let (mr, nr) = (MR.min(mc - ir), NR.min(nc - jr));
-                            let bias = if first { self.bias.map(|b| &b[j0 + jr..j0 + jr + nr]) } else { None };
-                            let (i, j) = (i0 + ir, j0 + jr);
-                            if mr == MR && nr == NR {
-                                let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr());
-                                // SAFETY: the panels hold kc·MR floats and kc·NR u16 (chunks_exact);
-                                // the tile at (i, j) is inside C (checked in `gemm_bf16`) and this
-                                // task's alone; the bias slice holds NR floats.
-                                unsafe {
-                                    let c = self.c.0.add(i * self.ldc + j);
-                                    kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), c, self.ldc, bias_ptr, acc);
-                                }
-                            } else {
-                                // ragged edge: full tile into scratch, then the part inside C
-                                let mut scratch = [[0.0f32; NR]; MR];
-                                // SAFETY: as above; the scratch array is MR rows of NR floats.
-                                unsafe {
-                                    let s = scratch.as_mut_ptr() as *mut f32;
-                                    kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), s, NR, std::ptr::null(), false);
-                                }
-                                for (r, srow) in scratch.iter().enumerate().take(mr) {
-                                    for (jj, &v) in srow.iter().enumerate().take(nr) {
-                                        let v = v + bias.map_or(0.0, |b| b[jj]);
-                                        // SAFETY: (i + r, j + jj) is inside C and in this task's tile.
-                                        unsafe {
-                                            let cp = self.c.0.add((i + r) * self.ldc + j + jj);
-                                            *cp = if acc { *cp + v } else { v };
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            });
-        });
+    fn with_buffer<R>(f: impl FnOnce(&mut Vec<u16>) -> R) -> R {
+        PACK_B_BF16.with(|buf| f(&mut buf.borrow_mut()))
     }
 }
 

@@ -8,8 +8,10 @@
 ///
 /// Safety: `a` and `b` must be readable for kc·MR and kc·NR floats, `c` readable and writable for
 /// MR rows of NR floats `ldc` apart, `bias` null or readable for NR floats.
-pub(super) type Kernel =
-    unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32, acc: bool);
+///
+/// `E` is what the packed B panel holds: `f32` here, `u16` (bf16 bits) for the kernels of `bf16.rs`.
+pub(super) type Kernel<E = f32> =
+    unsafe fn(kc: usize, a: *const f32, b: *const E, c: *mut f32, ldc: usize, bias: *const f32, acc: bool);
 
 /// The portable micro-kernel: the MR × NR tile in a plain array, which LLVM keeps in vector registers
 /// (4 × 8 floats: 8 SSE or NEON registers).

@@ -75,9 +75,15 @@
 //!
 //! # Memory
 //!
-//! No heap allocation in steady state: each thread packs into a thread-local `Vec<f32>` that is grown
-//! on first use to the largest block it needs and then reused by every later call on that thread
-//! (rayon's worker threads live as long as the pool, so a training step allocates nothing).
+//! No heap allocation in steady state: each thread packs into thread-local buffers (one for A, one
+//! for B) that are grown on first use to the largest block it needs and then reused by every later
+//! call on that thread (rayon's worker threads live as long as the pool, so a training step
+//! allocates nothing).
+//!
+//! # The bf16 GEMM
+//!
+//! `bf16.rs` runs the same driver (`Problem::run`) with B packed as bf16 words instead of fp32
+//! (`PackedB`), and its own micro-kernels.
 
 pub mod bf16;
 mod kernels;
@@ -272,11 +278,11 @@ pub fn gemm(
     let simd = isa != Isa::Portable;
     let problem = Problem { m, n, k, a, b, c: SendPtr(c.as_mut_ptr()), ldc, bias, accumulate, simd };
     match isa {
-        Isa::Portable => problem.run::<4, 8>(kernel_portable::<4, 8>),
+        Isa::Portable => problem.run::<4, 8, f32>(kernel_portable::<4, 8>),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => problem.run::<6, 16>(x86::kernel_avx2::<6, 2>),
+        Isa::Avx2 => problem.run::<6, 16, f32>(x86::kernel_avx2::<6, 2>),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => problem.run::<8, 48>(x86::kernel_avx512::<8, 3>),
+        Isa::Avx512 => problem.run::<8, 48, f32>(x86::kernel_avx512::<8, 3>),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("checked by is_available"),
     }
@@ -329,38 +335,68 @@ const NC: usize = 384;
 
 /// A raw pointer to C that tasks on other threads may write through (each to its own tile).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: the pointer is only written through in disjoint tiles (one task per tile), and the `&mut`
 // borrow of C that it came from outlives the parallel loop in `Problem::run`.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// One GEMM call: the operands, checked for bounds by `gemm`.
-struct Problem<'a> {
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Strided<'a>,
-    b: Strided<'a>,
-    c: SendPtr,
-    ldc: usize,
-    bias: Option<&'a [f32]>,
-    accumulate: bool,
+/// One GEMM call: the operands, checked for bounds by `check_operands`.
+pub(super) struct Problem<'a> {
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) a: Strided<'a>,
+    pub(super) b: Strided<'a>,
+    pub(super) c: SendPtr,
+    pub(super) ldc: usize,
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) accumulate: bool,
     /// pack with AVX (8 × 8 transposes in registers): for the AVX2 and AVX-512 paths
-    simd: bool,
+    pub(super) simd: bool,
+}
+
+/// What the packed B panel holds: `f32` for the fp32 GEMM, `u16` (bf16 bits, `bf16.rs`) for the
+/// bf16 one. A is packed as fp32 in both. The driver below is the same for both.
+pub(super) trait PackedB: Copy + Default + 'static {
+    /// Pack B[p0..p0+kc, j0..j0+nc] into `dst`, micro-panels of NR columns, kc·NR values each.
+    #[allow(clippy::too_many_arguments)]
+    fn pack<const NR: usize>(dst: &mut [Self], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, simd: bool);
+    /// Runs `f` on this thread's packing buffer for B.
+    fn with_buffer<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
 }
 
 thread_local! {
-    /// Per-thread packing buffer, grown once to the largest size needed and reused afterwards.
-    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread packing buffers, grown once to the largest size needed and reused afterwards:
+    /// A (fp32 in both GEMMs), B for the fp32 GEMM, B for the bf16 GEMM.
+    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    pub(super) static PACK_B_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Floats of padding so packed panels can start on a 64-byte (cache-line) boundary.
-const ALIGN: usize = 16;
+impl PackedB for f32 {
+    fn pack<const NR: usize>(dst: &mut [f32], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, simd: bool) {
+        pack_b::<NR>(dst, b, p0, kc, j0, nc, simd);
+    }
+    fn with_buffer<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+        PACK_B.with(|buf| f(&mut buf.borrow_mut()))
+    }
+}
+
+/// `len` elements of `buf` starting on a 64-byte (cache-line) boundary, growing `buf` if needed.
+fn aligned<E: Copy + Default>(buf: &mut Vec<E>, len: usize) -> &mut [E] {
+    let pad = 64 / std::mem::size_of::<E>();
+    if buf.len() < len + pad {
+        // first use on this thread (or a bigger tile than before): grow once
+        buf.resize(len + pad, E::default());
+    }
+    let skip = buf.as_ptr().align_offset(64).min(pad);
+    &mut buf[skip..skip + len]
+}
 
 impl Problem<'_> {
     /// Split C into tiles and run them in parallel, each with the MR × NR micro-kernel `kernel`.
-    fn run<const MR: usize, const NR: usize>(&self, kernel: Kernel) {
+    pub(super) fn run<const MR: usize, const NR: usize, E: PackedB>(&self, kernel: Kernel<E>) {
         let (m_units, n_units) = (self.m.div_ceil(MR), self.n.div_ceil(NR));
         let mut tm = m_units.div_ceil(MC / MR);
         let mut tn = n_units.div_ceil(NC / NR);
@@ -382,69 +418,86 @@ impl Problem<'_> {
         (0..tm * tn).into_par_iter().for_each(|t| {
             let (i0, i1) = span(t / tn, m_units, tm, MR, self.m);
             let (j0, j1) = span(t % tn, n_units, tn, NR, self.n);
-            self.tile::<MR, NR>(kernel, i0, i1, j0, j1);
+            self.tile::<MR, NR, E>(kernel, i0, i1, j0, j1);
         });
     }
 
-    /// C[i0..i1, j0..j1]: all of k, slab by slab, through this thread's packing buffer.
-    fn tile<const MR: usize, const NR: usize>(&self, kernel: Kernel, i0: usize, i1: usize, j0: usize, j1: usize) {
+    /// C[i0..i1, j0..j1]: all of k, slab by slab, through this thread's packing buffers.
+    fn tile<const MR: usize, const NR: usize, E: PackedB>(
+        &self,
+        kernel: Kernel<E>,
+        i0: usize,
+        i1: usize,
+        j0: usize,
+        j1: usize,
+    ) {
         let (mc, nc) = (i1 - i0, j1 - j0);
         let a_len = mc.div_ceil(MR) * MR * KC;
         let b_len = nc.div_ceil(NR) * NR * KC;
-        PACK.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            if buf.len() < a_len + b_len + 2 * ALIGN {
-                // first use on this thread (or a bigger tile than before): grow once
-                buf.resize(a_len + b_len + 2 * ALIGN, 0.0);
-            }
-            let skip = buf.as_ptr().align_offset(64).min(ALIGN);
-            let (ap, rest) = buf[skip..].split_at_mut(a_len);
-            let skip = rest.as_ptr().align_offset(64).min(ALIGN);
-            let bp = &mut rest[skip..skip + b_len];
-            for p0 in (0..self.k).step_by(KC) {
-                let kc = KC.min(self.k - p0);
-                pack_a::<MR>(&mut ap[..mc.div_ceil(MR) * MR * kc], self.a, i0, mc, p0, kc, self.simd);
-                pack_b::<NR>(&mut bp[..nc.div_ceil(NR) * NR * kc], self.b, p0, kc, j0, nc, self.simd);
-                // the first slab writes C (and adds the bias) unless accumulating; later ones add to it
-                let first = p0 == 0;
-                let acc = self.accumulate || !first;
-                for (ir, a_panel) in (0..mc).step_by(MR).zip(ap.chunks_exact(MR * kc)) {
-                    for (jr, b_panel) in (0..nc).step_by(NR).zip(bp.chunks_exact(NR * kc)) {
-                        let (mr, nr) = (MR.min(mc - ir), NR.min(nc - jr));
-                        let bias = if first { self.bias.map(|b| &b[j0 + jr..j0 + jr + nr]) } else { None };
-                        let (i, j) = (i0 + ir, j0 + jr);
-                        if mr == MR && nr == NR {
-                            let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr());
-                            // SAFETY: the panels hold kc·MR and kc·NR floats (chunks_exact); the MR × NR
-                            // tile at (i, j) is inside C (i + MR <= m, j + NR <= n, bounds checked in
-                            // `gemm`) and belongs to this task alone; the bias slice holds NR floats.
+        PACK_A.with(|abuf| {
+            E::with_buffer(|bbuf| {
+                let mut abuf = abuf.borrow_mut();
+                let (ap, bp) = (aligned(&mut abuf, a_len), aligned(bbuf, b_len));
+                for p0 in (0..self.k).step_by(KC) {
+                    let kc = KC.min(self.k - p0);
+                    pack_a::<MR>(&mut ap[..mc.div_ceil(MR) * MR * kc], self.a, i0, mc, p0, kc, self.simd);
+                    E::pack::<NR>(&mut bp[..nc.div_ceil(NR) * NR * kc], self.b, p0, kc, j0, nc, self.simd);
+                    self.slab::<MR, NR, E>(kernel, &ap[..], &bp[..], kc, p0 == 0, i0, mc, j0, nc);
+                }
+            })
+        });
+    }
+
+    /// One packed slab of depth `kc` through the micro-kernel, tile by tile of C.
+    #[allow(clippy::too_many_arguments)]
+    fn slab<const MR: usize, const NR: usize, E: PackedB>(
+        &self,
+        kernel: Kernel<E>,
+        ap: &[f32],
+        bp: &[E],
+        kc: usize,
+        first: bool,
+        i0: usize,
+        mc: usize,
+        j0: usize,
+        nc: usize,
+    ) {
+        // the first slab writes C (and adds the bias) unless accumulating; later ones add to it
+        let acc = self.accumulate || !first;
+        for (ir, a_panel) in (0..mc).step_by(MR).zip(ap.chunks_exact(MR * kc)) {
+            for (jr, b_panel) in (0..nc).step_by(NR).zip(bp.chunks_exact(NR * kc)) {
+                let (mr, nr) = (MR.min(mc - ir), NR.min(nc - jr));
+                let bias = if first { self.bias.map(|b| &b[j0 + jr..j0 + jr + nr]) } else { None };
+                let (i, j) = (i0 + ir, j0 + jr);
+                if mr == MR && nr == NR {
+                    let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+                    // SAFETY: the panels hold kc·MR floats and kc·NR values of E (chunks_exact); the
+                    // MR × NR tile at (i, j) is inside C (i + MR <= m, j + NR <= n, bounds checked
+                    // in `check_operands`) and belongs to this task alone; the bias slice holds NR floats.
+                    unsafe {
+                        let c = self.c.0.add(i * self.ldc + j);
+                        kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), c, self.ldc, bias_ptr, acc);
+                    }
+                } else {
+                    // ragged edge: full tile into a scratch array, then copy the part inside C
+                    let mut scratch = [[0.0f32; NR]; MR];
+                    // SAFETY: as above for the panels; the scratch array is MR rows of NR floats.
+                    unsafe {
+                        let s = scratch.as_mut_ptr() as *mut f32;
+                        kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), s, NR, std::ptr::null(), false);
+                    }
+                    for (r, srow) in scratch.iter().enumerate().take(mr) {
+                        for (jj, &v) in srow.iter().enumerate().take(nr) {
+                            let v = v + bias.map_or(0.0, |b| b[jj]);
+                            // SAFETY: (i + r, j + jj) is inside C (r < mr, jj < nr) and in this task's tile.
                             unsafe {
-                                let c = self.c.0.add(i * self.ldc + j);
-                                kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), c, self.ldc, bias_ptr, acc);
-                            }
-                        } else {
-                            // ragged edge: full tile into a scratch array, then copy the part inside C
-                            let mut scratch = [[0.0f32; NR]; MR];
-                            // SAFETY: as above for the panels; the scratch array is MR rows of NR floats.
-                            unsafe {
-                                let s = scratch.as_mut_ptr() as *mut f32;
-                                kernel(kc, a_panel.as_ptr(), b_panel.as_ptr(), s, NR, std::ptr::null(), false);
-                            }
-                            for (r, srow) in scratch.iter().enumerate().take(mr) {
-                                for (jj, &v) in srow.iter().enumerate().take(nr) {
-                                    let v = v + bias.map_or(0.0, |b| b[jj]);
-                                    // SAFETY: (i + r, j + jj) is inside C (r < mr, jj < nr) and in this
-                                    // task's tile.
-                                    unsafe {
-                                        let cp = self.c.0.add((i + r) * self.ldc + j + jj);
-                                        *cp = if acc { *cp + v } else { v };
-                                    }
-                                }
+                                let cp = self.c.0.add((i + r) * self.ldc + j + jj);
+                                *cp = if acc { *cp + v } else { v };
                             }
                         }
                     }
                 }
             }
-        });
+        }
     }
 }
