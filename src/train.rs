@@ -53,6 +53,14 @@ pub trait Backend {
     fn peak_flops(&self) -> Option<f64> {
         None
     }
+    /// Starts timing each kernel launch (a GPU's; `bench --device cuda` prints the table). The CPU
+    /// does nothing here: `bench` times its layers one by one instead.
+    fn start_profile(&mut self) {}
+    /// Ends what `start_profile` started: the time of each kernel since then, summed by name, or
+    /// `None` for a backend that does not profile.
+    fn finish_profile(&mut self) -> Result<Option<Vec<crate::cuda::KernelTime>>> {
+        Ok(None)
+    }
 }
 
 /// Everything the loop needs to know, resolved from the command line.

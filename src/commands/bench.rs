@@ -9,7 +9,7 @@ use crate::config::ModelConfig;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
 use crate::cpu::layers::Layers;
-use crate::cuda::{CudaBackend, Matmul};
+use crate::cuda::{CudaBackend, KernelTime, Matmul};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
 use crate::precision::{round_bf16, Precision};
@@ -43,7 +43,7 @@ pub struct Args {
     /// fp32, or bf16 mixed precision (src/precision.rs; CPU only for now).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
-    /// Skip the per-layer table (whole steps only).
+    /// Skip the per-layer table (CPU) or the per-kernel table of one profiled step (GPU): whole steps only.
     #[arg(long)]
     pub no_layers: bool,
 }
@@ -96,24 +96,31 @@ pub fn run(args: &Args) -> Result<()> {
 
     // whole steps: forward + backward + AdamW
     let mut step = 0u64;
-    let mut one_step = || -> Result<()> {
+    let mut one_step = |backend: &mut Box<dyn Backend>| -> Result<()> {
         step += 1;
         backend.zero_grad()?;
         backend.forward_backward(inputs, targets, b, t, 1.0)?;
         backend.update(&adamw, 1e-4, step, 1.0)
     };
-    one_step()?; // warm-up: allocates activations, touches every page
+    one_step(&mut backend)?; // warm-up: allocates activations, touches every page
     let start = Instant::now();
     for _ in 0..args.steps {
-        one_step()?;
+        one_step(&mut backend)?;
     }
     let ms_per_step = start.elapsed().as_secs_f64() * 1e3 / args.steps as f64;
     let tok_per_s = (b * t) as f64 / (ms_per_step / 1e3);
     let gflops = cfg.flops_per_token(t) * tok_per_s / 1e9;
 
-    // the per-layer table times the CPU layers
+    // the per-layer table times the CPU layers; on a GPU, one more step with every kernel timed
     if !args.no_layers && device == Device::Cpu {
         layer_table(&cfg, b, t, args.kernels, args.precision, ms_per_step);
+    }
+    if !args.no_layers && device == Device::Cuda {
+        backend.start_profile();
+        one_step(&mut backend)?;
+        if let Some(rows) = backend.finish_profile()? {
+            kernel_table(&rows, ms_per_step);
+        }
     }
     let mfu = backend.peak_flops().map(|peak| gflops * 1e9 / peak);
     let mfu_text = mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m));
@@ -124,6 +131,27 @@ pub fn run(args: &Args) -> Result<()> {
     }
     println!("{result}");
     Ok(())
+}
+
+/// Prints the per-kernel times of one profiled GPU step (CUDA events around each launch), slowest
+/// first, beside the step time measured without events.
+fn kernel_table(rows: &[KernelTime], step_ms: f64) {
+    let mut rows = rows.to_vec();
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    let total: f64 = rows.iter().map(|r| r.ms).sum();
+    println!("{:<34} {:>6} {:>10} {:>8} {:>7}", "kernel (one step, CUDA events)", "calls", "ms", "us/call", "% step");
+    for r in &rows {
+        let share = 100.0 * r.ms / step_ms;
+        println!("{:<34} {:>6} {:>10.3} {:>8.1} {share:>6.1}%", r.name, r.calls, r.ms, 1e3 * r.ms / r.calls as f64);
+    }
+    println!(
+        "{:<34} {:>6} {:>10.3} {:>8} {:>6.1}%  (the rest of the step: copies, memsets, launch gaps)",
+        "all kernels",
+        rows.iter().map(|r| r.calls).sum::<usize>(),
+        total,
+        "",
+        100.0 * total / step_ms
+    );
 }
 
 /// Times each layer kind alone at one step's shapes and call counts, and prints a table.

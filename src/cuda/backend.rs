@@ -90,4 +90,10 @@ impl Backend for CudaBackend {
     fn peak_flops(&self) -> Option<f64> {
         self.peak.map(|p| p.fp32)
     }
+    fn start_profile(&mut self) {
+        self.model.gpu.start_profile();
+    }
+    fn finish_profile(&mut self) -> Result<Option<Vec<crate::cuda::KernelTime>>> {
+        self.model.gpu.finish_profile().context("reading the kernel profile").map(Some)
+    }
 }

@@ -7,14 +7,15 @@
 //! kernel writing it has finished.
 
 use super::kernels::{compile_cached, SOURCES};
+use super::{sum_by_name, KernelTime};
 use anyhow::{bail, Context, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::ValidAsZeroBits;
-use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Which kernels do the matrix multiplies.
@@ -121,7 +122,12 @@ pub struct Gpu {
     pub compile_seconds: f64,
     /// Bytes requested from `alloc` so far (`tests/cuda.rs` checks the model's against `src/memory.rs`'s plan).
     allocated: std::sync::atomic::AtomicUsize,
+    /// While profiling (`start_profile`), each timed launch's name and the events recorded around it.
+    profile: Mutex<Option<Vec<Timed>>>,
 }
+
+/// A timed launch: the kernel's name, the events recorded before and after it.
+type Timed = (&'static str, CudaEvent, CudaEvent);
 
 impl Gpu {
     /// Opens device `ordinal` and compiles every kernel for its architecture. Call
@@ -169,6 +175,7 @@ impl Gpu {
             norm_scratch,
             compile_seconds,
             allocated: Default::default(),
+            profile: Mutex::new(None),
         })
     }
 
@@ -183,6 +190,42 @@ impl Gpu {
     /// The compiled kernel `name` (one of the names listed in `SOURCES`).
     pub(crate) fn function(&self, name: &str) -> &CudaFunction {
         self.functions.get(name).unwrap_or_else(|| panic!("kernel {name} is not listed in SOURCES"))
+    }
+
+    /// Starts timing every kernel launch and cuBLAS call with CUDA events (for `bench --device
+    /// cuda`'s per-kernel table); `finish_profile` ends it. Two events per launch cost a little, so
+    /// profile separate steps from the ones that measure the step time.
+    pub fn start_profile(&self) {
+        *self.profile.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// Waits for the queued work, ends profiling and returns the time of each kernel since
+    /// `start_profile`, summed by name, in launch order.
+    pub fn finish_profile(&self) -> Result<Vec<KernelTime>> {
+        let samples = self.profile.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        self.synchronize()?;
+        let mut timed = Vec::with_capacity(samples.len());
+        for (name, start, end) in samples {
+            let ms = start.elapsed_ms(&end).with_context(|| format!("cannot read the CUDA event times of {name}"))?;
+            timed.push((name, ms as f64));
+        }
+        Ok(sum_by_name(timed))
+    }
+
+    /// Runs `queue` (which queues one kernel or cuBLAS call on the stream); while profiling,
+    /// between two recorded events.
+    pub(crate) fn timed(&self, name: &'static str, queue: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.profile.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return queue();
+        }
+        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self.stream.record_event(timing).context("cannot record a CUDA event")?;
+        queue()?;
+        let end = self.stream.record_event(timing).context("cannot record a CUDA event")?;
+        if let Some(samples) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            samples.push((name, start, end));
+        }
+        Ok(())
     }
 
     /// Free and total device memory, in bytes.

@@ -113,6 +113,29 @@ pub fn peak_flops(device_name: &str) -> Option<PeakFlops> {
     table.iter().find(|(key, _)| key.split(' ').all(|word| name.contains(word))).map(|&(_, peak)| peak)
 }
 
+/// One row of a kernel profile: a kernel (or cuBLAS call), how often it ran, its total time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub name: &'static str,
+    pub calls: usize,
+    pub ms: f64,
+}
+
+/// Sums `(name, ms)` samples by name, in the order names first appear.
+pub fn sum_by_name(samples: impl IntoIterator<Item = (&'static str, f64)>) -> Vec<KernelTime> {
+    let mut rows: Vec<KernelTime> = Vec::new();
+    for (name, ms) in samples {
+        match rows.iter_mut().find(|r| r.name == name) {
+            Some(row) => {
+                row.calls += 1;
+                row.ms += ms;
+            }
+            None => rows.push(KernelTime { name, calls: 1, ms }),
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +146,13 @@ mod tests {
         assert_eq!(peak_flops("NVIDIA H100 PCIe").unwrap().fp32, 51e12);
         assert_eq!(peak_flops("NVIDIA H200").unwrap().bf16_dense, 989e12);
         assert!(peak_flops("NVIDIA GeForce RTX 4090").is_none());
+    }
+
+    #[test]
+    fn kernel_times_are_summed_by_name_in_launch_order() {
+        let rows = super::sum_by_name([("b", 1.0), ("a", 2.0), ("b", 0.5)]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].name, rows[0].calls, rows[0].ms), ("b", 2, 1.5));
+        assert_eq!((rows[1].name, rows[1].calls, rows[1].ms), ("a", 1, 2.0));
     }
 }

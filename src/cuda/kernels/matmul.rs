@@ -193,7 +193,7 @@ impl Gpu {
         let alpha = 1.0f32;
         // SAFETY: the callers pass views whose lengths were checked against m, n, k and the leading
         // dimensions; the handle runs on self.stream, so the GEMM is ordered with the kernels.
-        unsafe {
+        self.timed("cublas_sgemm", || unsafe {
             cudarc::cublas::result::sgemm(
                 *blas.handle(),
                 transa,
@@ -210,8 +210,8 @@ impl Gpu {
                 c as *mut f32,
                 ldc,
             )
-        }
-        .map_err(|e| anyhow!("cuBLAS SGEMM failed: {e}"))
+            .map_err(|e| anyhow!("cuBLAS SGEMM failed: {e}"))
+        })
     }
 }
 

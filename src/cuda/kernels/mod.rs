@@ -156,9 +156,11 @@ unsafe fn program_log(prog: cudarc::nvrtc::sys::nvrtcProgram) -> String {
 /// comment saying why the arguments are valid for that kernel.
 macro_rules! launch {
     ($gpu:expr, $name:literal, $cfg:expr, $($arg:ident),+ $(,)?) => {{
-        let mut builder = $gpu.stream.launch_builder($gpu.function($name));
-        $( cudarc::driver::PushKernelArg::arg(&mut builder, &$arg); )+
-        anyhow::Context::with_context(builder.launch($cfg).map(|_| ()), || format!("cannot launch {}", $name))
+        $gpu.timed($name, || {
+            let mut builder = $gpu.stream.launch_builder($gpu.function($name));
+            $( cudarc::driver::PushKernelArg::arg(&mut builder, &$arg); )+
+            anyhow::Context::with_context(builder.launch($cfg).map(|_| ()), || format!("cannot launch {}", $name))
+        })
     }};
 }
 
