@@ -24,3 +24,12 @@ extern "C" __global__ void adamw_update(float* params, const float* grads, float
     float p = params[i];
     params[i] = p - lr * (m_hat / (sqrtf(v_hat) + eps) + weight_decay * p);
 }
+
+// bf16 training (src/precision.rs): after the update, the layers' bf16 copy of the weights is
+// refreshed from the fp32 master, each weight rounded to nearest even (kernels/bf16.cuh). Launched
+// once over all num_parameters after the per-tensor updates, and whenever the master is uploaded.
+extern "C" __global__ void refresh_bf16_weights(bf16* weights, const float* params, long long num_parameters) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= num_parameters) return;
+    store(&weights[i], params[i]);
+}

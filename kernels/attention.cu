@@ -26,6 +26,11 @@
 // Every tile loop masks positions past T and keys after the query (causal), so T need not be a
 // multiple of 32. A later version moves the two dot-product loops onto tensor cores (mma.sync)
 // with the same tiles.
+//
+// Each kernel is a template over the storage type floatX of qkv, out, dout and dinp (float, or bf16
+// as kernels/bf16.cuh and src/precision.rs define it), named twice at the end of the file. The tiles
+// in shared memory, the scores, the softmax and its statistics (lse, delta) are fp32 in both: a bf16
+// number is widened once, when it is staged, and an output rounded once, when it is written.
 
 // The sizes src/cuda/kernels/attention.rs also states (dev/cuda_emu checks that they agree).
 #define MAX_HS 128   // ATTENTION_MAX_HS: the largest head size
@@ -52,22 +57,24 @@ __device__ __forceinline__ size_t qkv_offset(int b, int t, int part, int h, int 
 
 // Loads rows first..first+ATT_TILE-1 of one head's q, k or v (part 0, 1, 2) into tile (ATT_TILE, MAX_HS + 1);
 // rows past T are zero. All threads of the block take part.
-__device__ void load_qkv_tile(float (*tile)[MAX_HS + 1], const float* inp, int b, int first, int part, int h, int T,
+template <typename floatX>
+__device__ void load_qkv_tile(float (*tile)[MAX_HS + 1], const floatX* inp, int b, int first, int part, int h, int T,
                               int C, int hs) {
     for (int i = threadIdx.x; i < ATT_TILE * hs; i += blockDim.x) {
         int r = i / hs, ch = i % hs;
         int t = first + r;
-        tile[r][ch] = t < T ? inp[qkv_offset(b, t, part, h, T, C, hs) + ch] : 0.0f;
+        tile[r][ch] = t < T ? to_float(inp[qkv_offset(b, t, part, h, T, C, hs) + ch]) : 0.0f;
     }
 }
 
 // The same for a (B, T, C) tensor (out or dout), head h.
-__device__ void load_btc_tile(float (*tile)[MAX_HS + 1], const float* x, int b, int first, int h, int T, int C,
+template <typename floatX>
+__device__ void load_btc_tile(float (*tile)[MAX_HS + 1], const floatX* x, int b, int first, int h, int T, int C,
                               int hs) {
     for (int i = threadIdx.x; i < ATT_TILE * hs; i += blockDim.x) {
         int r = i / hs, ch = i % hs;
         int t = first + r;
-        tile[r][ch] = t < T ? x[((size_t)b * T + t) * C + (size_t)h * hs + ch] : 0.0f;
+        tile[r][ch] = t < T ? to_float(x[((size_t)b * T + t) * C + (size_t)h * hs + ch]) : 0.0f;
     }
 }
 
@@ -75,7 +82,8 @@ __device__ void load_btc_tile(float (*tile)[MAX_HS + 1], const float* x, int b, 
 // Grid (ceil(T / ATTENTION_WARPS), B * NH), ATTENTION_WARPS warps a block, one query row a warp.
 // Each warp keeps its row's running maximum m, sum l and (unnormalized) output o, as the CPU does,
 // and updates them once per tile of 32 keys (the online softmax).
-extern "C" __global__ void attention_forward(float* out, float* lse, const float* inp, int B, int T, int C, int NH) {
+template <typename floatX>
+__device__ void attention_forward_t(floatX* out, float* lse, const floatX* inp, int B, int T, int C, int NH) {
     __shared__ float q_s[ATT_WARPS][MAX_HS];  // this block's query rows
     __shared__ float k_s[ATT_TILE][MAX_HS + 1];
     __shared__ float v_s[ATT_TILE][MAX_HS + 1];
@@ -87,7 +95,7 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
     int row = first_row + warp;  // this warp's query position (may be >= T: then it only helps load)
     for (int i = threadIdx.x; i < ATT_WARPS * hs; i += blockDim.x) {
         int r = first_row + i / hs;
-        q_s[i / hs][i % hs] = r < T ? inp[qkv_offset(b, r, 0, h, T, C, hs) + i % hs] : 0.0f;
+        q_s[i / hs][i % hs] = r < T ? to_float(inp[qkv_offset(b, r, 0, h, T, C, hs) + i % hs]) : 0.0f;
     }
     float m = NEG_INF, l = 0.0f;
     float o[ATT_PER_LANE];  // channels lane, lane + 32, ... of the output
@@ -122,10 +130,10 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
         m = m_new;
     }
     if (row < T) {
-        float* out_h = out + ((size_t)b * T + row) * C + (size_t)h * hs;
+        floatX* out_h = out + ((size_t)b * T + row) * C + (size_t)h * hs;
         for (int k = 0; k < ATT_PER_LANE; k++) {
             int ch = lane + 32 * k;
-            if (ch < hs) out_h[ch] = o[k] / l;
+            if (ch < hs) store(&out_h[ch], o[k] / l);
         }
         if (lane == 0) lse[(size_t)bh * T + row] = m + logf(l);
     }
@@ -133,8 +141,9 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
 
 // Backward, pass 1 of 3: delta (B, NH, T) = dout . out over each head's channels (the softmax
 // backward's row sum). One warp per row (b, h, t), its lanes over the channels.
-extern "C" __global__ void attention_backward_delta(float* delta, const float* dout, const float* out, int B, int T,
-                                                    int C, int NH) {
+template <typename floatX>
+__device__ void attention_backward_delta_t(float* delta, const floatX* dout, const floatX* out, int B, int T, int C,
+                                           int NH) {
     size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (idx >= (size_t)B * NH * T) return;  // whole warps leave together
@@ -142,7 +151,7 @@ extern "C" __global__ void attention_backward_delta(float* delta, const float* d
     int hs = C / NH;
     size_t at = ((size_t)b * T + t) * C + (size_t)h * hs;
     float sum = 0.0f;
-    for (int ch = lane; ch < hs; ch += 32) sum += dout[at + ch] * out[at + ch];
+    for (int ch = lane; ch < hs; ch += 32) sum += to_float(dout[at + ch]) * to_float(out[at + ch]);
     sum = warp_sum(sum);
     if (lane == 0) delta[idx] = sum;
 }
@@ -153,8 +162,9 @@ extern "C" __global__ void attention_backward_delta(float* delta, const float* d
 // Grid (ceil(T / ATTENTION_WARPS), B * NH), one key a warp; the block walks the tiles of 32 queries
 // from the one holding its first key to the end: lane i takes query i of the tile for the scores,
 // then channels for the sums.
-extern "C" __global__ void attention_backward_dkv(float* dinp, const float* delta, const float* dout, const float* inp,
-                                                  const float* lse, int B, int T, int C, int NH) {
+template <typename floatX>
+__device__ void attention_backward_dkv_t(floatX* dinp, const float* delta, const floatX* dout, const floatX* inp,
+                                         const float* lse, int B, int T, int C, int NH) {
     __shared__ float k_s[ATT_WARPS][MAX_HS];  // this block's keys and values
     __shared__ float v_s[ATT_WARPS][MAX_HS];
     __shared__ float q_s[ATT_TILE][MAX_HS + 1];
@@ -167,8 +177,8 @@ extern "C" __global__ void attention_backward_dkv(float* dinp, const float* delt
     int key = first_key + warp;
     for (int i = threadIdx.x; i < ATT_WARPS * hs; i += blockDim.x) {
         int t = first_key + i / hs;
-        k_s[i / hs][i % hs] = t < T ? inp[qkv_offset(b, t, 1, h, T, C, hs) + i % hs] : 0.0f;
-        v_s[i / hs][i % hs] = t < T ? inp[qkv_offset(b, t, 2, h, T, C, hs) + i % hs] : 0.0f;
+        k_s[i / hs][i % hs] = t < T ? to_float(inp[qkv_offset(b, t, 1, h, T, C, hs) + i % hs]) : 0.0f;
+        v_s[i / hs][i % hs] = t < T ? to_float(inp[qkv_offset(b, t, 2, h, T, C, hs) + i % hs]) : 0.0f;
     }
     float dk[ATT_PER_LANE], dv[ATT_PER_LANE];
     for (int k = 0; k < ATT_PER_LANE; k++) dk[k] = dv[k] = 0.0f;
@@ -202,13 +212,13 @@ extern "C" __global__ void attention_backward_dkv(float* dinp, const float* delt
         }
     }
     if (key < T) {
-        float* dk_g = dinp + qkv_offset(b, key, 1, h, T, C, hs);
-        float* dv_g = dinp + qkv_offset(b, key, 2, h, T, C, hs);
+        floatX* dk_g = dinp + qkv_offset(b, key, 1, h, T, C, hs);
+        floatX* dv_g = dinp + qkv_offset(b, key, 2, h, T, C, hs);
         for (int k = 0; k < ATT_PER_LANE; k++) {
             int ch = lane + 32 * k;
             if (ch < hs) {
-                dk_g[ch] += dk[k] * scale;
-                dv_g[ch] += dv[k];
+                store(&dk_g[ch], to_float(dk_g[ch]) + dk[k] * scale);
+                store(&dv_g[ch], to_float(dv_g[ch]) + dv[k]);
             }
         }
     }
@@ -218,8 +228,9 @@ extern "C" __global__ void attention_backward_dkv(float* dinp, const float* delt
 //   dq_t1 += scale * sum over t2 <= t1 of ds k_t2, with ds as in pass 2.
 // Grid (ceil(T / ATTENTION_WARPS), B * NH), one query a warp, walking the key tiles it sees as the
 // forward does.
-extern "C" __global__ void attention_backward_dq(float* dinp, const float* delta, const float* dout, const float* inp,
-                                                 const float* lse, int B, int T, int C, int NH) {
+template <typename floatX>
+__device__ void attention_backward_dq_t(floatX* dinp, const float* delta, const floatX* dout, const floatX* inp,
+                                        const float* lse, int B, int T, int C, int NH) {
     __shared__ float q_s[ATT_WARPS][MAX_HS];  // this block's queries and their output gradients
     __shared__ float dout_s[ATT_WARPS][MAX_HS];
     __shared__ float k_s[ATT_TILE][MAX_HS + 1];
@@ -232,8 +243,8 @@ extern "C" __global__ void attention_backward_dq(float* dinp, const float* delta
     int row = first_row + warp;
     for (int i = threadIdx.x; i < ATT_WARPS * hs; i += blockDim.x) {
         int r = first_row + i / hs;
-        q_s[i / hs][i % hs] = r < T ? inp[qkv_offset(b, r, 0, h, T, C, hs) + i % hs] : 0.0f;
-        dout_s[i / hs][i % hs] = r < T ? dout[((size_t)b * T + r) * C + (size_t)h * hs + i % hs] : 0.0f;
+        q_s[i / hs][i % hs] = r < T ? to_float(inp[qkv_offset(b, r, 0, h, T, C, hs) + i % hs]) : 0.0f;
+        dout_s[i / hs][i % hs] = r < T ? to_float(dout[((size_t)b * T + r) * C + (size_t)h * hs + i % hs]) : 0.0f;
     }
     float row_lse = row < T ? lse[(size_t)bh * T + row] : 0.0f;
     float row_delta = row < T ? delta[(size_t)bh * T + row] : 0.0f;
@@ -263,10 +274,44 @@ extern "C" __global__ void attention_backward_dq(float* dinp, const float* delta
         }
     }
     if (row < T) {
-        float* dq_g = dinp + qkv_offset(b, row, 0, h, T, C, hs);
+        floatX* dq_g = dinp + qkv_offset(b, row, 0, h, T, C, hs);
         for (int k = 0; k < ATT_PER_LANE; k++) {
             int ch = lane + 32 * k;
-            if (ch < hs) dq_g[ch] += dq[k] * scale;
+            if (ch < hs) store(&dq_g[ch], to_float(dq_g[ch]) + dq[k] * scale);
         }
     }
+}
+
+// ----------------------------------------------------------------------------------------------
+// the kernels, by name: fp32, then bf16
+
+extern "C" __global__ void attention_forward(float* out, float* lse, const float* inp, int B, int T, int C, int NH) {
+    attention_forward_t(out, lse, inp, B, T, C, NH);
+}
+extern "C" __global__ void attention_backward_delta(float* delta, const float* dout, const float* out, int B, int T,
+                                                    int C, int NH) {
+    attention_backward_delta_t(delta, dout, out, B, T, C, NH);
+}
+extern "C" __global__ void attention_backward_dkv(float* dinp, const float* delta, const float* dout, const float* inp,
+                                                  const float* lse, int B, int T, int C, int NH) {
+    attention_backward_dkv_t(dinp, delta, dout, inp, lse, B, T, C, NH);
+}
+extern "C" __global__ void attention_backward_dq(float* dinp, const float* delta, const float* dout, const float* inp,
+                                                 const float* lse, int B, int T, int C, int NH) {
+    attention_backward_dq_t(dinp, delta, dout, inp, lse, B, T, C, NH);
+}
+extern "C" __global__ void attention_forward_bf16(bf16* out, float* lse, const bf16* inp, int B, int T, int C, int NH) {
+    attention_forward_t(out, lse, inp, B, T, C, NH);
+}
+extern "C" __global__ void attention_backward_delta_bf16(float* delta, const bf16* dout, const bf16* out, int B, int T,
+                                                         int C, int NH) {
+    attention_backward_delta_t(delta, dout, out, B, T, C, NH);
+}
+extern "C" __global__ void attention_backward_dkv_bf16(bf16* dinp, const float* delta, const bf16* dout,
+                                                       const bf16* inp, const float* lse, int B, int T, int C, int NH) {
+    attention_backward_dkv_t(dinp, delta, dout, inp, lse, B, T, C, NH);
+}
+extern "C" __global__ void attention_backward_dq_bf16(bf16* dinp, const float* delta, const bf16* dout,
+                                                      const bf16* inp, const float* lse, int B, int T, int C, int NH) {
+    attention_backward_dq_t(dinp, delta, dout, inp, lse, B, T, C, NH);
 }

@@ -5,6 +5,11 @@
 //
 // Logits are computed over the padded vocabulary Vp, but only the first V are real tokens: the
 // softmax ignores columns V..Vp (their probability is 0, their gradient 0).
+//
+// Templates over the storage type floatX of the logits (float, or bf16 as kernels/bf16.cuh and
+// src/precision.rs define it), named for each at the end of the file. In bf16 the logits are read as
+// bf16 and everything after that is fp32: the softmax, the log-sum-exp, the losses; only the dlogits
+// written over the logits are rounded to bf16.
 
 __device__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
@@ -34,23 +39,24 @@ __device__ float block_reduce(float v, bool is_max, float* scratch) {
 
 // losses (BT) = lse - logits[target] and lse (BT) = log(sum over the first V columns of exp(logits)),
 // from logits (BT, Vp) and targets (BT). One block per row, its threads striding over the columns.
-extern "C" __global__ void crossentropy_forward(float* losses, float* lse, const float* logits,
-                                                const unsigned int* targets, int BT, int V, int Vp) {
+template <typename floatX>
+__device__ void crossentropy_forward_t(float* losses, float* lse, const floatX* logits, const unsigned int* targets,
+                                       int BT, int V, int Vp) {
     __shared__ float scratch[32];
     int row = blockIdx.x;
     if (row >= BT) return;
-    const float* l = logits + (size_t)row * Vp;
+    const floatX* l = logits + (size_t)row * Vp;
     // subtract the max before exponentiating, for numerical stability
     float maxval = __int_as_float(0xff800000);
-    for (int i = threadIdx.x; i < V; i += blockDim.x) maxval = fmaxf(maxval, l[i]);
+    for (int i = threadIdx.x; i < V; i += blockDim.x) maxval = fmaxf(maxval, to_float(l[i]));
     maxval = block_reduce(maxval, true, scratch);
     float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(l[i] - maxval);
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(to_float(l[i]) - maxval);
     sum = block_reduce(sum, false, scratch);
     if (threadIdx.x == 0) {
         float row_lse = maxval + logf(sum);
         lse[row] = row_lse;
-        losses[row] = row_lse - l[targets[row]];  // -log softmax(logits)[target]
+        losses[row] = row_lse - to_float(l[targets[row]]);  // -log softmax(logits)[target]
     }
 }
 
@@ -58,15 +64,33 @@ extern "C" __global__ void crossentropy_forward(float* losses, float* lse, const
 // logits on entry and dlogits on return, dlogits[j] = (exp(logits[j] - lse) - [j == target]) * dloss
 // for the first V columns and 0 for the padded ones; dlosses, lse and targets (BT).
 // One block per row, its threads striding over the columns: each number is read once and written once.
-extern "C" __global__ void crossentropy_softmax_backward(float* logits, const float* dlosses, const float* lse,
-                                                         const unsigned int* targets, int BT, int V, int Vp) {
+template <typename floatX>
+__device__ void crossentropy_softmax_backward_t(floatX* logits, const float* dlosses, const float* lse,
+                                                const unsigned int* targets, int BT, int V, int Vp) {
     int row = blockIdx.x;
     if (row >= BT) return;
-    float* l = logits + (size_t)row * Vp;
+    floatX* l = logits + (size_t)row * Vp;
     int target = targets[row];
     float row_lse = lse[row], dloss = dlosses[row];
     for (int j = threadIdx.x; j < Vp; j += blockDim.x) {
         float indicator = j == target ? 1.0f : 0.0f;
-        l[j] = j < V ? (expf(l[j] - row_lse) - indicator) * dloss : 0.0f;
+        store(&l[j], j < V ? (expf(to_float(l[j]) - row_lse) - indicator) * dloss : 0.0f);
     }
+}
+
+extern "C" __global__ void crossentropy_forward(float* losses, float* lse, const float* logits,
+                                                const unsigned int* targets, int BT, int V, int Vp) {
+    crossentropy_forward_t(losses, lse, logits, targets, BT, V, Vp);
+}
+extern "C" __global__ void crossentropy_softmax_backward(float* logits, const float* dlosses, const float* lse,
+                                                         const unsigned int* targets, int BT, int V, int Vp) {
+    crossentropy_softmax_backward_t(logits, dlosses, lse, targets, BT, V, Vp);
+}
+extern "C" __global__ void crossentropy_forward_bf16(float* losses, float* lse, const bf16* logits,
+                                                     const unsigned int* targets, int BT, int V, int Vp) {
+    crossentropy_forward_t(losses, lse, logits, targets, BT, V, Vp);
+}
+extern "C" __global__ void crossentropy_softmax_backward_bf16(bf16* logits, const float* dlosses, const float* lse,
+                                                              const unsigned int* targets, int BT, int V, int Vp) {
+    crossentropy_softmax_backward_t(logits, dlosses, lse, targets, BT, V, Vp);
 }

@@ -91,6 +91,8 @@ template <typename T> T __shfl_sync(unsigned, T v, int src) {
     return r;
 }
 inline float __int_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
 inline float atomicAdd(float* a, float v) { float old = *a; *a += v; return old; }
 inline double atomicAdd(double* a, double v) { double old = *a; *a += v; return old; }
 

@@ -44,9 +44,12 @@ if [ -n "$literal" ]; then
 fi
 
 for f in "$root"/kernels/*.cu; do
-    # dynamic shared memory comes from the emulator's buffer
-    sed 's/extern __shared__ float shared\[\];/float* shared = (float*)emu_dyn_shared_buf.data();/' "$f" > "$build/$(basename "$f")"
+    # each kernel file is compiled as NVRTC compiles it (src/cuda/kernels/mod.rs): kernels/bf16.cuh
+    # in front of it; dynamic shared memory comes from the emulator's buffer
+    { cat "$root/kernels/bf16.cuh"; echo "#line 1 \"$(basename "$f")\""; cat "$f"; } \
+        | sed 's/extern __shared__ float shared\[\];/float* shared = (float*)emu_dyn_shared_buf.data();/' \
+        > "$build/$(basename "$f")"
 done
-cp "$here/cuda_emu.h" "$here/test.cpp" "$build/"
+cp "$root/kernels/bf16.cuh" "$here/cuda_emu.h" "$here/test.cpp" "$build/"
 g++ -std=c++20 -O1 -o "$build/test" "$build/test.cpp"
 "$build/test" "$@"

@@ -9,8 +9,12 @@
 //! `pub const NAME: u32 = ...;` line of this folder into the emulator's `launch_settings.h`, so keep
 //! them on one line each, with a value of digits and `*` only.
 //!
-//! The kernels are plain fp32 CUDA C++ and include no headers, so NVRTC needs nothing but libnvrtc;
-//! `tests/kernels_compile.rs` compiles them all without a GPU.
+//! The kernels are plain CUDA C++ and include no headers, so NVRTC needs nothing but libnvrtc;
+//! `tests/kernels_compile.rs` compiles them all without a GPU. Each kernel is written once, as a
+//! template over its storage type (fp32, or bf16 as `src/precision.rs` defines it), and named twice,
+//! `gelu_forward` and `gelu_forward_bf16`; the one piece they share, `kernels/bf16.cuh` (the bf16
+//! type, its exact widening and its round-to-nearest-even narrowing), is put in front of every file
+//! here (`kernel_source!`), so that no file needs an `#include`.
 
 use anyhow::{anyhow, Result};
 use cudarc::driver::LaunchConfig;
@@ -25,22 +29,37 @@ pub struct KernelSource {
     pub kernels: &'static [&'static str],
 }
 
-/// Every kernel the CUDA path uses, file by file.
+/// The text NVRTC compiles for `kernels/<file>`: `kernels/bf16.cuh`, then the file, with a `#line`
+/// between them so that NVRTC's messages name the file and its own line numbers.
+macro_rules! kernel_source {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../../kernels/bf16.cuh"),
+            "#line 1 \"",
+            $file,
+            "\"\n",
+            include_str!(concat!("../../../kernels/", $file))
+        )
+    };
+}
+
+/// Every kernel the CUDA path uses, file by file (in the order each file defines them).
 pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         file: "encoder.cu",
-        source: include_str!("../../../kernels/encoder.cu"),
-        kernels: &["encoder_forward", "encoder_backward"],
+        source: kernel_source!("encoder.cu"),
+        kernels: &["encoder_forward", "encoder_backward", "encoder_forward_bf16", "encoder_backward_bf16"],
     },
     KernelSource {
         file: "layernorm.cu",
-        source: include_str!("../../../kernels/layernorm.cu"),
-        kernels: &["layernorm_forward", "layernorm_backward"],
+        source: kernel_source!("layernorm.cu"),
+        kernels: &["layernorm_forward", "layernorm_backward", "layernorm_forward_bf16", "layernorm_backward_bf16"],
     },
     KernelSource {
         file: "matmul.cu",
-        source: include_str!("../../../kernels/matmul.cu"),
+        source: kernel_source!("matmul.cu"),
         kernels: &[
+            "matmul_add_bias",
             "matmul_forward1",
             "matmul_backward_dinp1",
             "matmul_backward_dweight1",
@@ -49,33 +68,54 @@ pub const SOURCES: [KernelSource; 9] = [
             "matmul_backward_dinp2",
             "matmul_backward_dweight2",
             "matmul_backward_dbias2",
-            "matmul_add_bias",
+            "matmul_forward1_bf16",
+            "matmul_backward_dinp1_bf16",
+            "matmul_backward_dweight1_bf16",
+            "matmul_backward_dbias1_bf16",
+            "matmul_forward2_bf16",
+            "matmul_backward_dinp2_bf16",
+            "matmul_backward_dweight2_bf16",
+            "matmul_backward_dbias2_bf16",
         ],
     },
     KernelSource {
         file: "attention.cu",
-        source: include_str!("../../../kernels/attention.cu"),
-        kernels: &["attention_forward", "attention_backward_delta", "attention_backward_dkv", "attention_backward_dq"],
+        source: kernel_source!("attention.cu"),
+        kernels: &[
+            "attention_forward",
+            "attention_backward_delta",
+            "attention_backward_dkv",
+            "attention_backward_dq",
+            "attention_forward_bf16",
+            "attention_backward_delta_bf16",
+            "attention_backward_dkv_bf16",
+            "attention_backward_dq_bf16",
+        ],
     },
     KernelSource {
         file: "gelu.cu",
-        source: include_str!("../../../kernels/gelu.cu"),
-        kernels: &["gelu_forward", "gelu_backward"],
+        source: kernel_source!("gelu.cu"),
+        kernels: &["gelu_forward", "gelu_backward", "gelu_forward_bf16", "gelu_backward_bf16"],
     },
     KernelSource {
         file: "residual.cu",
-        source: include_str!("../../../kernels/residual.cu"),
-        kernels: &["residual_forward", "residual_backward"],
+        source: kernel_source!("residual.cu"),
+        kernels: &["residual_forward", "residual_backward", "residual_forward_bf16", "residual_backward_bf16"],
     },
     KernelSource {
         file: "softmax_crossentropy.cu",
-        source: include_str!("../../../kernels/softmax_crossentropy.cu"),
-        kernels: &["crossentropy_forward", "crossentropy_softmax_backward"],
+        source: kernel_source!("softmax_crossentropy.cu"),
+        kernels: &[
+            "crossentropy_forward",
+            "crossentropy_softmax_backward",
+            "crossentropy_forward_bf16",
+            "crossentropy_softmax_backward_bf16",
+        ],
     },
-    KernelSource { file: "adamw.cu", source: include_str!("../../../kernels/adamw.cu"), kernels: &["adamw_update"] },
+    KernelSource { file: "adamw.cu", source: kernel_source!("adamw.cu"), kernels: &["adamw_update", "refresh_bf16_weights"] },
     KernelSource {
         file: "global_norm.cu",
-        source: include_str!("../../../kernels/global_norm.cu"),
+        source: kernel_source!("global_norm.cu"),
         kernels: &["global_norm_squared"],
     },
 ];
