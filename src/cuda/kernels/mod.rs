@@ -112,7 +112,11 @@ pub const SOURCES: [KernelSource; 9] = [
             "crossentropy_softmax_backward_bf16",
         ],
     },
-    KernelSource { file: "adamw.cu", source: kernel_source!("adamw.cu"), kernels: &["adamw_update", "refresh_bf16_weights"] },
+    KernelSource {
+        file: "adamw.cu",
+        source: kernel_source!("adamw.cu"),
+        kernels: &["adamw_update", "refresh_bf16_weights"],
+    },
     KernelSource {
         file: "global_norm.cu",
         source: kernel_source!("global_norm.cu"),
