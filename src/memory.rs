@@ -54,6 +54,10 @@ pub struct Entry {
     pub elements: usize,
     /// Bytes per element.
     pub width: usize,
+    /// Whether the precision chooses its format: true for what bf16 stores as bf16 (the weight copy,
+    /// the activations, the activation gradients), false for what is fp32 in every precision (master
+    /// weights, gradients, AdamW's moments, statistics, scratch) and for the token ids.
+    pub narrowed: bool,
 }
 
 impl Entry {
@@ -107,10 +111,10 @@ impl MemoryPlan {
         let n = config.num_parameters();
         let wide = precision.bytes();
         let mut entries = vec![
-            Entry { group: GROUPS[0], name: "params", buffer: Buffer::Params, elements: n, width: 4 },
-            Entry { group: GROUPS[1], name: "grads", buffer: Buffer::Grads, elements: n, width: 4 },
-            Entry { group: GROUPS[2], name: "m", buffer: Buffer::AdamM, elements: n, width: 4 },
-            Entry { group: GROUPS[3], name: "v", buffer: Buffer::AdamV, elements: n, width: 4 },
+            Entry { group: GROUPS[0], name: "params", buffer: Buffer::Params, elements: n, width: 4, narrowed: false },
+            Entry { group: GROUPS[1], name: "grads", buffer: Buffer::Grads, elements: n, width: 4, narrowed: false },
+            Entry { group: GROUPS[2], name: "m", buffer: Buffer::AdamM, elements: n, width: 4, narrowed: false },
+            Entry { group: GROUPS[3], name: "v", buffer: Buffer::AdamV, elements: n, width: 4, narrowed: false },
         ];
         if precision == Precision::Bf16 {
             entries.push(Entry {
@@ -119,22 +123,37 @@ impl MemoryPlan {
                 buffer: Buffer::WeightsBf16,
                 elements: n,
                 width: 2,
+                narrowed: true,
             });
         }
         for (name, elements) in ACTIVATION_NAMES.iter().zip(checked_activation_sizes(config, b, t)?) {
             let (group, statistic) = activation_group(name);
             let width = if statistic { 4 } else { wide };
-            entries.push(Entry { group, name, buffer: Buffer::Acts, elements, width });
+            entries.push(Entry { group, name, buffer: Buffer::Acts, elements, width, narrowed: !statistic });
         }
         for (name, elements) in GRADIENT_NAMES.iter().zip(checked_gradient_sizes(config, b, t)?) {
             // attention's delta (a row statistic) and the losses' gradients are fp32 scratch
             let scratch = matches!(*name, "att_delta" | "losses");
             let (group, width) = if scratch { (GROUPS[13], 4) } else { (GROUPS[12], wide) };
-            entries.push(Entry { group, name, buffer: Buffer::GradActs, elements, width });
+            entries.push(Entry { group, name, buffer: Buffer::GradActs, elements, width, narrowed: !scratch });
         }
         let bt = b.checked_mul(t)?;
-        entries.push(Entry { group: GROUPS[13], name: "inputs", buffer: Buffer::Inputs, elements: bt, width: 4 });
-        entries.push(Entry { group: GROUPS[13], name: "targets", buffer: Buffer::Targets, elements: bt, width: 4 });
+        entries.push(Entry {
+            group: GROUPS[13],
+            name: "inputs",
+            buffer: Buffer::Inputs,
+            elements: bt,
+            width: 4,
+            narrowed: false,
+        });
+        entries.push(Entry {
+            group: GROUPS[13],
+            name: "targets",
+            buffer: Buffer::Targets,
+            elements: bt,
+            width: 4,
+            narrowed: false,
+        });
         // every byte count, and their sum, must fit too
         entries.iter().try_fold(0usize, |acc, e| acc.checked_add(e.elements.checked_mul(e.width)?))?;
         Some(MemoryPlan { precision, entries })
@@ -153,6 +172,13 @@ impl MemoryPlan {
     /// The number of elements of one device buffer: what `CudaGpt2::new` allocates for it.
     pub fn buffer_elements(&self, buffer: Buffer) -> usize {
         self.entries.iter().filter(|e| e.buffer == buffer).map(|e| e.elements).sum()
+    }
+
+    /// The elements of one device buffer that the precision narrows (`narrowed`: bf16 in bf16) or,
+    /// with `narrowed` false, that stay fp32: the GPU model allocates a buffer that mixes the two
+    /// (the activations with their statistics) as two, one of each type.
+    pub fn buffer_elements_narrowed(&self, buffer: Buffer, narrowed: bool) -> usize {
+        self.entries.iter().filter(|e| e.buffer == buffer && e.narrowed == narrowed).map(|e| e.elements).sum()
     }
 
     /// The table `gpt2 memory` prints: one line per group with its bytes and GiB, then the total.

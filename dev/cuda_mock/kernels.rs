@@ -1,7 +1,12 @@
 //! Stand-in for the whole src/cuda/kernels/ folder, copied there as mod.rs by dev/cuda_mock/run.sh:
-//! each wrapper calls its CPU twin on host memory.
+//! each wrapper calls its CPU twin on host memory. The wrappers are generic over the storage type,
+//! as the real ones are: with `f32` views they call the fp32 layers of src/cpu/, with `Bf16` views
+//! the CPU's bf16 layers (src/cpu/bf16.rs), on the widened numbers, and store what those wrote (bf16
+//! numbers already, so storing them back as 16-bit words is exact).
 use super::context::{Dev, Gpu};
-use crate::cpu::{attention::*, encoder::*, gelu::*, layernorm::*, matmul::*, residual::*, softmax_crossentropy::*};
+use super::storage::{Bf16, Storage};
+use crate::cpu::{attention, bf16, encoder, gelu, layernorm, matmul, residual, softmax_crossentropy};
+use crate::precision::{round_bf16, Precision};
 use anyhow::Result;
 
 pub struct KernelSource {
@@ -15,70 +20,123 @@ pub fn compile(s: &KernelSource, arch: &str) -> Result<Vec<u8>> {
     anyhow::bail!("dev/cuda_mock compiles no kernels (asked for {} for {arch})", s.file)
 }
 
+/// A device tensor's numbers as f32s (exact).
+fn get<T: Storage>(d: Dev<T>) -> Vec<f32> {
+    d.host().iter().map(|&x| x.to_f32()).collect()
+}
+/// Stores f32s into a device tensor (rounding to nearest even for bf16; the bf16 layers wrote bf16 numbers already).
+fn put<T: Storage>(d: Dev<T>, xs: &[f32]) {
+    for (o, &x) in d.host().iter_mut().zip(xs) {
+        *o = T::from_f32(x);
+    }
+}
+fn is_bf16<T: Storage>() -> bool {
+    T::PRECISION == Precision::Bf16
+}
+
 #[allow(clippy::too_many_arguments)]
 impl Gpu {
-    pub fn encoder_forward(&self, out: Dev<f32>, inp: Dev<u32>, wte: Dev<f32>, wpe: Dev<f32>, b: usize, t: usize, c: usize) -> Result<()> {
-        encoder_forward(out.host(), inp.host(), wte.host(), wpe.host(), b, t, c);
+    pub fn encoder_forward<T: Storage>(&self, out: Dev<T>, inp: Dev<u32>, wte: Dev<T>, wpe: Dev<T>, b: usize, t: usize, c: usize) -> Result<()> {
+        let mut o = get(out);
+        let f = if is_bf16::<T>() { bf16::encoder_forward } else { encoder::encoder_forward };
+        f(&mut o, inp.host(), &get(wte), &get(wpe), b, t, c);
+        put(out, &o);
         Ok(())
     }
-    pub fn encoder_backward(&self, dwte: Dev<f32>, dwpe: Dev<f32>, dout: Dev<f32>, inp: Dev<u32>, b: usize, t: usize, c: usize) -> Result<()> {
-        encoder_backward(dwte.host(), dwpe.host(), dout.host(), inp.host(), b, t, c);
+    pub fn encoder_backward<T: Storage>(&self, dwte: Dev<f32>, dwpe: Dev<f32>, dout: Dev<T>, inp: Dev<u32>, b: usize, t: usize, c: usize) -> Result<()> {
+        encoder::encoder_backward(dwte.host(), dwpe.host(), &get(dout), inp.host(), b, t, c);
         Ok(())
     }
-    pub fn layernorm_forward(&self, out: Dev<f32>, mean: Dev<f32>, rstd: Dev<f32>, inp: Dev<f32>, weight: Dev<f32>, bias: Dev<f32>, bt: usize, c: usize) -> Result<()> {
+    pub fn layernorm_forward<T: Storage>(&self, out: Dev<T>, mean: Dev<f32>, rstd: Dev<f32>, inp: Dev<T>, weight: Dev<T>, bias: Dev<T>, bt: usize, c: usize) -> Result<()> {
         assert!(mean.len() == bt && rstd.len() == bt && weight.len() == c && bias.len() == c);
-        layernorm_forward(out.host(), mean.host(), rstd.host(), inp.host(), weight.host(), bias.host(), bt, c);
+        let mut o = get(out);
+        let f = if is_bf16::<T>() { bf16::layernorm_forward } else { layernorm::layernorm_forward };
+        f(&mut o, mean.host(), rstd.host(), &get(inp), &get(weight), &get(bias), bt, c);
+        put(out, &o);
         Ok(())
     }
-    pub fn layernorm_backward(&self, dinp: Dev<f32>, dweight: Dev<f32>, dbias: Dev<f32>, dout: Dev<f32>, inp: Dev<f32>, weight: Dev<f32>, mean: Dev<f32>, rstd: Dev<f32>, bt: usize, c: usize) -> Result<()> {
+    pub fn layernorm_backward<T: Storage>(&self, dinp: Dev<T>, dweight: Dev<f32>, dbias: Dev<f32>, dout: Dev<T>, inp: Dev<T>, weight: Dev<T>, mean: Dev<f32>, rstd: Dev<f32>, bt: usize, c: usize) -> Result<()> {
         assert!(dweight.len() == c && dbias.len() == c && weight.len() == c && mean.len() == bt && rstd.len() == bt && inp.len() == bt * c && dout.len() == bt * c);
-        layernorm_backward(dinp.host(), dweight.host(), dbias.host(), dout.host(), inp.host(), weight.host(), mean.host(), rstd.host(), bt, c);
+        let mut d = get(dinp);
+        let f = if is_bf16::<T>() { bf16::layernorm_backward } else { layernorm::layernorm_backward };
+        f(&mut d, dweight.host(), dbias.host(), &get(dout), &get(inp), &get(weight), mean.host(), rstd.host(), bt, c);
+        put(dinp, &d);
         Ok(())
     }
-    pub fn matmul_forward(&self, out: Dev<f32>, inp: Dev<f32>, weight: Dev<f32>, bias: Option<Dev<f32>>, bt: usize, c: usize, oc: usize) -> Result<()> {
+    pub fn matmul_forward<T: Storage>(&self, out: Dev<T>, inp: Dev<T>, weight: Dev<T>, bias: Option<Dev<T>>, bt: usize, c: usize, oc: usize) -> Result<()> {
         assert!(bias.is_none_or(|b| b.len() == oc));
-        matmul_forward(out.host(), inp.host(), weight.host(), bias.map(|b| &*b.host()), bt, c, oc);
+        let mut o = get(out);
+        let bias = bias.map(get);
+        let f = if is_bf16::<T>() { bf16::matmul_forward } else { matmul::matmul_forward };
+        f(&mut o, &get(inp), &get(weight), bias.as_deref(), bt, c, oc);
+        put(out, &o);
         Ok(())
     }
-    pub fn matmul_backward(&self, dinp: Dev<f32>, dweight: Dev<f32>, dbias: Option<Dev<f32>>, dout: Dev<f32>, inp: Dev<f32>, weight: Dev<f32>, bt: usize, c: usize, oc: usize) -> Result<()> {
+    pub fn matmul_backward<T: Storage>(&self, dinp: Dev<T>, dweight: Dev<f32>, dbias: Option<Dev<f32>>, dout: Dev<T>, inp: Dev<T>, weight: Dev<T>, bt: usize, c: usize, oc: usize) -> Result<()> {
         assert!(inp.len() == bt * c && weight.len() == oc * c);
-        matmul_backward(dinp.host(), dweight.host(), dbias.map(|b| b.host()), dout.host(), inp.host(), weight.host(), bt, c, oc);
+        let mut d = get(dinp);
+        let f = if is_bf16::<T>() { bf16::matmul_backward } else { matmul::matmul_backward };
+        f(&mut d, dweight.host(), dbias.map(|b| b.host()), &get(dout), &get(inp), &get(weight), bt, c, oc);
+        put(dinp, &d);
         Ok(())
     }
-    pub fn attention_forward(&self, out: Dev<f32>, lse: Dev<f32>, inp: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
+    pub fn attention_forward<T: Storage>(&self, out: Dev<T>, lse: Dev<f32>, inp: Dev<T>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
         assert!(lse.len() == b * nh * t && out.len() == b * t * c && inp.len() == b * t * 3 * c);
-        attention_forward(out.host(), lse.host(), inp.host(), b, t, c, nh);
+        let mut o = get(out);
+        let f = if is_bf16::<T>() { bf16::attention_forward } else { attention::attention_forward };
+        f(&mut o, lse.host(), &get(inp), b, t, c, nh);
+        put(out, &o);
         Ok(())
     }
-    pub fn attention_backward(&self, dinp: Dev<f32>, delta: Dev<f32>, dout: Dev<f32>, inp: Dev<f32>, out: Dev<f32>, lse: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
+    pub fn attention_backward<T: Storage>(&self, dinp: Dev<T>, delta: Dev<f32>, dout: Dev<T>, inp: Dev<T>, out: Dev<T>, lse: Dev<f32>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
         assert!(delta.len() == b * nh * t && lse.len() == b * nh * t && inp.len() == b * t * 3 * c && dout.len() == b * t * c && out.len() == b * t * c);
-        attention_backward(dinp.host(), delta.host(), dout.host(), inp.host(), out.host(), lse.host(), b, t, c, nh);
+        let mut d = get(dinp);
+        let f = if is_bf16::<T>() { bf16::attention_backward } else { attention::attention_backward };
+        f(&mut d, delta.host(), &get(dout), &get(inp), &get(out), lse.host(), b, t, c, nh);
+        put(dinp, &d);
         Ok(())
     }
-    pub fn gelu_forward(&self, out: Dev<f32>, inp: Dev<f32>) -> Result<()> {
-        gelu_forward(out.host(), inp.host());
+    pub fn gelu_forward<T: Storage>(&self, out: Dev<T>, inp: Dev<T>) -> Result<()> {
+        let mut o = get(out);
+        let f = if is_bf16::<T>() { bf16::gelu_forward } else { gelu::gelu_forward };
+        f(&mut o, &get(inp));
+        put(out, &o);
         Ok(())
     }
-    pub fn gelu_backward(&self, dinp: Dev<f32>, inp: Dev<f32>, dout: Dev<f32>) -> Result<()> {
-        gelu_backward(dinp.host(), inp.host(), dout.host());
+    pub fn gelu_backward<T: Storage>(&self, dinp: Dev<T>, inp: Dev<T>, dout: Dev<T>) -> Result<()> {
+        let mut d = get(dinp);
+        let f = if is_bf16::<T>() { bf16::gelu_backward } else { gelu::gelu_backward };
+        f(&mut d, &get(inp), &get(dout));
+        put(dinp, &d);
         Ok(())
     }
-    pub fn residual_forward(&self, out: Dev<f32>, inp1: Dev<f32>, inp2: Dev<f32>) -> Result<()> {
-        residual_forward(out.host(), inp1.host(), inp2.host());
+    pub fn residual_forward<T: Storage>(&self, out: Dev<T>, inp1: Dev<T>, inp2: Dev<T>) -> Result<()> {
+        let mut o = get(out);
+        let f = if is_bf16::<T>() { bf16::residual_forward } else { residual::residual_forward };
+        f(&mut o, &get(inp1), &get(inp2));
+        put(out, &o);
         Ok(())
     }
-    pub fn residual_backward(&self, dinp1: Dev<f32>, dinp2: Dev<f32>, dout: Dev<f32>) -> Result<()> {
-        residual_backward(dinp1.host(), dinp2.host(), dout.host());
+    pub fn residual_backward<T: Storage>(&self, dinp1: Dev<T>, dinp2: Dev<T>, dout: Dev<T>) -> Result<()> {
+        let (mut d1, mut d2) = (get(dinp1), get(dinp2));
+        let f = if is_bf16::<T>() { bf16::residual_backward } else { residual::residual_backward };
+        f(&mut d1, &mut d2, &get(dout));
+        put(dinp1, &d1);
+        put(dinp2, &d2);
         Ok(())
     }
-    pub fn crossentropy_forward(&self, losses: Dev<f32>, lse: Dev<f32>, logits: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
+    pub fn crossentropy_forward<T: Storage>(&self, losses: Dev<f32>, lse: Dev<f32>, logits: Dev<T>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
         assert!(targets.len() == bt && logits.len() == bt * vp && lse.len() == bt);
-        crossentropy_forward(losses.host(), lse.host(), logits.host(), targets.host(), bt, v, vp);
+        // the same in both precisions: bf16 logits read, everything fp32
+        softmax_crossentropy::crossentropy_forward(losses.host(), lse.host(), &get(logits), targets.host(), bt, v, vp);
         Ok(())
     }
-    pub fn crossentropy_softmax_backward(&self, logits: Dev<f32>, dlosses: Dev<f32>, lse: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
+    pub fn crossentropy_softmax_backward<T: Storage>(&self, logits: Dev<T>, dlosses: Dev<f32>, lse: Dev<f32>, targets: Dev<u32>, bt: usize, v: usize, vp: usize) -> Result<()> {
         assert!(dlosses.len() == bt && targets.len() == bt && lse.len() == bt && logits.len() == bt * vp);
-        crossentropy_softmax_backward(logits.host(), dlosses.host(), lse.host(), targets.host(), bt, v, vp);
+        let mut l = get(logits);
+        let f = if is_bf16::<T>() { bf16::crossentropy_softmax_backward } else { softmax_crossentropy::crossentropy_softmax_backward };
+        f(&mut l, dlosses.host(), lse.host(), targets.host(), bt, v, vp);
+        put(logits, &l);
         Ok(())
     }
     pub fn adamw_update(&self, params: Dev<f32>, grads: Dev<f32>, m: Dev<f32>, v: Dev<f32>, lr: f32, beta1: f32, beta2: f32, beta1_correction: f32, beta2_correction: f32, eps: f32, weight_decay: f32, grad_scale: f32) -> Result<()> {
@@ -91,6 +149,14 @@ impl Gpu {
             let m_hat = m[i] / beta1_correction;
             let v_hat = v[i] / beta2_correction;
             p[i] -= lr * (m_hat / (v_hat.sqrt() + eps) + weight_decay * p[i]);
+        }
+        Ok(())
+    }
+    pub fn refresh_bf16_weights(&self, weights: Dev<Bf16>, params: Dev<f32>) -> Result<()> {
+        assert_eq!(weights.len(), params.len());
+        // as Gpt2::refresh_bf16_weights on the CPU
+        for (w, &p) in weights.host().iter_mut().zip(params.host().iter()) {
+            *w = Bf16::from_f32(round_bf16(p));
         }
         Ok(())
     }

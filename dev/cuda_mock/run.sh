@@ -40,3 +40,18 @@ if awk -v w="$worst" -v p="$worst_params" 'BEGIN { exit !(w > 1e-6 || p > 1e-3) 
 fi
 grep -q "test result: ok" "$scratch/log" || { echo "cuda_mock: tests failed"; exit 1; }
 echo "cuda_mock: src/cuda/gpt2.rs reproduces the CPU path (largest differences: $worst in gradients, $worst_params in parameters)"
+
+# bf16: the stand-ins call the CPU's bf16 reference layers (src/cpu/bf16.rs), so against the CPU in
+# bf16 with the same layers every difference is exactly 0 (the lines "vs CPU bf16 reference"); the
+# tests also check the tolerances meant for a real GPU (against the CPU's fast bf16 layers, which sum
+# in other orders, and against fp32).
+CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \
+    bf16_ 2>&1 | grep -E "loss|max diff|differ|^test |allocated" | tee "$scratch/log_bf16"
+worst_bf16=$(grep -E "vs CPU bf16 reference" "$scratch/log_bf16" | grep -oE "max diff +[0-9.e+-]+" \
+    | awk '{ if ($3 + 0 > w) w = $3 + 0 } END { print w + 0 }')
+if awk -v w="$worst_bf16" 'BEGIN { exit !(w > 0) }'; then
+    echo "cuda_mock: the GPU's bf16 composition differs from the CPU's bf16 reference layers by $worst_bf16"
+    exit 1
+fi
+grep -q "test result: ok" "$scratch/log_bf16" || { echo "cuda_mock: bf16 tests failed"; exit 1; }
+echo "cuda_mock: src/cuda/gpt2.rs in bf16 reproduces the CPU's bf16 path exactly (largest difference: $worst_bf16)"

@@ -4,7 +4,7 @@
 //! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
 //! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
 
-use crate::commands::train::{check_precision, select_device, Device};
+use crate::commands::train::{select_device, Device};
 use crate::config::ModelConfig;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
@@ -40,7 +40,7 @@ pub struct Args {
     /// CPU layer implementations: the readable reference or the fast ones.
     #[arg(long, value_enum, default_value = "fast")]
     pub kernels: CpuKernels,
-    /// fp32, or bf16 mixed precision (src/precision.rs; CPU only for now).
+    /// fp32, or bf16 mixed precision (src/precision.rs).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
     /// Skip the per-layer table (CPU) or the per-kernel table of one profiled step (GPU): whole steps only.
@@ -59,9 +59,7 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    check_precision(args.device, args.precision)?;
     let device = select_device(args.device)?;
-    check_precision(device, args.precision)?;
     let cfg = ModelConfig::from_name(&args.model).map_err(anyhow::Error::msg)?;
     let (b, t) = (args.batch, args.seq);
     if b == 0 || t == 0 || t > cfg.max_seq_len {
@@ -74,7 +72,7 @@ pub fn run(args: &Args) -> Result<()> {
     let tokens: Vec<u32> = (0..b * t + 1).map(|_| rng.below(cfg.vocab_size) as u32).collect();
     let (inputs, targets) = (&tokens[..b * t], &tokens[1..]);
     let mut backend: Box<dyn Backend> = if device == Device::Cuda {
-        Box::new(CudaBackend::new(0, args.matmul, cfg, &gpt2_init(&cfg, 1), b, t)?)
+        Box::new(CudaBackend::new(0, args.matmul, args.precision, cfg, &gpt2_init(&cfg, 1), b, t)?)
     } else {
         crate::memory::check_cpu_memory(&cfg, b, t, args.precision)?;
         let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));

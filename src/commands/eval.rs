@@ -81,7 +81,15 @@ pub fn run(args: &Args) -> Result<()> {
     let mut backend: Box<dyn Backend> = if on_gpu {
         let (max_b, max_t) = if args.val_data.is_some() { (args.batch, seq) } else { (0, 0) };
         let (max_b, max_t) = if examples.is_empty() { (max_b, max_t) } else { (max_b.max(rows), max_t.max(hs_t)) };
-        Box::new(CudaBackend::new(0, args.matmul, config, &ckpt.params, max_b, max_t)?)
+        Box::new(CudaBackend::new(
+            0,
+            args.matmul,
+            crate::precision::Precision::Fp32,
+            config,
+            &ckpt.params,
+            max_b,
+            max_t,
+        )?)
     } else {
         if args.val_data.is_some() {
             crate::memory::check_cpu_memory(&config, args.batch, seq, crate::precision::Precision::Fp32)?;

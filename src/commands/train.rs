@@ -39,8 +39,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "fast")]
     pub kernels: CpuKernels,
     /// Numerics: fp32, or bf16 mixed precision (bf16 weight copy, activations and their gradients;
-    /// fp32 master weights, gradients, AdamW state and statistics: see src/precision.rs). CPU only
-    /// for now. Checkpoints keep the fp32 master weights either way.
+    /// fp32 master weights, gradients, AdamW state and statistics: see src/precision.rs), on the CPU
+    /// and the GPU. Checkpoints keep the fp32 master weights either way.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
@@ -203,9 +203,7 @@ fn apply_recipe(args: &Args) -> Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let args = &apply_recipe(args);
-    check_precision(args.device, args.precision)?;
     let device = select_device(args.device)?;
-    check_precision(device, args.precision)?;
     // the model: a checkpoint to resume, weights to start from, or a fresh init
     let (config, params, resume) = if let Some(path) = &args.resume {
         let ckpt = checkpoint::load(path)?;
@@ -388,17 +386,6 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a precision the device cannot run yet (bf16 on the GPU), before any work is done.
-pub fn check_precision(device: Device, precision: Precision) -> Result<()> {
-    if device == Device::Cuda && precision == Precision::Bf16 {
-        bail!(
-            "--precision bf16: bf16 on the GPU is not implemented yet (the CPU runs it: --device cpu); \
-             use --precision fp32 on the GPU"
-        );
-    }
-    Ok(())
-}
-
 /// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line,
 /// the first the command prints. `--device cuda` that cannot start is an error naming the missing
 /// library and every place it was looked for (`src/cuda/libs.rs`); `--device auto` then trains on
@@ -431,7 +418,7 @@ fn make_backend(
     cfg: &TrainConfig,
 ) -> Result<Box<dyn Backend>> {
     Ok(match device {
-        Device::Cuda => Box::new(CudaBackend::new(0, matmul, config, &params, cfg.batch, cfg.seq)?),
+        Device::Cuda => Box::new(CudaBackend::new(0, matmul, precision, config, &params, cfg.batch, cfg.seq)?),
         _ => {
             crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq, precision)?;
             let mut backend = CpuBackend::new(config, params);
@@ -444,12 +431,12 @@ fn make_backend(
 
 /// The default micro-batch on the GPU at sequence length `seq`: the largest, up to 64, whose
 /// parameters, optimizer state and activations fit in GPU 0's free memory.
-fn gpu_default_batch(config: &ModelConfig, seq: usize) -> Result<usize> {
+fn gpu_default_batch(config: &ModelConfig, seq: usize, precision: Precision) -> Result<usize> {
     let (free, _) = crate::cuda::free_memory(0)?;
     // measured before the kernels and cuBLAS are loaded: leave them 1 GiB, so that the check
     // CudaGpt2::new makes afterwards agrees with this choice
     let free = free.saturating_sub(1 << 30);
-    match crate::memory::largest_gpu_batch(config, seq, free, 64, crate::memory::Precision::Fp32) {
+    match crate::memory::largest_gpu_batch(config, seq, free, 64, precision) {
         0 => bail!(
             "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
              memory: try a shorter --seq or a smaller --model",
@@ -466,7 +453,7 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
     let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(default_seq);
     let batch = match args.batch.or(state.map(|s| s.b as usize)) {
         Some(b) => b,
-        None if on_gpu => gpu_default_batch(model_cfg, seq)?,
+        None if on_gpu => gpu_default_batch(model_cfg, seq, args.precision)?,
         None => 8,
     };
     let total_batch = args.total_batch.or(state.map(|s| s.total_batch as usize)).unwrap_or(batch.saturating_mul(seq));

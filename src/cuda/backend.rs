@@ -6,6 +6,7 @@ use super::gpt2::CudaGpt2;
 use super::PeakFlops;
 use crate::config::ModelConfig;
 use crate::optim::AdamWConfig;
+use crate::precision::Precision;
 use crate::train::Backend;
 use anyhow::{Context, Result};
 
@@ -15,11 +16,12 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    /// GPT-2 with `params` on GPU `ordinal`, with buffers for micro-batches of up to (B, T).
-    /// Call `crate::cuda::availability()` first.
+    /// GPT-2 with `params` on GPU `ordinal`, with buffers for micro-batches of up to (B, T), training
+    /// in `precision` (`src/precision.rs`). Call `crate::cuda::availability()` first.
     pub fn new(
         ordinal: usize,
         matmul: Matmul,
+        precision: Precision,
         config: ModelConfig,
         params: &[f32],
         b: usize,
@@ -27,7 +29,7 @@ impl CudaBackend {
     ) -> Result<Self> {
         let gpu = Gpu::new(ordinal, matmul)?;
         let peak = super::peak_flops(&gpu.name);
-        let model = CudaGpt2::new(gpu, config, params, b, t)?;
+        let model = CudaGpt2::new(gpu, config, params, b, t, precision)?;
         Ok(CudaBackend { model, peak })
     }
 }
@@ -41,8 +43,8 @@ impl Backend for CudaBackend {
             None => "no peak FLOP/s known for this card, so no MFU".to_string(),
         };
         format!(
-            "{} (sm_{major}{minor}, {} SMs; fp32 kernels, matmul {:?}, compiled in {:.1} s; {peak})",
-            gpu.name, gpu.num_sms, gpu.matmul, gpu.compile_seconds
+            "{} (sm_{major}{minor}, {} SMs; {} kernels, matmul {:?}, compiled in {:.1} s; {peak})",
+            gpu.name, gpu.num_sms, self.model.precision, gpu.matmul, gpu.compile_seconds
         )
     }
     fn config(&self) -> &ModelConfig {

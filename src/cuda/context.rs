@@ -127,7 +127,7 @@ pub struct Gpu {
 }
 
 /// A timed launch: the kernel's name, the events recorded before and after it.
-type Timed = (&'static str, CudaEvent, CudaEvent);
+type Timed = (String, CudaEvent, CudaEvent);
 
 impl Gpu {
     /// Opens device `ordinal` and compiles every kernel for its architecture. Call
@@ -214,7 +214,7 @@ impl Gpu {
 
     /// Runs `queue` (which queues one kernel or cuBLAS call on the stream); while profiling,
     /// between two recorded events.
-    pub(crate) fn timed(&self, name: &'static str, queue: impl FnOnce() -> Result<()>) -> Result<()> {
+    pub(crate) fn timed(&self, name: &str, queue: impl FnOnce() -> Result<()>) -> Result<()> {
         if self.profile.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
             return queue();
         }
@@ -223,7 +223,7 @@ impl Gpu {
         queue()?;
         let end = self.stream.record_event(timing).context("cannot record a CUDA event")?;
         if let Some(samples) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            samples.push((name, start, end));
+            samples.push((name.to_string(), start, end));
         }
         Ok(())
     }

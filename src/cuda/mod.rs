@@ -4,6 +4,8 @@
 //!   (`mod.rs`), then one file per layer, named like its `.cu` and CPU twin, with the launch wrappers
 //!   (the CPU twin's signature) and their launch settings as `pub const`s.
 //! - `context.rs`: the device, its stream, device buffers, copies, and the compiled kernels.
+//! - `storage.rs`: how a number is stored on the device, `f32` or `Bf16` (`src/precision.rs`), the
+//!   type the launch wrappers and the model are generic over.
 //! - `gpt2.rs`: GPT-2 on the device, composing the kernels exactly as `src/cpu/gpt2.rs` composes the layers.
 //! - `backend.rs`: `CudaBackend`, the `Backend` the training loop drives.
 //!
@@ -23,10 +25,12 @@ pub mod context;
 pub mod gpt2;
 pub mod kernels;
 pub mod libs;
+pub mod storage;
 
 pub use backend::CudaBackend;
 pub use context::{Dev, DeviceBuffer, Gpu, Matmul};
 pub use gpt2::CudaGpt2;
+pub use storage::{Bf16, Storage};
 
 /// Whether CUDA can be used here: `Ok(n)` with the number of devices, or why not. Finds and opens
 /// libcuda and libnvrtc (`libs::load`: where CUDA installs them, no LD_LIBRARY_PATH needed) before
@@ -116,13 +120,13 @@ pub fn peak_flops(device_name: &str) -> Option<PeakFlops> {
 /// One row of a kernel profile: a kernel (or cuBLAS call), how often it ran, its total time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelTime {
-    pub name: &'static str,
+    pub name: String,
     pub calls: usize,
     pub ms: f64,
 }
 
 /// Sums `(name, ms)` samples by name, in the order names first appear.
-pub fn sum_by_name(samples: impl IntoIterator<Item = (&'static str, f64)>) -> Vec<KernelTime> {
+pub fn sum_by_name(samples: impl IntoIterator<Item = (String, f64)>) -> Vec<KernelTime> {
     let mut rows: Vec<KernelTime> = Vec::new();
     for (name, ms) in samples {
         match rows.iter_mut().find(|r| r.name == name) {
@@ -150,9 +154,9 @@ mod tests {
 
     #[test]
     fn kernel_times_are_summed_by_name_in_launch_order() {
-        let rows = super::sum_by_name([("b", 1.0), ("a", 2.0), ("b", 0.5)]);
+        let rows = super::sum_by_name([("b".to_string(), 1.0), ("a".to_string(), 2.0), ("b".to_string(), 0.5)]);
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].name, rows[0].calls, rows[0].ms), ("b", 2, 1.5));
-        assert_eq!((rows[1].name, rows[1].calls, rows[1].ms), ("a", 1, 2.0));
+        assert_eq!((rows[0].name.as_str(), rows[0].calls, rows[0].ms), ("b", 2, 1.5));
+        assert_eq!((rows[1].name.as_str(), rows[1].calls, rows[1].ms), ("a", 1, 2.0));
     }
 }

@@ -2,6 +2,7 @@
 
 use super::grid;
 use crate::cuda::context::{Dev, Gpu};
+use crate::cuda::storage::Bf16;
 use anyhow::Result;
 
 /// Threads per block of `adamw_update`: one thread per parameter.
@@ -52,5 +53,16 @@ impl Gpu {
                 grad_scale
             )
         }
+    }
+
+    /// weights (N) = params (N) rounded to bf16 (nearest even): the bf16 copy the layers read,
+    /// refreshed from the fp32 master after every update (`src/precision.rs`).
+    pub fn refresh_bf16_weights(&self, weights: Dev<Bf16>, params: Dev<f32>) -> Result<()> {
+        assert_eq!(weights.len(), params.len());
+        let cfg = grid(params.len(), ADAMW_BLOCK);
+        let num_parameters = params.len() as i64;
+        let (weights, params) = (weights.ptr(), params.ptr());
+        // SAFETY: both hold num_parameters numbers; one thread per index below it.
+        unsafe { launch!(self, "refresh_bf16_weights", cfg, weights, params, num_parameters) }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{int, WARP_SIZE};
 use crate::cuda::context::{Dev, Gpu};
+use crate::cuda::storage::Storage;
 use anyhow::{bail, Result};
 use cudarc::driver::LaunchConfig;
 
@@ -33,11 +34,11 @@ fn rows_grid(b: usize, t: usize, nh: usize) -> Result<LaunchConfig> {
 impl Gpu {
     /// out (B, T, C) and lse (B, NH, T), the log-sum-exp of each row's scores, from inp (B, T, 3C).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_forward(
+    pub fn attention_forward<T: Storage>(
         &self,
-        out: Dev<f32>,
+        out: Dev<T>,
         lse: Dev<f32>,
-        inp: Dev<f32>,
+        inp: Dev<T>,
         b: usize,
         t: usize,
         c: usize,
@@ -50,20 +51,20 @@ impl Gpu {
         let (b, t, c, nh) = (int(b, "B")?, int(t, "T")?, int(c, "C")?, int(nh, "NH")?);
         // SAFETY: lengths checked above; block (x, y) reads head y's q, k, v and writes its rows
         // x*ATTENTION_WARPS.. of out and lse, guarded against T.
-        unsafe { launch!(self, "attention_forward", cfg, out, lse, inp, b, t, c, nh) }
+        unsafe { launch!(self, &T::kernel("attention_forward"), cfg, out, lse, inp, b, t, c, nh) }
     }
 
     /// Backward of `attention_forward`. Accumulates (+=) into dinp (B, T, 3C) from dout (B, T, C),
     /// given inp (B, T, 3C), out (B, T, C) and lse (B, NH, T); delta (B, NH, T) is scratch that this
     /// overwrites. Three kernels: delta = rowsum(dout * out), then dk and dv, then dq.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_backward(
+    pub fn attention_backward<T: Storage>(
         &self,
-        dinp: Dev<f32>,
+        dinp: Dev<T>,
         delta: Dev<f32>,
-        dout: Dev<f32>,
-        inp: Dev<f32>,
-        out: Dev<f32>,
+        dout: Dev<T>,
+        inp: Dev<T>,
+        out: Dev<T>,
         lse: Dev<f32>,
         b: usize,
         t: usize,
@@ -85,9 +86,9 @@ impl Gpu {
         let (b, t, c, nh) = (int(b, "B")?, int(t, "T")?, int(c, "C")?, int(nh, "NH")?);
         // SAFETY (the three launches): lengths checked above, every index guarded against T; each
         // warp writes only its own row of delta, or its own key's k and v, or its own query's q in dinp.
-        unsafe { launch!(self, "attention_backward_delta", delta_cfg, delta, dout, out, b, t, c, nh) }?;
-        unsafe { launch!(self, "attention_backward_dkv", rows, dinp, delta, dout, inp, lse, b, t, c, nh) }?;
-        unsafe { launch!(self, "attention_backward_dq", rows, dinp, delta, dout, inp, lse, b, t, c, nh) }
+        unsafe { launch!(self, &T::kernel("attention_backward_delta"), delta_cfg, delta, dout, out, b, t, c, nh) }?;
+        unsafe { launch!(self, &T::kernel("attention_backward_dkv"), rows, dinp, delta, dout, inp, lse, b, t, c, nh) }?;
+        unsafe { launch!(self, &T::kernel("attention_backward_dq"), rows, dinp, delta, dout, inp, lse, b, t, c, nh) }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::{grid, int, WARP_SIZE};
 use crate::cuda::context::{Dev, Gpu};
+use crate::cuda::storage::Storage;
 use anyhow::{bail, Result};
 use cudarc::driver::LaunchConfig;
 
@@ -16,16 +17,17 @@ pub const LAYERNORM_BACKWARD_BLOCKS_PER_SM: u32 = 4;
 pub const LAYERNORM_BACKWARD_MAX_SHARED_BYTES: u32 = 48 * 1024;
 
 impl Gpu {
-    /// out (BT, C), mean (BT), rstd (BT) from inp (BT, C), weight (C), bias (C).
+    /// out (BT, C), mean (BT), rstd (BT) from inp (BT, C), weight (C), bias (C); `T` is the storage of
+    /// out, inp, weight and bias (mean and rstd are fp32 in both precisions).
     #[allow(clippy::too_many_arguments)]
-    pub fn layernorm_forward(
+    pub fn layernorm_forward<T: Storage>(
         &self,
-        out: Dev<f32>,
+        out: Dev<T>,
         mean: Dev<f32>,
         rstd: Dev<f32>,
-        inp: Dev<f32>,
-        weight: Dev<f32>,
-        bias: Dev<f32>,
+        inp: Dev<T>,
+        weight: Dev<T>,
+        bias: Dev<T>,
         bt: usize,
         c: usize,
     ) -> Result<()> {
@@ -37,19 +39,19 @@ impl Gpu {
             (out.ptr(), mean.ptr(), rstd.ptr(), inp.ptr(), weight.ptr(), bias.ptr());
         let (bt, c) = (int(bt, "BT")?, int(c, "C")?);
         // SAFETY: the lengths are checked above; the kernel reads and writes rows < BT of C numbers.
-        unsafe { launch!(self, "layernorm_forward", cfg, out, mean, rstd, inp, weight, bias, bt, c) }
+        unsafe { launch!(self, &T::kernel("layernorm_forward"), cfg, out, mean, rstd, inp, weight, bias, bt, c) }
     }
 
     /// Backward of `layernorm_forward`: accumulates (+=) into dinp (BT, C), dweight (C), dbias (C).
     #[allow(clippy::too_many_arguments)]
-    pub fn layernorm_backward(
+    pub fn layernorm_backward<T: Storage>(
         &self,
-        dinp: Dev<f32>,
+        dinp: Dev<T>,
         dweight: Dev<f32>,
         dbias: Dev<f32>,
-        dout: Dev<f32>,
-        inp: Dev<f32>,
-        weight: Dev<f32>,
+        dout: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
         mean: Dev<f32>,
         rstd: Dev<f32>,
         bt: usize,
@@ -75,6 +77,22 @@ impl Gpu {
         let (weight, mean, rstd) = (weight.ptr(), mean.ptr(), rstd.ptr());
         let (bt, c) = (int(bt, "BT")?, int(c, "C")?);
         // SAFETY: the lengths are checked above and the dynamic shared memory holds the 2*C floats the kernel uses.
-        unsafe { launch!(self, "layernorm_backward", cfg, dinp, dweight, dbias, dout, inp, weight, mean, rstd, bt, c) }
+        unsafe {
+            launch!(
+                self,
+                &T::kernel("layernorm_backward"),
+                cfg,
+                dinp,
+                dweight,
+                dbias,
+                dout,
+                inp,
+                weight,
+                mean,
+                rstd,
+                bt,
+                c
+            )
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 use super::{grid, int};
 use crate::cuda::context::{Dev, Gpu, Matmul};
+use crate::cuda::storage::Storage;
+use crate::precision::Precision;
 use anyhow::{anyhow, Context, Result};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::driver::LaunchConfig;
@@ -24,14 +26,15 @@ pub const MATMUL_DBIAS_ROWS_PER_GROUP: u32 = 256;
 pub const MATMUL_DBIAS_MAX_GROUPS: u32 = 64;
 
 impl Gpu {
-    /// out (BT, OC) = inp (BT, C) @ weight (OC, C)^T + bias (OC), with the kernels `self.matmul` names.
+    /// out (BT, OC) = inp (BT, C) @ weight (OC, C)^T + bias (OC), with the kernels `self.matmul` names;
+    /// `T` is the storage of all four (fp32 sums either way; bf16 runs the hand-written kernels only).
     #[allow(clippy::too_many_arguments)]
-    pub fn matmul_forward(
+    pub fn matmul_forward<T: Storage>(
         &self,
-        out: Dev<f32>,
-        inp: Dev<f32>,
-        weight: Dev<f32>,
-        bias: Option<Dev<f32>>,
+        out: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
+        bias: Option<Dev<T>>,
         bt: usize,
         c: usize,
         oc: usize,
@@ -46,17 +49,40 @@ impl Gpu {
                 let cfg = grid(bt * oc, MATMUL_NAIVE_BLOCK);
                 // SAFETY: lengths checked above; one thread per output of out (BT*OC); bias is null or OC floats.
                 unsafe {
-                    launch!(self, "matmul_forward1", cfg, out_ptr, inp_ptr, weight_ptr, bias_ptr, bt_i, c_i, oc_i)
+                    launch!(
+                        self,
+                        &T::kernel("matmul_forward1"),
+                        cfg,
+                        out_ptr,
+                        inp_ptr,
+                        weight_ptr,
+                        bias_ptr,
+                        bt_i,
+                        c_i,
+                        oc_i
+                    )
                 }
             }
             Matmul::Handwritten => {
                 let cfg = tiled_grid(bt, oc);
                 // SAFETY: lengths checked above; the kernel guards every row >= BT and column >= OC.
                 unsafe {
-                    launch!(self, "matmul_forward2", cfg, out_ptr, inp_ptr, weight_ptr, bias_ptr, bt_i, c_i, oc_i)
+                    launch!(
+                        self,
+                        &T::kernel("matmul_forward2"),
+                        cfg,
+                        out_ptr,
+                        inp_ptr,
+                        weight_ptr,
+                        bias_ptr,
+                        bt_i,
+                        c_i,
+                        oc_i
+                    )
                 }
             }
             Matmul::Cublas => {
+                cublas_is_fp32::<T>()?;
                 // row-major out (BT, OC) is column-major out^T (OC, BT) = weight (OC, C) @ inp^T (C, BT)
                 let (op_t, op_n) = (cublasOperation_t::CUBLAS_OP_T, cublasOperation_t::CUBLAS_OP_N);
                 self.sgemm(op_t, op_n, oc_i, bt_i, c_i, weight_ptr, c_i, inp_ptr, c_i, 0.0, out_ptr, oc_i)?;
@@ -76,15 +102,16 @@ impl Gpu {
     ///   dinp    += dout @ weight
     ///   dweight += dout^T @ inp
     ///   dbias   += sum over rows of dout
+    /// dweight and dbias are fp32 parameter gradients; the rest is stored as `T`.
     #[allow(clippy::too_many_arguments)]
-    pub fn matmul_backward(
+    pub fn matmul_backward<T: Storage>(
         &self,
-        dinp: Dev<f32>,
+        dinp: Dev<T>,
         dweight: Dev<f32>,
         dbias: Option<Dev<f32>>,
-        dout: Dev<f32>,
-        inp: Dev<f32>,
-        weight: Dev<f32>,
+        dout: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
         bt: usize,
         c: usize,
         oc: usize,
@@ -100,7 +127,7 @@ impl Gpu {
                 unsafe {
                     launch!(
                         self,
-                        "matmul_backward_dinp1",
+                        &T::kernel("matmul_backward_dinp1"),
                         grid(bt * c, MATMUL_NAIVE_BLOCK),
                         dinp,
                         dout,
@@ -113,7 +140,7 @@ impl Gpu {
                 unsafe {
                     launch!(
                         self,
-                        "matmul_backward_dweight1",
+                        &T::kernel("matmul_backward_dweight1"),
                         grid(oc * c, MATMUL_NAIVE_BLOCK),
                         dweight,
                         dout,
@@ -126,7 +153,15 @@ impl Gpu {
                 if let Some(dbias) = dbias {
                     let dbias = dbias.ptr();
                     unsafe {
-                        launch!(self, "matmul_backward_dbias1", grid(oc, MATMUL_NAIVE_BLOCK), dbias, dout, bt_i, oc_i)
+                        launch!(
+                            self,
+                            &T::kernel("matmul_backward_dbias1"),
+                            grid(oc, MATMUL_NAIVE_BLOCK),
+                            dbias,
+                            dout,
+                            bt_i,
+                            oc_i
+                        )
                     }?;
                 }
             }
@@ -134,31 +169,52 @@ impl Gpu {
                 // SAFETY (both launches): lengths checked above; the kernel guards rows and columns
                 // outside dinp (BT, C) and dweight (OC, C), and reads K = OC or BT within dout, weight, inp.
                 unsafe {
-                    launch!(self, "matmul_backward_dinp2", tiled_grid(bt, c), dinp, dout, weight, bt_i, c_i, oc_i)
+                    launch!(
+                        self,
+                        &T::kernel("matmul_backward_dinp2"),
+                        tiled_grid(bt, c),
+                        dinp,
+                        dout,
+                        weight,
+                        bt_i,
+                        c_i,
+                        oc_i
+                    )
                 }?;
                 unsafe {
-                    launch!(self, "matmul_backward_dweight2", tiled_grid(oc, c), dweight, dout, inp, bt_i, c_i, oc_i)
+                    launch!(
+                        self,
+                        &T::kernel("matmul_backward_dweight2"),
+                        tiled_grid(oc, c),
+                        dweight,
+                        dout,
+                        inp,
+                        bt_i,
+                        c_i,
+                        oc_i
+                    )
                 }?;
                 if let Some(dbias) = dbias {
-                    self.dbias2(dbias, dout, bt, oc)?;
+                    self.dbias2::<T>(dbias, dout, bt, oc)?;
                 }
             }
             Matmul::Cublas => {
+                cublas_is_fp32::<T>()?;
                 let (op_t, op_n) = (cublasOperation_t::CUBLAS_OP_T, cublasOperation_t::CUBLAS_OP_N);
                 // column-major dinp^T (C, BT) += weight^T (C, OC) @ dout^T (OC, BT)
                 self.sgemm(op_n, op_n, c_i, bt_i, oc_i, weight, c_i, dout, oc_i, 1.0, dinp, c_i)?;
                 // column-major dweight^T (C, OC) += inp^T (C, BT) @ dout (BT, OC)
                 self.sgemm(op_n, op_t, c_i, oc_i, bt_i, inp, c_i, dout, oc_i, 1.0, dweight, c_i)?;
                 if let Some(dbias) = dbias {
-                    self.dbias2(dbias, dout, bt, oc)?;
+                    self.dbias2::<T>(dbias, dout, bt, oc)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// dbias (OC) += column sums of dout (BT, OC), `matmul_backward_dbias2`.
-    fn dbias2(&self, dbias: Dev<f32>, dout: u64, bt: usize, oc: usize) -> Result<()> {
+    /// dbias (OC) += column sums of dout (BT, OC, stored as `T`), `matmul_backward_dbias2`.
+    fn dbias2<T: Storage>(&self, dbias: Dev<f32>, dout: u64, bt: usize, oc: usize) -> Result<()> {
         let row_groups = bt.div_ceil(MATMUL_DBIAS_ROWS_PER_GROUP as usize).clamp(1, MATMUL_DBIAS_MAX_GROUPS as usize);
         let cfg = LaunchConfig {
             grid_dim: (oc.div_ceil(MATMUL_DBIAS_BLOCK_X as usize) as u32, row_groups as u32, 1),
@@ -168,7 +224,7 @@ impl Gpu {
         let dbias = dbias.ptr();
         let (bt, oc) = (int(bt, "BT")?, int(oc, "OC")?);
         // SAFETY: dbias holds OC floats and dout BT*OC (checked by the caller); columns >= OC are skipped.
-        unsafe { launch!(self, "matmul_backward_dbias2", cfg, dbias, dout, bt, oc) }
+        unsafe { launch!(self, &T::kernel("matmul_backward_dbias2"), cfg, dbias, dout, bt, oc) }
     }
 
     /// C = A op B [+ C], column-major, with cuBLAS: C (m, n) = alpha op(A) (m, k) op(B) (k, n) + beta C.
@@ -213,6 +269,15 @@ impl Gpu {
             .map_err(|e| anyhow!("cuBLAS SGEMM failed: {e}"))
         })
     }
+}
+
+/// cuBLAS SGEMM multiplies fp32 matrices: bf16 runs the hand-written kernels (cuBLASLt's bf16 GEMMs
+/// with fused epilogues are the next step, issue 12).
+fn cublas_is_fp32<T: Storage>() -> Result<()> {
+    if T::PRECISION == Precision::Bf16 {
+        anyhow::bail!("--matmul cublas is fp32 only (SGEMM); --precision bf16 runs --matmul handwritten or naive");
+    }
+    Ok(())
 }
 
 /// The grid of the tiled matmul for an (M, N) output: one block of MATMUL_TILED_BLOCK threads per

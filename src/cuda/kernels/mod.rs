@@ -197,13 +197,15 @@ unsafe fn program_log(prog: cudarc::nvrtc::sys::nvrtcProgram) -> String {
 
 /// Launches kernel `$name` on the GPU's stream with the given config and arguments (local variables:
 /// the builder keeps their addresses until the launch). Must be used inside `unsafe`, with a SAFETY
-/// comment saying why the arguments are valid for that kernel.
+/// comment saying why the arguments are valid for that kernel. A wrapper generic over the storage
+/// type `T` names its kernel `&T::kernel("gelu_forward")`: `gelu_forward` or `gelu_forward_bf16`.
 macro_rules! launch {
-    ($gpu:expr, $name:literal, $cfg:expr, $($arg:ident),+ $(,)?) => {{
-        $gpu.timed($name, || {
-            let mut builder = $gpu.stream.launch_builder($gpu.function($name));
+    ($gpu:expr, $name:expr, $cfg:expr, $($arg:ident),+ $(,)?) => {{
+        let name: &str = $name;
+        $gpu.timed(name, || {
+            let mut builder = $gpu.stream.launch_builder($gpu.function(name));
             $( cudarc::driver::PushKernelArg::arg(&mut builder, &$arg); )+
-            anyhow::Context::with_context(builder.launch($cfg).map(|_| ()), || format!("cannot launch {}", $name))
+            anyhow::Context::with_context(builder.launch($cfg).map(|_| ()), || format!("cannot launch {name}"))
         })
     }};
 }

@@ -3,6 +3,7 @@
 
 use super::int;
 use crate::cuda::context::{Dev, Gpu};
+use crate::cuda::storage::Storage;
 use anyhow::Result;
 use cudarc::driver::LaunchConfig;
 
@@ -12,17 +13,18 @@ pub const SOFTMAX_BLOCK: u32 = 512;
 
 impl Gpu {
     /// losses (BT) = lse - logits[target] and lse (BT), the log-sum-exp of the first V logits of each
-    /// row, from logits (BT, Vp) and targets (BT).
+    /// row, from logits (BT, Vp) and targets (BT). The logits are stored as `T`; everything else, and
+    /// all the arithmetic, is fp32.
     ///
     /// # Safety
     /// Every target must be below Vp: the kernel reads the logits at it, and the targets live on the
     /// device where this function cannot check them.
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn crossentropy_forward(
+    pub unsafe fn crossentropy_forward<T: Storage>(
         &self,
         losses: Dev<f32>,
         lse: Dev<f32>,
-        logits: Dev<f32>,
+        logits: Dev<T>,
         targets: Dev<u32>,
         bt: usize,
         v: usize,
@@ -34,15 +36,15 @@ impl Gpu {
         let (bt, v, vp) = (int(bt, "BT")?, int(v, "V")?, int(vp, "Vp")?);
         // SAFETY: lengths checked above; block `row` reads row `row` < BT of the logits (at its target,
         // below Vp by the caller's promise) and writes losses[row] and lse[row].
-        unsafe { launch!(self, "crossentropy_forward", cfg, losses, lse, logits, targets, bt, v, vp) }
+        unsafe { launch!(self, &T::kernel("crossentropy_forward"), cfg, losses, lse, logits, targets, bt, v, vp) }
     }
 
     /// Fused backward of softmax + cross-entropy, written over the logits (BT, Vp):
     /// dlogits = (softmax - one_hot(target)) * dlosses over the first V columns, 0 in the padding.
     #[allow(clippy::too_many_arguments)]
-    pub fn crossentropy_softmax_backward(
+    pub fn crossentropy_softmax_backward<T: Storage>(
         &self,
-        logits: Dev<f32>,
+        logits: Dev<T>,
         dlosses: Dev<f32>,
         lse: Dev<f32>,
         targets: Dev<u32>,
@@ -56,7 +58,9 @@ impl Gpu {
         let (bt, v, vp) = (int(bt, "BT")?, int(v, "V")?, int(vp, "Vp")?);
         // SAFETY: lengths checked above; block `row` touches only row `row` < BT (the target is only
         // compared with column indices, never used as one).
-        unsafe { launch!(self, "crossentropy_softmax_backward", cfg, logits, dlosses, lse, targets, bt, v, vp) }
+        unsafe {
+            launch!(self, &T::kernel("crossentropy_softmax_backward"), cfg, logits, dlosses, lse, targets, bt, v, vp)
+        }
     }
 }
 
