@@ -533,26 +533,47 @@ fn cpu_backend_in(precision: Precision, kernels: CpuKernels, config: ModelConfig
     backend
 }
 
-/// The largest |a - b| relative to 1 + max |b|: the measure `assert_close` checks.
-fn relative_diff(a: &[f32], b: &[f32]) -> f32 {
-    let scale = 1.0 + b.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
-    a.iter().zip(b).fold(0.0f32, |m, (&x, &y)| m.max((x - y).abs())) / scale
+/// Asserts that every |got - want| <= tol * max |want|, the largest difference relative to the
+/// tensor's largest entry (gradients of different tensors differ in size by 100x), and prints it.
+fn assert_relative(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let largest = want.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (&g, &w)| if (g - w).abs() > m || g.is_nan() { (g - w).abs() } else { m });
+    let relative = if largest > 0.0 { worst / largest } else { worst };
+    println!("{what:>52}: n {:>6} | max|want| {largest:>9.3e} | max diff {worst:>9.2e} | relative {relative:.2e} | tol {tol:.0e}", want.len());
+    assert!(relative <= tol, "{what}: differs by {relative:.2e} of its largest entry, more than {tol:.0e}");
+    relative
+}
+
+/// A GPT-2 large enough that the CPU's fast layers sum in other orders than its reference layers
+/// (at `small_config`'s 24 channels they happen to agree bit for bit): 2 layers, 4 heads of 32
+/// channels, a vocabulary of 200 padded to 256.
+fn bf16_config() -> ModelConfig {
+    ModelConfig { max_seq_len: 64, vocab_size: 200, padded_vocab_size: 256, num_layers: 2, num_heads: 4, channels: 128 }
 }
 
 /// bf16 on the GPU against bf16 on the CPU, and against fp32, over ten training steps.
 ///
 /// Against the CPU in bf16 the two follow one definition (`src/precision.rs`) and differ only in
-/// the order fp32 sums are added up inside a layer, but a different last fp32 bit now and then moves
-/// a value across a bf16 rounding boundary: one bf16 step, 2^-8 = 0.4% of it, which the layers after
-/// it carry along. The CPU's fast layers sum in other orders than its reference layers, as the GPU
-/// does, so they are the comparison with a summation-order difference, and their difference from the
-/// reference layers is what the tolerances here are measured against (printed as "CPU fast vs
-/// reference"); on the host stand-ins (dev/cuda_mock), which call the reference layers, the GPU
-/// matches the reference layers exactly (printed as "vs CPU bf16 reference", checked to be 0 there).
-/// Against fp32 the difference is bf16's own rounding, 0.4% of every stored value: loose.
+/// the order fp32 sums are added up inside a layer. But a different last fp32 bit now and then moves
+/// a value across a bf16 rounding boundary, a difference of one bf16 step (2^-8, 0.4% of the value),
+/// which every layer after it carries along, so whole steps differ by much more than the kernels do
+/// (those are compared value by value in dev/cuda_emu). How much more is measured here on the CPU:
+/// its fast layers sum in other orders than its reference layers, as a GPU does, and their difference
+/// is printed as "CPU fast vs reference" (measured at this size: gradients up to 4e-3 of each
+/// tensor's largest entry, losses up to 2.4e-4 relative, parameters after 10 steps up to 1e-2 =
+/// 10 lr, where AdamW's step of about lr * sign(g) follows a near-zero gradient whose sign flipped).
+/// The tolerances against the CPU's bf16 are those, with a margin of about 2.5. Against fp32 the
+/// difference is bf16's own rounding of every stored value (gradients up to 1e-2, losses up to 9e-4):
+/// the loose tolerances are those with the same margin. On the host stand-ins (dev/cuda_mock), which
+/// call the CPU's bf16 reference layers, the GPU path must match those exactly: the lines
+/// "vs CPU bf16 reference" must say 0 there (dev/cuda_mock/run.sh checks it).
 fn check_bf16_steps(matmul: Matmul) {
-    let config = small_config();
-    let (b, t) = (3, 11);
+    let config = bf16_config();
+    let (b, t) = (4, 64);
     let params = gpt2_init(&config, 7);
     let Some(mut gpu_bf16) = cuda_backend_in(Precision::Bf16, matmul, config, &params, b, t) else { return };
     let mut cpu_bf16 = cpu_backend_in(Precision::Bf16, CpuKernels::Fast, config, &params);
@@ -561,83 +582,68 @@ fn check_bf16_steps(matmul: Matmul) {
     let mut rng = Rng::new(18);
     let inputs = random_tokens(&mut rng, b * t, config.vocab_size);
     let targets = random_tokens(&mut rng, b * t, config.vocab_size);
-
-    // one step, looked at closely: the loss and every gradient
-    let mut losses = Vec::new();
-    for backend in [
-        &mut gpu_bf16 as &mut dyn Backend,
-        &mut cpu_bf16 as &mut dyn Backend,
-        &mut cpu_bf16_reference as &mut dyn Backend,
-        &mut cpu_fp32 as &mut dyn Backend,
-    ] {
-        backend.zero_grad().unwrap();
-        losses.push(backend.forward_backward(&inputs, &targets, b, t, 1.0).unwrap());
-    }
-    let [gpu_loss, cpu_loss, reference_loss, fp32_loss] = losses[..] else { unreachable!() };
-    println!("{matmul:?} bf16 step 1 loss: gpu {gpu_loss} cpu {cpu_loss} (reference layers {reference_loss}), fp32 {fp32_loss}");
-    // tight: bf16 against bf16, a few rounding flips apart; loose: bf16 against fp32
-    assert!((gpu_loss - cpu_loss).abs() <= 1e-3 * cpu_loss, "bf16 loss: gpu {gpu_loss} cpu {cpu_loss}");
-    assert!((gpu_loss - fp32_loss).abs() <= 2e-2 * fp32_loss, "bf16 vs fp32 loss: {gpu_loss} vs {fp32_loss}");
-    let gpu_grads = gpu_bf16.model.grads().unwrap();
-    let layout = ParamLayout::new(&config);
-    let (mut worst_order, mut worst_fp32) = (0.0f32, 0.0f32);
-    for (i, name) in gpt2::model::PARAM_NAMES.iter().enumerate() {
-        let r = layout.range(i);
-        let (cpu, reference, fp32) = (
-            &cpu_bf16.model.grads[r.clone()],
-            &cpu_bf16_reference.model.grads[r.clone()],
-            &cpu_fp32.model.grads[r.clone()],
-        );
-        let order = relative_diff(cpu, reference);
-        worst_order = worst_order.max(order);
-        println!("{:>34}: CPU fast vs reference {order:.2e}", format!("bf16 grad {name}"));
-        assert_close(
-            &format!("{matmul:?} bf16 grad {name} vs CPU bf16 reference"),
-            &gpu_grads[r.clone()],
-            reference,
-            2e-2,
-        );
-        assert_close(&format!("{matmul:?} bf16 grad {name} vs CPU bf16"), &gpu_grads[r.clone()], cpu, 2e-2);
-        worst_fp32 = worst_fp32.max(relative_diff(&gpu_grads[r.clone()], fp32));
-        assert_close(&format!("{matmul:?} bf16 grad {name} vs fp32"), &gpu_grads[r], fp32, 1e-1);
-    }
-    println!("bf16 gradients: CPU fast vs reference layers differ by up to {worst_order:.2e}, GPU bf16 vs fp32 by {worst_fp32:.2e}");
-
-    // the update (AdamW on the fp32 master, then the bf16 copy refreshed) and nine more steps
     let adamw = AdamWConfig::default();
-    for backend in [
-        &mut gpu_bf16 as &mut dyn Backend,
-        &mut cpu_bf16 as &mut dyn Backend,
-        &mut cpu_bf16_reference as &mut dyn Backend,
-        &mut cpu_fp32 as &mut dyn Backend,
-    ] {
-        let norm = backend.grad_norm().unwrap();
-        backend.update(&adamw, 1e-3, 1, clip_scale(norm, 1.0)).unwrap();
-    }
-    for n in 2..=10 {
-        let (gpu_loss, _) = step(&mut gpu_bf16, &inputs, &targets, b, t, n);
-        let (cpu_loss, _) = step(&mut cpu_bf16, &inputs, &targets, b, t, n);
-        let (reference_loss, _) = step(&mut cpu_bf16_reference, &inputs, &targets, b, t, n);
-        let (fp32_loss, _) = step(&mut cpu_fp32, &inputs, &targets, b, t, n);
+    let layout = ParamLayout::new(&config);
+
+    let mut first_loss = 0.0;
+    for n in 1..=10 {
+        let mut losses = Vec::new();
+        for backend in [
+            &mut gpu_bf16 as &mut dyn Backend,
+            &mut cpu_bf16 as &mut dyn Backend,
+            &mut cpu_bf16_reference as &mut dyn Backend,
+            &mut cpu_fp32 as &mut dyn Backend,
+        ] {
+            backend.zero_grad().unwrap();
+            losses.push(backend.forward_backward(&inputs, &targets, b, t, 1.0).unwrap());
+        }
+        let [gpu_loss, cpu_loss, reference_loss, fp32_loss] = losses[..] else { unreachable!() };
         println!(
-            "{matmul:?} bf16 step {n:>2} loss: gpu {gpu_loss:.6} cpu {cpu_loss:.6} (reference layers {reference_loss:.6}) fp32 {fp32_loss:.6} | max diff vs CPU bf16 reference {:.2e}",
+            "{matmul:?} bf16 step {n:>2} loss: gpu {gpu_loss:.6} cpu {cpu_loss:.6} (reference layers {reference_loss:.6}) \
+             fp32 {fp32_loss:.6} | vs CPU bf16 reference: max diff {:.2e}",
             (gpu_loss - reference_loss).abs()
         );
-        assert!((gpu_loss - cpu_loss).abs() <= 2e-3 * cpu_loss, "bf16 step {n}: gpu {gpu_loss} cpu {cpu_loss}");
-        assert!((gpu_loss - fp32_loss).abs() <= 2e-2 * fp32_loss, "bf16 vs fp32, step {n}: {gpu_loss} vs {fp32_loss}");
+        // tight: bf16 against bf16; loose: bf16 against fp32
+        assert!((gpu_loss - cpu_loss).abs() <= 1e-3 * cpu_loss, "bf16 step {n}: gpu {gpu_loss} cpu {cpu_loss}");
+        assert!((gpu_loss - fp32_loss).abs() <= 3e-3 * fp32_loss, "bf16 vs fp32, step {n}: {gpu_loss} vs {fp32_loss}");
+        if n == 1 {
+            first_loss = gpu_loss;
+            // the first step's gradients, tensor by tensor
+            let gpu_grads = gpu_bf16.model.grads().unwrap();
+            for (i, name) in gpt2::model::PARAM_NAMES.iter().enumerate() {
+                let r = layout.range(i);
+                let gpu = &gpu_grads[r.clone()];
+                let (cpu, reference) = (&cpu_bf16.model.grads[r.clone()], &cpu_bf16_reference.model.grads[r.clone()]);
+                assert_relative(&format!("bf16 grad {name}: CPU fast vs reference"), cpu, reference, 1e-2);
+                assert_relative(&format!("{matmul:?} bf16 grad {name} vs CPU bf16 reference"), gpu, reference, 1e-2);
+                assert_relative(&format!("{matmul:?} bf16 grad {name} vs CPU bf16"), gpu, cpu, 1e-2);
+                assert_relative(&format!("{matmul:?} bf16 grad {name} vs fp32"), gpu, &cpu_fp32.model.grads[r], 3e-2);
+            }
+        }
+        // AdamW on the fp32 master, then (GPU and CPU alike) the bf16 copy refreshed from it
+        for backend in [
+            &mut gpu_bf16 as &mut dyn Backend,
+            &mut cpu_bf16 as &mut dyn Backend,
+            &mut cpu_bf16_reference as &mut dyn Backend,
+            &mut cpu_fp32 as &mut dyn Backend,
+        ] {
+            let norm = backend.grad_norm().unwrap();
+            backend.update(&adamw, 1e-3, n, clip_scale(norm, 1.0)).unwrap();
+        }
     }
-    // the master weights after ten steps: AdamW moves a parameter by about lr a step whatever the
-    // size of its gradient, so a gradient near zero whose sign a rounding flip changes moves it by
-    // up to 2 lr a step: compared to 10 steps * 2 lr
-    let (gpu_params, cpu_params) = (gpu_bf16.params().unwrap(), cpu_bf16_reference.params().unwrap());
-    assert_close(
-        &format!("{matmul:?} bf16 params after 10 steps vs CPU bf16 reference"),
-        &gpu_params,
-        &cpu_params,
-        2e-2,
+    // the master weights after ten steps (up to 10 steps of 2 lr apart; see above)
+    let gpu_params = gpu_bf16.params().unwrap();
+    let max_abs = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    let (cpu_params, reference_params) = (cpu_bf16.params().unwrap(), cpu_bf16_reference.params().unwrap());
+    println!(
+        "bf16 params after 10 steps: CPU fast vs reference: max diff {:.2e}",
+        max_abs(&cpu_params, &reference_params)
     );
+    let vs_reference = max_abs(&gpu_params, &reference_params);
+    println!("{matmul:?} bf16 params after 10 steps vs CPU bf16 reference: max diff {vs_reference:.2e} | tol 2e-2");
+    assert!(vs_reference <= 2e-2, "bf16 parameters after 10 steps differ from the CPU's by {vs_reference}");
     let final_gpu = gpu_bf16.loss(&inputs, &targets, b, t).unwrap();
-    assert!(final_gpu < gpu_loss, "the GPU's bf16 loss did not fall: {gpu_loss} -> {final_gpu}");
+    assert!(final_gpu < first_loss, "the GPU's bf16 loss did not fall: {first_loss} -> {final_gpu}");
 }
 
 #[test]
