@@ -6,7 +6,8 @@
 //! # What changes from the fp32 GEMM
 //!
 //! The blocking scheme is the one described in `mod.rs` (tiles of C in parallel, KC-deep slabs,
-//! packed panels, a register-tiled micro-kernel). What differs is the packed B panel, the operand
+//! packed panels, a register-tiled micro-kernel), run by the same driver (`Problem::run`, with
+//! `PackedB` below for the B panel). What differs is the packed B panel, the operand
 //! that streams from L2 through the micro-kernel for every A micro-panel: it is packed as 16-bit
 //! bf16 words, half the bytes of fp32, so twice as much of it fits in each cache and each load brings
 //! twice as many values. The A panel (MR values broadcast per step, resident in L1) is packed as
@@ -320,8 +321,9 @@ fn pack_b_bf16(dst: &mut [u16], b: Strided, p0: usize, kc: usize, j0: usize, nc:
 
 /// The bf16 GEMM's packed B: the paired layout above, through the driver of `mod.rs`.
 impl PackedB for u16 {
-    fn pack<const NR_: usize>(dst: &mut [u16], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, _simd: bool) {
-        assert_eq!(NR_, NR, "the paired bf16 layout is {NR} columns wide");
+    // PANEL is the driver's NR; the paired layout exists for this file's NR only
+    fn pack<const PANEL: usize>(dst: &mut [u16], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, _simd: bool) {
+        assert_eq!(PANEL, NR, "the paired bf16 layout is {NR} columns wide");
         pack_b_bf16(dst, b, p0, kc, j0, nc);
     }
     fn with_buffer<R>(f: impl FnOnce(&mut Vec<u16>) -> R) -> R {

@@ -360,7 +360,6 @@ pub(super) struct Problem<'a> {
 /// bf16 one. A is packed as fp32 in both. The driver below is the same for both.
 pub(super) trait PackedB: Copy + Default + 'static {
     /// Pack B[p0..p0+kc, j0..j0+nc] into `dst`, micro-panels of NR columns, kc·NR values each.
-    #[allow(clippy::too_many_arguments)]
     fn pack<const NR: usize>(dst: &mut [Self], b: Strided, p0: usize, kc: usize, j0: usize, nc: usize, simd: bool);
     /// Runs `f` on this thread's packing buffer for B.
     fn with_buffer<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
