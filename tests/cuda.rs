@@ -1,6 +1,8 @@
 //! The CUDA path against the CPU reference: every kernel, forward and backward, on random inputs
 //! whose sizes are not multiples of the kernels' block sizes; then a whole training step and ten
-//! steps; then checkpoints written on one side and loaded on the other.
+//! steps; then checkpoints written on one side and loaded on the other. The same again in bf16 mixed
+//! precision (`src/precision.rs`): every bf16 kernel against the CPU's bf16 layers, and ten bf16
+//! steps against the CPU in bf16 (tight) and in fp32 (loose); the tolerances are explained there.
 //!
 //! Without a usable GPU (libcuda, libnvrtc and a device) each test prints why it skips and passes;
 //! with GPT_REQUIRE_CUDA=1 set, a missing GPU makes them fail. `cargo test --test cuda -- --nocapture`
@@ -17,15 +19,18 @@ mod common;
 use common::*;
 use gpt2::config::ModelConfig;
 use gpt2::cpu::backend::CpuBackend;
+use gpt2::cpu::bf16 as cpu16;
 use gpt2::cpu::gpt2::CpuKernels;
 use gpt2::cpu::softmax_crossentropy::*;
 use gpt2::cpu::{attention::*, encoder::*, gelu::*, layernorm::*, matmul::*, residual::*};
-use gpt2::cuda::{CudaBackend, Dev, DeviceBuffer, Gpu, Matmul};
+use gpt2::cuda::storage::{to_f32s, to_storage};
+use gpt2::cuda::{Bf16, CudaBackend, Dev, DeviceBuffer, Gpu, Matmul};
 use gpt2::memory::Precision;
 use gpt2::model::checkpoint::{self, save_checkpoint, TrainState};
 use gpt2::model::init::gpt2_init;
 use gpt2::model::ParamLayout;
 use gpt2::optim::{adamw_update, clip_scale, global_norm, AdamWConfig};
+use gpt2::precision::{round_slice_bf16, to_bf16_bits};
 use gpt2::rng::Rng;
 use gpt2::train::Backend;
 
@@ -365,6 +370,245 @@ fn softmax_crossentropy_forward_and_backward_match_the_cpu() {
     assert_close("crossentropy losses", &host(&g, d_losses.all()), &losses, 1e-5);
     assert_close("crossentropy lse", &host(&g, d_lse.all()), &lse, 1e-5);
     assert_close("crossentropy dlogits (over the logits)", &host(&g, d_logits.all()), &dlogits, 1e-5);
+}
+
+// ----------------------------------------------------------------------------------- bf16 layers
+
+/// A bf16 output of the GPU against the CPU's bf16 layer (`src/cpu/bf16.rs`), both bf16 numbers: as
+/// dev/cuda_emu checks them. Only the order of the fp32 sums inside the layer differs, and that moves
+/// a value across a bf16 rounding boundary rarely, so every value must be equal, one bf16 step apart
+/// (2^-8 of it), or within `tol` of the layer's scale (where a sum cancels and the bf16 step gets
+/// tiny), and at most `max_frac` of them may differ at all. A missing or doubled rounding, or
+/// truncation instead of round-to-nearest-even, changes about half of the values.
+fn assert_bf16_close(what: &str, gpu: &[f32], cpu: &[f32], tol: f32, max_frac: f64) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let scale = 1.0 + cpu.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    let (mut differ, mut bad, mut worst_steps) = (0usize, 0usize, 0.0f32);
+    for (&g, &c) in gpu.iter().zip(cpu) {
+        let d = (g - c).abs();
+        if d == 0.0 {
+            continue;
+        }
+        differ += 1;
+        // one bf16 step at the larger of the two: 2^(e - 8) for |x| = m 2^e, m in [0.5, 1)
+        let larger = g.abs().max(c.abs()).max(f32::MIN_POSITIVE);
+        let step = 2f32.powi(larger.log2().floor() as i32 - 7);
+        let steps = d / step;
+        worst_steps = if steps.is_nan() { f32::INFINITY } else { worst_steps.max(steps) };
+        if !(steps <= 1.0 || d <= tol * scale) {
+            bad += 1;
+        }
+    }
+    let frac = differ as f64 / cpu.len().max(1) as f64;
+    println!(
+        "{what:>40}: n {:>7} | differ {differ:>5} ({:.3}%, at most {:.1}%) | worst {worst_steps:.2} bf16 steps",
+        cpu.len(),
+        100.0 * frac,
+        100.0 * max_frac
+    );
+    assert!(bad == 0, "{what}: {bad} values more than one bf16 step (and {tol:.0e} of the scale) from the CPU's");
+    assert!(frac <= max_frac, "{what}: {differ} of {} values differ from the CPU's bf16 layer", cpu.len());
+}
+
+/// What may differ: elementwise layers compute exactly the CPU's numbers up to the GPU's own
+/// expf/tanhf (a few fp32 ulps, rarely a bf16 step); layers that sum in another order differ in a
+/// few values by one step (dev/cuda_emu measures up to 0.07%).
+const BF16_FEW: f64 = 0.01;
+
+/// A device copy of bf16 numbers held in f32s, as 16-bit words.
+fn dev16(gpu: &Gpu, host: &[f32]) -> DeviceBuffer<Bf16> {
+    dev(gpu, &to_storage::<Bf16>(host))
+}
+
+/// A host copy of bf16 words, widened to f32s.
+fn host16(gpu: &Gpu, d: Dev<Bf16>) -> Vec<f32> {
+    to_f32s(&gpu.download(d).expect("download"))
+}
+
+/// Random bf16 numbers, held in f32s.
+fn random_bf16(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    let mut v = random_vec(rng, n, scale);
+    round_slice_bf16(&mut v);
+    v
+}
+
+#[test]
+fn bf16_layers_match_the_cpu_bf16_layers() {
+    let Some(mut g) = gpu(Matmul::Handwritten) else { return };
+    let mut rng = Rng::new(21);
+
+    // encoder: one addition per number, exact; dwte and dwpe fp32
+    let (b, t, c, v, vp, maxt) = (3, 7, 37, 50, 53, 9);
+    let inp = random_tokens(&mut rng, b * t, v);
+    let (wte, wpe, dout) = (
+        random_bf16(&mut rng, vp * c, 1.0),
+        random_bf16(&mut rng, maxt * c, 1.0),
+        random_bf16(&mut rng, b * t * c, 1.0),
+    );
+    let mut out = vec![0.0; b * t * c];
+    cpu16::encoder_forward(&mut out, &inp, &wte, &wpe, b, t, c);
+    let (d_out, d_inp, d_wte, d_wpe) =
+        (g.alloc::<Bf16>(b * t * c).unwrap(), dev(&g, &inp), dev16(&g, &wte), dev16(&g, &wpe));
+    // SAFETY: the tokens are below the vocabulary, the rows of wte
+    unsafe { g.encoder_forward(d_out.all(), d_inp.all(), d_wte.all(), d_wpe.all(), b, t, c).unwrap() };
+    assert_bf16_close("bf16 encoder out", &host16(&g, d_out.all()), &out, 0.0, 0.0);
+    let (mut dwte, mut dwpe) = (vec![0.0; vp * c], vec![0.0; maxt * c]);
+    encoder_backward(&mut dwte, &mut dwpe, &dout, &inp, b, t, c);
+    let (d_dwte, d_dwpe, d_dout) =
+        (g.alloc::<f32>(vp * c).unwrap(), g.alloc::<f32>(maxt * c).unwrap(), dev16(&g, &dout));
+    // SAFETY: as above
+    unsafe { g.encoder_backward(d_dwte.all(), d_dwpe.all(), d_dout.all(), d_inp.all(), b, t, c).unwrap() };
+    assert_close("bf16 encoder dwte (fp32)", &host(&g, d_dwte.all()), &dwte, 1e-6);
+
+    // layernorm: mean, rstd, dweight and dbias fp32
+    let (bt, c) = (517, 95);
+    let (x, w, bias) =
+        (random_bf16(&mut rng, bt * c, 2.0), random_bf16(&mut rng, c, 1.0), random_bf16(&mut rng, c, 1.0));
+    let (dout, dinp0) = (random_bf16(&mut rng, bt * c, 1.0), random_bf16(&mut rng, bt * c, 1.0));
+    let (mut out, mut mean, mut rstd) = (vec![0.0; bt * c], vec![0.0; bt], vec![0.0; bt]);
+    cpu16::layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &bias, bt, c);
+    let (mut dinp, mut dw, mut db) = (dinp0.clone(), vec![0.0; c], vec![0.0; c]);
+    cpu16::layernorm_backward(&mut dinp, &mut dw, &mut db, &dout, &x, &w, &mean, &rstd, bt, c);
+    let (d_out, d_mean, d_rstd) =
+        (g.alloc::<Bf16>(bt * c).unwrap(), g.alloc::<f32>(bt).unwrap(), g.alloc::<f32>(bt).unwrap());
+    let (d_x, d_w, d_b) = (dev16(&g, &x), dev16(&g, &w), dev16(&g, &bias));
+    g.layernorm_forward(d_out.all(), d_mean.all(), d_rstd.all(), d_x.all(), d_w.all(), d_b.all(), bt, c).unwrap();
+    let (d_dinp, d_dw, d_db, d_dout) =
+        (dev16(&g, &dinp0), g.alloc::<f32>(c).unwrap(), g.alloc::<f32>(c).unwrap(), dev16(&g, &dout));
+    g.layernorm_backward(
+        d_dinp.all(),
+        d_dw.all(),
+        d_db.all(),
+        d_dout.all(),
+        d_x.all(),
+        d_w.all(),
+        d_mean.all(),
+        d_rstd.all(),
+        bt,
+        c,
+    )
+    .unwrap();
+    assert_bf16_close("bf16 layernorm out", &host16(&g, d_out.all()), &out, 1e-5, BF16_FEW);
+    assert_close("bf16 layernorm rstd (fp32)", &host(&g, d_rstd.all()), &rstd, 1e-5);
+    assert_bf16_close("bf16 layernorm dinp", &host16(&g, d_dinp.all()), &dinp, 1e-5, BF16_FEW);
+    assert_close("bf16 layernorm dweight (fp32)", &host(&g, d_dw.all()), &dw, 1e-4);
+
+    // matmul, naive and tiled: dweight and dbias fp32
+    let (bt, c, oc) = (131, 77, 259);
+    let (x, w, bias) =
+        (random_bf16(&mut rng, bt * c, 1.0), random_bf16(&mut rng, oc * c, 1.0), random_bf16(&mut rng, oc, 1.0));
+    let (dout, dinp0) = (random_bf16(&mut rng, bt * oc, 1.0), random_bf16(&mut rng, bt * c, 1.0));
+    let mut out = vec![0.0; bt * oc];
+    cpu16::matmul_forward(&mut out, &x, &w, Some(&bias), bt, c, oc);
+    let (mut dinp, mut dw, mut db) = (dinp0.clone(), vec![0.0; oc * c], vec![0.0; oc]);
+    cpu16::matmul_backward(&mut dinp, &mut dw, Some(&mut db), &dout, &x, &w, bt, c, oc);
+    let (d_x, d_w, d_bias, d_dout) = (dev16(&g, &x), dev16(&g, &w), dev16(&g, &bias), dev16(&g, &dout));
+    for matmul in [Matmul::Naive, Matmul::Handwritten] {
+        g.matmul = matmul;
+        let d_out = g.alloc::<Bf16>(bt * oc).unwrap();
+        g.matmul_forward(d_out.all(), d_x.all(), d_w.all(), Some(d_bias.all()), bt, c, oc).unwrap();
+        let (d_dinp, d_dw, d_db) = (dev16(&g, &dinp0), g.alloc::<f32>(oc * c).unwrap(), g.alloc::<f32>(oc).unwrap());
+        g.matmul_backward(d_dinp.all(), d_dw.all(), Some(d_db.all()), d_dout.all(), d_x.all(), d_w.all(), bt, c, oc)
+            .unwrap();
+        assert_bf16_close(&format!("bf16 {matmul:?} matmul out"), &host16(&g, d_out.all()), &out, 1e-5, BF16_FEW);
+        assert_bf16_close(&format!("bf16 {matmul:?} matmul dinp"), &host16(&g, d_dinp.all()), &dinp, 1e-4, BF16_FEW);
+        assert_close(&format!("bf16 {matmul:?} matmul dweight (fp32)"), &host(&g, d_dw.all()), &dw, 1e-4);
+        assert_close(&format!("bf16 {matmul:?} matmul dbias (fp32)"), &host(&g, d_db.all()), &db, 1e-4);
+    }
+    g.matmul = Matmul::Handwritten;
+
+    // attention: lse and delta fp32
+    for (b, t, c, nh) in [(2, 13, 24, 3), (1, 71, 64, 1)] {
+        let (x, dout, dinp0) = (
+            random_bf16(&mut rng, b * t * 3 * c, 1.0),
+            random_bf16(&mut rng, b * t * c, 1.0),
+            random_bf16(&mut rng, b * t * 3 * c, 1.0),
+        );
+        let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+        cpu16::attention_forward(&mut out, &mut lse, &x, b, t, c, nh);
+        let (mut dinp, mut delta) = (dinp0.clone(), vec![0.0; b * nh * t]);
+        cpu16::attention_backward(&mut dinp, &mut delta, &dout, &x, &out, &lse, b, t, c, nh);
+        let (d_out, d_lse, d_x) =
+            (g.alloc::<Bf16>(b * t * c).unwrap(), g.alloc::<f32>(b * nh * t).unwrap(), dev16(&g, &x));
+        g.attention_forward(d_out.all(), d_lse.all(), d_x.all(), b, t, c, nh).unwrap();
+        // the backward from the CPU's out, so that it checks the backward alone
+        let (d_dinp, d_delta, d_dout, d_cpu_out, d_cpu_lse) =
+            (dev16(&g, &dinp0), g.alloc::<f32>(b * nh * t).unwrap(), dev16(&g, &dout), dev16(&g, &out), dev(&g, &lse));
+        g.attention_backward(
+            d_dinp.all(),
+            d_delta.all(),
+            d_dout.all(),
+            d_x.all(),
+            d_cpu_out.all(),
+            d_cpu_lse.all(),
+            b,
+            t,
+            c,
+            nh,
+        )
+        .unwrap();
+        assert_bf16_close(&format!("bf16 attention out (T {t})"), &host16(&g, d_out.all()), &out, 1e-5, BF16_FEW);
+        assert_close(&format!("bf16 attention lse (fp32) (T {t})"), &host(&g, d_lse.all()), &lse, 1e-5);
+        assert_close(&format!("bf16 attention delta (fp32) (T {t})"), &host(&g, d_delta.all()), &delta, 1e-5);
+        assert_bf16_close(&format!("bf16 attention dinp (T {t})"), &host16(&g, d_dinp.all()), &dinp, 1e-5, BF16_FEW);
+    }
+
+    // GELU and the residual
+    let n = 1007;
+    let (x, y, dout, d0) = (
+        random_bf16(&mut rng, n, 4.0),
+        random_bf16(&mut rng, n, 1.0),
+        random_bf16(&mut rng, n, 1.0),
+        random_bf16(&mut rng, n, 1.0),
+    );
+    let (d_x, d_y, d_dout, d_out) = (dev16(&g, &x), dev16(&g, &y), dev16(&g, &dout), g.alloc::<Bf16>(n).unwrap());
+    let mut out = vec![0.0; n];
+    cpu16::gelu_forward(&mut out, &x);
+    g.gelu_forward(d_out.all(), d_x.all()).unwrap();
+    assert_bf16_close("bf16 gelu out", &host16(&g, d_out.all()), &out, 1e-5, BF16_FEW);
+    let mut dinp = d0.clone();
+    cpu16::gelu_backward(&mut dinp, &x, &dout);
+    let d_dinp = dev16(&g, &d0);
+    g.gelu_backward(d_dinp.all(), d_x.all(), d_dout.all()).unwrap();
+    assert_bf16_close("bf16 gelu dinp", &host16(&g, d_dinp.all()), &dinp, 1e-5, BF16_FEW);
+    cpu16::residual_forward(&mut out, &x, &y);
+    g.residual_forward(d_out.all(), d_x.all(), d_y.all()).unwrap();
+    assert_bf16_close("bf16 residual out", &host16(&g, d_out.all()), &out, 0.0, 0.0);
+    let (mut d1, mut d2) = (d0.clone(), dout.clone());
+    cpu16::residual_backward(&mut d1, &mut d2, &y);
+    let (d_d1, d_d2) = (dev16(&g, &d0), dev16(&g, &dout));
+    g.residual_backward(d_d1.all(), d_d2.all(), d_y.all()).unwrap();
+    assert_bf16_close("bf16 residual dinp1", &host16(&g, d_d1.all()), &d1, 0.0, 0.0);
+    assert_bf16_close("bf16 residual dinp2", &host16(&g, d_d2.all()), &d2, 0.0, 0.0);
+
+    // the classifier: bf16 logits in, fp32 losses and lse, bf16 dlogits over the logits
+    let (bt, v, vp) = (5, 1000, 1031);
+    let (logits, dlosses) = (random_bf16(&mut rng, bt * vp, 5.0), random_vec(&mut rng, bt, 1.0));
+    let targets = random_tokens(&mut rng, bt, v);
+    let (mut losses, mut lse) = (vec![0.0; bt], vec![0.0; bt]);
+    crossentropy_forward(&mut losses, &mut lse, &logits, &targets, bt, v, vp);
+    let mut dlogits = logits.clone();
+    cpu16::crossentropy_softmax_backward(&mut dlogits, &dlosses, &lse, &targets, bt, v, vp);
+    let (d_logits, d_targets, d_losses, d_lse) =
+        (dev16(&g, &logits), dev(&g, &targets), g.alloc::<f32>(bt).unwrap(), g.alloc::<f32>(bt).unwrap());
+    // SAFETY: the targets are below V <= Vp.
+    unsafe { g.crossentropy_forward(d_losses.all(), d_lse.all(), d_logits.all(), d_targets.all(), bt, v, vp).unwrap() };
+    let d_dlosses = dev(&g, &dlosses);
+    g.crossentropy_softmax_backward(d_logits.all(), d_dlosses.all(), d_lse.all(), d_targets.all(), bt, v, vp).unwrap();
+    assert_close("bf16 crossentropy losses (fp32)", &host(&g, d_losses.all()), &losses, 1e-5);
+    assert_bf16_close("bf16 crossentropy dlogits", &host16(&g, d_logits.all()), &dlogits, 1e-5, BF16_FEW);
+
+    // the bf16 weight copy: bit for bit precision.rs's rounding, ties, NaN and infinity included
+    let mut params = random_vec(&mut rng, 10007, 1.0);
+    for (i, bits) in [0x3F80_8000u32, 0x3F81_8000, 0x7F80_0001, 0x7F7F_FFFF, 0xFF80_0000].iter().enumerate() {
+        params[i] = f32::from_bits(*bits);
+    }
+    let (d_params, d_weights) = (dev(&g, &params), g.alloc::<Bf16>(params.len()).unwrap());
+    g.refresh_bf16_weights(d_weights.all(), d_params.all()).unwrap();
+    let words = g.download(d_weights.all()).unwrap();
+    let wrong = words.iter().zip(&params).filter(|(w, p)| w.0 != to_bf16_bits(**p)).count();
+    println!("{:>40}: n {:>7} | bits differing from precision.rs: {wrong}", "bf16 weight copy", params.len());
+    assert_eq!(wrong, 0, "the bf16 weight copy differs from src/precision.rs's rounding");
 }
 
 /// The GPU model allocates exactly the buffers of `src/memory.rs`'s plan, byte for byte: what
