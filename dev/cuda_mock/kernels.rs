@@ -80,6 +80,32 @@ impl Gpu {
         put(dinp, &d);
         Ok(())
     }
+    /// Stand-in for cuBLASLt's GEMM with the BIAS epilogue: the matmul of the precision, one rounding.
+    pub fn cublaslt_matmul_forward<T: Storage>(&self, out: Dev<T>, inp: Dev<T>, weight: Dev<T>, bias: Option<Dev<T>>, bt: usize, c: usize, oc: usize) -> Result<()> {
+        self.matmul_forward(out, inp, weight, bias, bt, c, oc)
+    }
+    /// Stand-in for cuBLASLt's GEMM with the GELU_AUX_BIAS epilogue: the fp32 sums (the readable
+    /// fp32 matmul of the bf16 numbers, as src/cpu/bf16.rs's matmul sums them), then the aux
+    /// pre_gelu rounded once, and the GELU taken of the unrounded sums and rounded once.
+    pub fn cublaslt_matmul_gelu_forward<T: Storage>(&self, pre_gelu: Dev<T>, out: Dev<T>, inp: Dev<T>, weight: Dev<T>, bias: Option<Dev<T>>, bt: usize, c: usize, oc: usize) -> Result<()> {
+        assert!(pre_gelu.len() == bt * oc && out.len() == bt * oc && bias.is_none_or(|b| b.len() == oc));
+        if !oc.is_multiple_of(8) {
+            anyhow::bail!("cuBLASLt's fused GELU needs the output width OC = {oc} to be a multiple of 8 (the aux buffer's leading dimension)");
+        }
+        let mut pre = vec![0.0; bt * oc];
+        let bias = bias.map(get);
+        matmul::matmul_forward(&mut pre, &get(inp), &get(weight), bias.as_deref(), bt, c, oc);
+        let mut o = vec![0.0; bt * oc];
+        gelu::gelu_forward(&mut o, &pre);
+        put(pre_gelu, &pre);
+        put(out, &o);
+        Ok(())
+    }
+    /// Stand-in for cuBLASLt's backward GEMMs (beta = 1, BGRADB added into dbias): the matmul
+    /// backward of the precision.
+    pub fn cublaslt_matmul_backward<T: Storage>(&self, dinp: Dev<T>, dweight: Dev<f32>, dbias: Option<Dev<f32>>, dout: Dev<T>, inp: Dev<T>, weight: Dev<T>, bt: usize, c: usize, oc: usize) -> Result<()> {
+        self.matmul_backward(dinp, dweight, dbias, dout, inp, weight, bt, c, oc)
+    }
     pub fn attention_forward<T: Storage>(&self, out: Dev<T>, lse: Dev<f32>, inp: Dev<T>, b: usize, t: usize, c: usize, nh: usize) -> Result<()> {
         assert!(lse.len() == b * nh * t && out.len() == b * t * c && inp.len() == b * t * 3 * c);
         let mut o = get(out);

@@ -55,3 +55,14 @@ if awk -v w="$worst_bf16" 'BEGIN { exit !(w > 0) }'; then
 fi
 grep -q "test result: ok" "$scratch/log_bf16" || { echo "cuda_mock: bf16 tests failed"; exit 1; }
 echo "cuda_mock: src/cuda/gpt2.rs in bf16 reproduces the CPU's bf16 path exactly (largest difference: $worst_bf16)"
+
+# bf16 with --matmul cublas: the stand-ins of kernels/cublaslt.rs's calls (the fused GELU taken of
+# the fp32 sums, as cuBLASLt's epilogue does) against the CPU's bf16 layers, which round the pre-GELU
+# first: not exact, so these tests check their own tolerances (those of the bf16 steps) and print
+# "vs CPU bf16 ref. layers (GELU fused)".
+CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \
+    cublaslt_ 2>&1 | grep -E "loss|max diff|differ|^test |error" | tee "$scratch/log_lt"
+worst_lt=$(grep -E "GELU fused" "$scratch/log_lt" | grep -v "params after" | grep -oE "relative +[0-9.e+-]+" \
+    | awk '{ if ($2 + 0 > w) w = $2 + 0 } END { print w + 0 }')
+grep -q "test result: ok" "$scratch/log_lt" || { echo "cuda_mock: cuBLASLt (bf16) tests failed"; exit 1; }
+echo "cuda_mock: src/cuda/gpt2.rs in bf16 with the cuBLASLt stand-ins matches the CPU's bf16 path (largest gradient difference: $worst_lt of its tensor's largest entry)"

@@ -281,6 +281,18 @@ impl Gpt2 {
         let weights = if self.precision == Precision::Bf16 { &self.params_bf16 } else { &self.params };
         let p = ParamViews::new(&self.layout.sizes(), weights);
         let a = ActivationViews::new(&activation_sizes(&cfg, b, t), &mut self.acts);
+        // the MLP's matmul and its GELU as one call, as the GPU makes them (cuBLASLt fuses the two)
+        let matmul_gelu_forward = |fch: &mut [f32],
+                                   fch_gelu: &mut [f32],
+                                   inp: &[f32],
+                                   weight: &[f32],
+                                   bias: Option<&[f32]>,
+                                   bt: usize,
+                                   c: usize,
+                                   oc: usize| {
+            matmul_forward(fch, inp, weight, bias, bt, c, oc);
+            gelu_forward(fch_gelu, fch);
+        };
 
         // [twin: forward]
         // token embedding + position embedding
@@ -324,10 +336,9 @@ impl Gpt2 {
             // MLP: layernorm -> fc (C -> 4C) -> GELU -> projection (4C -> C) -> residual
             // ln2 (B,T,C), ln2_mean and ln2_rstd (B,T) <- residual2 (B,T,C)
             layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, bt, c);
-            // fch (B,T,4C) <- ln2 (B,T,C) @ fcw^T (4C,C) + fcb (4C)
-            matmul_forward(l_fch, l_ln2, l_fcw, Some(l_fcb), bt, c, 4 * c);
-            // fch_gelu (B,T,4C) = gelu(fch)
-            gelu_forward(l_fch_gelu, l_fch);
+            // fch (B,T,4C) <- ln2 (B,T,C) @ fcw^T (4C,C) + fcb (4C), then fch_gelu (B,T,4C) = gelu(fch)
+            // (one call: cuBLASLt fuses the GELU into the matmul)
+            matmul_gelu_forward(l_fch, l_fch_gelu, l_ln2, l_fcw, Some(l_fcb), bt, c, 4 * c);
             // fcproj (B,T,C) <- fch_gelu (B,T,4C) @ fcprojw^T (C,4C) + fcprojb (C)
             matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, Some(l_fcprojb), bt, 4 * c, c);
             // residual3 (B,T,C) = residual2 + fcproj

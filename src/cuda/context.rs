@@ -6,6 +6,7 @@
 //! slices of the CPU path. All work goes to one stream, in order, so no view can be read before the
 //! kernel writing it has finished.
 
+use super::kernels::cublaslt::{CublasLt, CUBLASLT_DBIAS_SCRATCH, CUBLASLT_WORKSPACE_BYTES};
 use super::kernels::{compile_cached, SOURCES};
 use super::{sum_by_name, KernelTime};
 use anyhow::{bail, Context, Result};
@@ -25,7 +26,8 @@ pub enum Matmul {
     Handwritten,
     /// `kernels/matmul.cu` version 1: one thread per output (slow; the reference on the GPU).
     Naive,
-    /// cuBLAS SGEMM (fp32), with the bias and dbias from `kernels/matmul.cu`.
+    /// cuBLAS: SGEMM in fp32, with the bias and dbias from `kernels/matmul.cu`; in bf16, cuBLASLt
+    /// with the bias, the GELU and the bias gradient fused into the GEMMs (`kernels/cublaslt.rs`).
     Cublas,
 }
 
@@ -114,6 +116,8 @@ pub struct Gpu {
     pub matmul: Matmul,
     /// A cuBLAS handle on `stream`, made when `matmul` is `Cublas` at creation.
     pub(crate) blas: Option<CudaBlas>,
+    /// A cuBLASLt handle with its workspace, made with `blas` (the bf16 matmuls of `--matmul cublas`).
+    pub(crate) lt: Option<CublasLt>,
     /// Every kernel of `SOURCES`, by name.
     functions: HashMap<&'static str, CudaFunction>,
     /// One double for `global_norm`.
@@ -161,7 +165,12 @@ impl Gpu {
         }
         let compile_seconds = started.elapsed().as_secs_f64();
 
-        let blas = if matmul == Matmul::Cublas { Some(new_cublas(&stream)?) } else { None };
+        let (blas, lt) = if matmul == Matmul::Cublas {
+            let (blas, lt) = new_cublas(&stream)?;
+            (Some(blas), Some(lt))
+        } else {
+            (None, None)
+        };
         let norm_scratch = alloc_on(&stream, 1)?;
         Ok(Gpu {
             ctx,
@@ -171,6 +180,7 @@ impl Gpu {
             num_sms,
             matmul,
             blas,
+            lt,
             functions,
             norm_scratch,
             compile_seconds,
@@ -179,10 +189,12 @@ impl Gpu {
         })
     }
 
-    /// Makes the cuBLAS handle if there is none yet (to switch `matmul` to `Cublas` later).
+    /// Makes the cuBLAS and cuBLASLt handles if there are none yet (to switch `matmul` to `Cublas` later).
     pub fn enable_cublas(&mut self) -> Result<()> {
-        if self.blas.is_none() {
-            self.blas = Some(new_cublas(&self.stream)?);
+        if self.blas.is_none() || self.lt.is_none() {
+            let (blas, lt) = new_cublas(&self.stream)?;
+            self.blas = Some(blas);
+            self.lt = Some(lt);
         }
         Ok(())
     }
@@ -294,8 +306,13 @@ fn alloc_on<T: DeviceRepr + ValidAsZeroBits>(stream: &Arc<CudaStream>, n: usize)
     Ok(DeviceBuffer { _slice: slice, ptr, len: n })
 }
 
-fn new_cublas(stream: &Arc<CudaStream>) -> Result<CudaBlas> {
+/// The cuBLAS handle (fp32 SGEMM) and the cuBLASLt one with its workspace (the bf16 GEMMs), on `stream`.
+fn new_cublas(stream: &Arc<CudaStream>) -> Result<(CudaBlas, CublasLt)> {
     // cudarc panics on first use if libcublas or libcublasLt is missing: find them first
     super::libs::load(super::libs::CudaLib::Cublas).context("--matmul cublas cannot start")?;
-    CudaBlas::new(stream.clone()).context("cannot create a cuBLAS handle")
+    let blas = CudaBlas::new(stream.clone()).context("cannot create a cuBLAS handle")?;
+    // allocated once, here, outside the model's memory plan (like cuBLAS's own workspace)
+    let workspace = alloc_on(stream, CUBLASLT_WORKSPACE_BYTES).context("cuBLASLt's workspace")?;
+    let dbias_scratch = alloc_on(stream, CUBLASLT_DBIAS_SCRATCH).context("cuBLASLt's bias-gradient scratch")?;
+    Ok((blas, CublasLt::new(workspace, dbias_scratch)?))
 }

@@ -303,9 +303,13 @@ impl CudaGpt2 {
         if max_t > config.max_seq_len {
             bail!("sequence length {max_t} exceeds the model's maximum {}", config.max_seq_len);
         }
-        if precision == Precision::Bf16 && gpu.matmul == Matmul::Cublas {
+        if precision == Precision::Bf16 && gpu.matmul == Matmul::Cublas && !config.channels.is_multiple_of(8) {
+            // every bias and pre-GELU tensor then starts at a multiple of 8 bf16 numbers, 16 bytes
             bail!(
-                "--precision bf16 runs the hand-written matmuls: use --matmul handwritten (cuBLAS here is fp32 SGEMM)"
+                "--matmul cublas in bf16 (cuBLASLt) needs the channels C to be a multiple of 8, for the 16-byte \
+                 aligned bias and pre-GELU vectors its epilogues read and write; this model has C = {}: use \
+                 --matmul handwritten",
+                config.channels
             );
         }
         // every buffer below comes from the plan, which `gpt2 memory` prints
@@ -567,6 +571,90 @@ fn bf16_weights(s: &Stored<Bf16>) -> Result<Dev<Bf16>> {
     s.weights.as_ref().map(|w| w.all()).ok_or_else(|| anyhow::anyhow!("a bf16 model without its bf16 weight copy"))
 }
 
+/// The layers as the model calls them: the launch wrappers of `kernels/` (through `Deref`), but for
+/// the matmuls, which go where `--matmul` and the precision send them: `--matmul cublas` in bf16 to
+/// cuBLASLt with its fused epilogues (`kernels/cublaslt.rs`), everything else to `matmul.rs` (the
+/// hand-written kernels, or cuBLAS SGEMM in fp32). The twin of `src/cpu/layers.rs`'s `Layers`, which
+/// chooses the CPU's layer functions by (kernels, precision).
+struct Layers<'a>(&'a Gpu);
+
+impl std::ops::Deref for Layers<'_> {
+    type Target = Gpu;
+    fn deref(&self) -> &Gpu {
+        self.0
+    }
+}
+
+impl Layers<'_> {
+    /// Whether the matmuls of storage `T` go to cuBLASLt.
+    fn cublaslt<T: Storage>(&self) -> bool {
+        self.0.matmul == Matmul::Cublas && T::PRECISION == Precision::Bf16
+    }
+
+    /// `Gpu::matmul_forward`, or its cuBLASLt version (the bias fused).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_forward<T: Storage>(
+        &self,
+        out: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
+        bias: Option<Dev<T>>,
+        bt: usize,
+        c: usize,
+        oc: usize,
+    ) -> Result<()> {
+        if self.cublaslt::<T>() {
+            self.0.cublaslt_matmul_forward(out, inp, weight, bias, bt, c, oc)
+        } else {
+            self.0.matmul_forward(out, inp, weight, bias, bt, c, oc)
+        }
+    }
+
+    /// pre_gelu = inp @ weight^T + bias, then out = gelu(pre_gelu): one cuBLASLt call with the GELU
+    /// fused where `cublaslt` says so (its GELU reads the fp32 sum, not the rounded pre_gelu: see
+    /// `cublaslt_matmul_gelu_forward`), else `matmul_forward` then `gelu_forward`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_gelu_forward<T: Storage>(
+        &self,
+        pre_gelu: Dev<T>,
+        out: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
+        bias: Option<Dev<T>>,
+        bt: usize,
+        c: usize,
+        oc: usize,
+    ) -> Result<()> {
+        if self.cublaslt::<T>() {
+            self.0.cublaslt_matmul_gelu_forward(pre_gelu, out, inp, weight, bias, bt, c, oc)
+        } else {
+            self.0.matmul_forward(pre_gelu, inp, weight, bias, bt, c, oc)?;
+            self.0.gelu_forward(out, pre_gelu)
+        }
+    }
+
+    /// `Gpu::matmul_backward`, or its cuBLASLt version (the bias gradient fused).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_backward<T: Storage>(
+        &self,
+        dinp: Dev<T>,
+        dweight: Dev<f32>,
+        dbias: Option<Dev<f32>>,
+        dout: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
+        bt: usize,
+        c: usize,
+        oc: usize,
+    ) -> Result<()> {
+        if self.cublaslt::<T>() {
+            self.0.cublaslt_matmul_backward(dinp, dweight, dbias, dout, inp, weight, bt, c, oc)
+        } else {
+            self.0.matmul_backward(dinp, dweight, dbias, dout, inp, weight, bt, c, oc)
+        }
+    }
+}
+
 /// The forward pass of `CudaGpt2::forward`, for activations stored as `T`, reading the weights `p`
 /// (the fp32 master, or the bf16 copy).
 #[allow(clippy::too_many_arguments)]
@@ -582,6 +670,7 @@ fn forward<T: Storage>(
 ) -> Result<()> {
     let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
     let bt = b * t;
+    let gpu = &Layers(gpu);
     // [twin: forward]
     // token embedding + position embedding
     // encoded (B,T,C) <- token ids (B,T), wte (Vp,C), wpe (maxT,C)
@@ -625,10 +714,9 @@ fn forward<T: Storage>(
         // MLP: layernorm -> fc (C -> 4C) -> GELU -> projection (4C -> C) -> residual
         // ln2 (B,T,C), ln2_mean and ln2_rstd (B,T) <- residual2 (B,T,C)
         gpu.layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_residual2, l_ln2w, l_ln2b, bt, c)?;
-        // fch (B,T,4C) <- ln2 (B,T,C) @ fcw^T (4C,C) + fcb (4C)
-        gpu.matmul_forward(l_fch, l_ln2, l_fcw, Some(l_fcb), bt, c, 4 * c)?;
-        // fch_gelu (B,T,4C) = gelu(fch)
-        gpu.gelu_forward(l_fch_gelu, l_fch)?;
+        // fch (B,T,4C) <- ln2 (B,T,C) @ fcw^T (4C,C) + fcb (4C), then fch_gelu (B,T,4C) = gelu(fch)
+        // (one call: cuBLASLt fuses the GELU into the matmul)
+        gpu.matmul_gelu_forward(l_fch, l_fch_gelu, l_ln2, l_fcw, Some(l_fcb), bt, c, 4 * c)?;
         // fcproj (B,T,C) <- fch_gelu (B,T,4C) @ fcprojw^T (C,4C) + fcprojb (C)
         gpu.matmul_forward(l_fcproj, l_fch_gelu, l_fcprojw, Some(l_fcprojb), bt, 4 * c, c)?;
         // residual3 (B,T,C) = residual2 + fcproj
@@ -670,6 +758,7 @@ fn backward<T: Storage>(
 ) -> Result<()> {
     let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
     let bt = b * t;
+    let gpu = &Layers(gpu);
     // [twin: backward]
     // The activation gradients live in one set of buffers for the head and one for a block, which
     // every block reuses (`model::GRADIENT_NAMES`). The layers add (+=) into them, so each is

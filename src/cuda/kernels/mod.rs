@@ -230,6 +230,7 @@ fn grid(n: usize, threads: u32) -> LaunchConfig {
 // After `launch!` and the helpers above, which the launch code of each layer uses.
 pub mod adamw;
 pub mod attention;
+pub mod cublaslt;
 pub mod encoder;
 pub mod gelu;
 pub mod global_norm;
