@@ -86,6 +86,32 @@ impl Precision {
     }
 }
 
+/// The precision a run takes when `--precision` is not given, and why, for a CUDA device of compute
+/// capability `compute_capability` (major, minor), or the CPU (`None`). bf16 on cards that have bf16
+/// tensor cores (compute capability 8.0 and newer: Ampere, Ada, Hopper, Blackwell), where it halves
+/// the activations' memory and runs the GEMMs on those cores; fp32 on older cards and on the CPU
+/// (its default before bf16 existed, and what the CPU layers are fastest in).
+///
+/// ```
+/// use gpt2::precision::{default_precision, Precision};
+/// assert_eq!(default_precision(Some((9, 0))).0, Precision::Bf16);
+/// assert_eq!(default_precision(Some((7, 5))).0, Precision::Fp32);
+/// assert_eq!(default_precision(None).0, Precision::Fp32);
+/// ```
+pub fn default_precision(compute_capability: Option<(i32, i32)>) -> (Precision, String) {
+    match compute_capability {
+        Some((major, minor)) if major >= 8 => (
+            Precision::Bf16,
+            format!("the default at compute capability {major}.{minor} >= 8.0, which has bf16 tensor cores"),
+        ),
+        Some((major, minor)) => (
+            Precision::Fp32,
+            format!("the default at compute capability {major}.{minor} < 8.0, which has no bf16 tensor cores"),
+        ),
+        None => (Precision::Fp32, "the default on the CPU".to_string()),
+    }
+}
+
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(self.name())
@@ -163,6 +189,26 @@ pub fn is_bf16(xs: &[f32]) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn default_precision_is_bf16_from_compute_capability_8_and_fp32_before_and_on_the_cpu() {
+        for (cc, want) in [
+            (Some((6, 1)), Precision::Fp32),
+            (Some((7, 0)), Precision::Fp32),
+            (Some((7, 5)), Precision::Fp32),
+            (Some((8, 0)), Precision::Bf16),
+            (Some((8, 6)), Precision::Bf16),
+            (Some((8, 9)), Precision::Bf16),
+            (Some((9, 0)), Precision::Bf16),
+            (Some((10, 0)), Precision::Bf16),
+            (None, Precision::Fp32),
+        ] {
+            let (got, why) = default_precision(cc);
+            println!("{cc:?}: {got} ({why})");
+            assert_eq!(got, want, "{cc:?}: {why}");
+        }
+    }
+
     use super::*;
 
     #[test]

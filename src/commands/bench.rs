@@ -4,7 +4,7 @@
 //! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
 //! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
 
-use crate::commands::train::{select_device, Device};
+use crate::commands::train::{choose_precision, cpu_kernels, select_device, Device};
 use crate::config::ModelConfig;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
@@ -37,12 +37,14 @@ pub struct Args {
     /// Timed steps, after one untimed warm-up step.
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
-    /// CPU layer implementations: the readable reference or the fast ones.
-    #[arg(long, value_enum, default_value = "fast")]
-    pub kernels: CpuKernels,
-    /// fp32, or bf16 mixed precision (src/precision.rs).
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
+    /// CPU layer implementations: the readable reference or the fast ones [default: fast]. CPU only:
+    /// on the GPU it is an error (there --matmul picks the matmul kernels).
+    #[arg(long, value_enum)]
+    pub kernels: Option<CpuKernels>,
+    /// fp32, or bf16 mixed precision (src/precision.rs)
+    /// [default: bf16 on a GPU of compute capability 8.0 or newer, fp32 on older GPUs and the CPU].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Skip the per-layer table (CPU) or the per-kernel table of one profiled step (GPU): whole steps only.
     #[arg(long)]
     pub no_layers: bool,
@@ -71,23 +73,25 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rng = Rng::new(1);
     let tokens: Vec<u32> = (0..b * t + 1).map(|_| rng.below(cfg.vocab_size) as u32).collect();
     let (inputs, targets) = (&tokens[..b * t], &tokens[1..]);
+    let kernels = cpu_kernels(args.kernels, device)?;
+    let (precision, precision_note) = choose_precision(args.precision, device)?;
     let mut backend: Box<dyn Backend> = if device == Device::Cuda {
-        Box::new(CudaBackend::new(0, args.matmul, args.precision, cfg, &gpt2_init(&cfg, 1), b, t)?)
+        let mut gpu = CudaBackend::new(0, args.matmul, precision, cfg, &gpt2_init(&cfg, 1), b, t)?;
+        gpu.precision_note = precision_note;
+        Box::new(gpu)
     } else {
-        crate::memory::check_cpu_memory(&cfg, b, t, args.precision)?;
+        crate::memory::check_cpu_memory(&cfg, b, t, precision)?;
         let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
-        cpu.model.kernels = args.kernels;
-        cpu.model.set_precision(args.precision);
+        cpu.model.kernels = kernels;
+        cpu.model.set_precision(precision);
+        cpu.precision_note = precision_note;
         Box::new(cpu)
     };
     let adamw = AdamWConfig::default();
-    let kernels = if device == Device::Cpu {
-        format!("{:?} CPU layers, {}, ", args.kernels, args.precision)
-    } else {
-        String::new()
-    };
+    let kernels_line =
+        if device == Device::Cpu { format!("{kernels:?} CPU layers, {precision}, ") } else { String::new() };
     println!(
-        "bench: {cfg} ({:.1}M params), B={b} T={t}, {kernels}{}",
+        "bench: {cfg} ({:.1}M params), B={b} T={t}, {kernels_line}{}",
         cfg.num_parameters_unpadded() as f64 / 1e6,
         backend.describe()
     );
@@ -111,7 +115,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     // the per-layer table times the CPU layers; on a GPU, one more step with every kernel timed
     if !args.no_layers && device == Device::Cpu {
-        layer_table(&cfg, b, t, args.kernels, args.precision, ms_per_step);
+        layer_table(&cfg, b, t, kernels, precision, ms_per_step);
     }
     if !args.no_layers && device == Device::Cuda {
         backend.start_profile();

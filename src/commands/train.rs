@@ -31,18 +31,21 @@ pub struct Args {
     /// Where to train.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
-    /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS SGEMM.
+    /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS (SGEMM
+    /// in fp32; in bf16 cuBLASLt, with the bias, GELU and bias gradient fused).
     #[arg(long, value_enum, default_value = "handwritten")]
     pub matmul: Matmul,
     /// On the CPU, which layers run: the fast ones (src/cpu/fast/), or the readable reference
-    /// (src/cpu/*.rs, about 14x slower) so that a debugger steps into the code you read.
-    #[arg(long, value_enum, default_value = "fast")]
-    pub kernels: CpuKernels,
+    /// (src/cpu/*.rs, about 14x slower) so that a debugger steps into the code you read
+    /// [default: fast]. CPU only: on the GPU it is an error (there --matmul picks the matmul kernels).
+    #[arg(long, value_enum)]
+    pub kernels: Option<CpuKernels>,
     /// Numerics: fp32, or bf16 mixed precision (bf16 weight copy, activations and their gradients;
     /// fp32 master weights, gradients, AdamW state and statistics: see src/precision.rs), on the CPU
-    /// and the GPU. Checkpoints keep the fp32 master weights either way.
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
+    /// and the GPU. Checkpoints keep the fp32 master weights either way
+    /// [default: bf16 on a GPU of compute capability 8.0 or newer, fp32 on older GPUs and the CPU].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
     /// [default: tiny on the CPU, d12 on a GPU].
     #[arg(long, conflicts_with_all = ["init", "resume"])]
@@ -220,8 +223,10 @@ pub fn run(args: &Args) -> Result<()> {
             ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
         (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
-    let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config)?;
-    let mut backend = make_backend(device, args.matmul, args.kernels, args.precision, config, params, &cfg)?;
+    let kernels = cpu_kernels(args.kernels, device)?;
+    let (precision, precision_note) = choose_precision(args.precision, device)?;
+    let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config, precision)?;
+    let mut backend = make_backend(device, args.matmul, kernels, precision, precision_note, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
             backend.set_optimizer_state(&m, &v)?;
@@ -247,7 +252,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
         println!("---- sample ----");
         backend.with_state(&mut |params, _, _| {
-            print_sample(args.kernels, &config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
+            print_sample(kernels, &config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
         })?;
         println!("\n----------------");
         Ok(())
@@ -407,23 +412,61 @@ pub fn select_device(device: Device) -> Result<Device> {
     }
 }
 
-/// The backend that trains on `device` (Cpu or Cuda, from `select_device`), sized for `cfg`'s batch.
+/// `--kernels`, which picks the CPU's layers, or the fast ones when it is not given. On the GPU
+/// (`device` from `select_device`) the CPU layers do not run (but for the samples printed while
+/// training, which take the fast ones): asking for them there is an error rather than silently
+/// ignored, so that no one believes a GPU run used the readable reference layers.
+pub fn cpu_kernels(given: Option<CpuKernels>, device: Device) -> Result<CpuKernels> {
+    match (given, device) {
+        (Some(kernels), Device::Cuda) => bail!(
+            "--kernels {} picks the CPU's layers, but this run is on the GPU, which runs kernels/*.cu \
+             (--matmul picks its matmul kernels): drop --kernels, or add --device cpu to run the CPU's layers",
+            format!("{kernels:?}").to_lowercase()
+        ),
+        (given, _) => Ok(given.unwrap_or_default()),
+    }
+}
+
+/// `--precision`, or when it is not given the default for `device` (Cpu or Cuda, from
+/// `select_device`; for a GPU, by its compute capability: `precision::default_precision`) with why,
+/// for the device line.
+pub fn choose_precision(given: Option<Precision>, device: Device) -> Result<(Precision, Option<String>)> {
+    if let Some(precision) = given {
+        return Ok((precision, None));
+    }
+    let compute_capability = match device {
+        Device::Cuda => Some(crate::cuda::compute_capability(0)?),
+        _ => None,
+    };
+    let (precision, why) = crate::precision::default_precision(compute_capability);
+    Ok((precision, Some(format!("{why}; --precision to choose"))))
+}
+
+/// The backend that trains on `device` (Cpu or Cuda, from `select_device`), sized for `cfg`'s batch;
+/// `precision_note` says why it is in `precision` when the user did not choose.
+#[allow(clippy::too_many_arguments)]
 fn make_backend(
     device: Device,
     matmul: Matmul,
     kernels: CpuKernels,
     precision: Precision,
+    precision_note: Option<String>,
     config: ModelConfig,
     params: Vec<f32>,
     cfg: &TrainConfig,
 ) -> Result<Box<dyn Backend>> {
     Ok(match device {
-        Device::Cuda => Box::new(CudaBackend::new(0, matmul, precision, config, &params, cfg.batch, cfg.seq)?),
+        Device::Cuda => {
+            let mut backend = CudaBackend::new(0, matmul, precision, config, &params, cfg.batch, cfg.seq)?;
+            backend.precision_note = precision_note;
+            Box::new(backend)
+        }
         _ => {
             crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq, precision)?;
             let mut backend = CpuBackend::new(config, params);
             backend.model.kernels = kernels;
             backend.model.set_precision(precision);
+            backend.precision_note = precision_note;
             Box::new(backend)
         }
     })
@@ -447,13 +490,19 @@ fn gpu_default_batch(config: &ModelConfig, seq: usize, precision: Precision) -> 
 }
 
 /// Fills in the defaults that depend on the device and the data, and checks the flags.
-fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &ModelConfig) -> Result<TrainConfig> {
+fn resolve(
+    args: &Args,
+    state: Option<&TrainState>,
+    device: Device,
+    model_cfg: &ModelConfig,
+    precision: Precision,
+) -> Result<TrainConfig> {
     let on_gpu = device == Device::Cuda;
     let default_seq = if on_gpu { model_cfg.max_seq_len.min(1024) } else { 64.min(model_cfg.max_seq_len) };
     let seq = args.seq.or(state.map(|s| s.t as usize)).unwrap_or(default_seq);
     let batch = match args.batch.or(state.map(|s| s.b as usize)) {
         Some(b) => b,
-        None if on_gpu => gpu_default_batch(model_cfg, seq, args.precision)?,
+        None if on_gpu => gpu_default_batch(model_cfg, seq, precision)?,
         None => 8,
     };
     let total_batch = args.total_batch.or(state.map(|s| s.total_batch as usize)).unwrap_or(batch.saturating_mul(seq));
@@ -517,4 +566,29 @@ fn resolve(args: &Args, state: Option<&TrainState>, device: Device, model_cfg: &
         stop_at: None,
         quiet: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_on_the_gpu_is_a_clear_error_and_picks_the_cpu_layers_on_the_cpu() {
+        let err = cpu_kernels(Some(CpuKernels::Reference), Device::Cuda).expect_err("an error on the GPU");
+        println!("{err}");
+        assert!(err.to_string().contains("--device cpu"), "{err}");
+        assert_eq!(cpu_kernels(None, Device::Cuda).unwrap(), CpuKernels::Fast);
+        assert_eq!(cpu_kernels(Some(CpuKernels::Reference), Device::Cpu).unwrap(), CpuKernels::Reference);
+        assert_eq!(cpu_kernels(None, Device::Cpu).unwrap(), CpuKernels::Fast);
+    }
+
+    #[test]
+    fn precision_given_is_kept_and_defaults_to_fp32_on_the_cpu() {
+        // a given --precision needs no device query (so this runs without a GPU)
+        assert_eq!(choose_precision(Some(Precision::Bf16), Device::Cuda).unwrap(), (Precision::Bf16, None));
+        let (precision, why) = choose_precision(None, Device::Cpu).unwrap();
+        println!("CPU: {precision} ({})", why.as_deref().unwrap_or(""));
+        assert_eq!(precision, Precision::Fp32);
+        assert!(why.is_some_and(|w| w.contains("CPU")));
+    }
 }

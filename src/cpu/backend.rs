@@ -12,20 +12,24 @@ pub struct CpuBackend {
     pub model: Gpt2,
     m: Vec<f32>,
     v: Vec<f32>,
+    /// Why the run is in its precision, when `--precision` was not given (the device line says it).
+    pub precision_note: Option<String>,
 }
 
 impl CpuBackend {
     pub fn new(config: ModelConfig, params: Vec<f32>) -> Self {
         let n = params.len();
-        CpuBackend { model: Gpt2::new(config, params), m: vec![0.0; n], v: vec![0.0; n] }
+        CpuBackend { model: Gpt2::new(config, params), m: vec![0.0; n], v: vec![0.0; n], precision_note: None }
     }
 }
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
+        let why = self.precision_note.as_ref().map_or(String::new(), |why| format!(" ({why})"));
         let precision = match self.model.precision() {
-            crate::precision::Precision::Fp32 => "",
-            crate::precision::Precision::Bf16 => ", bf16 mixed precision",
+            crate::precision::Precision::Fp32 if why.is_empty() => String::new(),
+            crate::precision::Precision::Fp32 => format!(", fp32{why}"),
+            crate::precision::Precision::Bf16 => format!(", bf16 mixed precision{why}"),
         };
         format!(
             "CPU ({} threads, {} layers{precision})",

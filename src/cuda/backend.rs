@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 pub struct CudaBackend {
     pub model: CudaGpt2,
     peak: Option<PeakFlops>,
+    /// Why the run is in its precision, when `--precision` was not given (the device line says it).
+    pub precision_note: Option<String>,
 }
 
 impl CudaBackend {
@@ -30,7 +32,7 @@ impl CudaBackend {
         let gpu = Gpu::new(ordinal, matmul)?;
         let peak = super::peak_flops(&gpu.name);
         let model = CudaGpt2::new(gpu, config, params, b, t, precision)?;
-        Ok(CudaBackend { model, peak })
+        Ok(CudaBackend { model, peak, precision_note: None })
     }
 }
 
@@ -42,8 +44,9 @@ impl Backend for CudaBackend {
             Some(p) => format!("MFU against the {} fp32 non-tensor peak, {:.0} TFLOP/s", p.card, p.fp32 / 1e12),
             None => "no peak FLOP/s known for this card, so no MFU".to_string(),
         };
+        let why = self.precision_note.as_ref().map_or(String::new(), |why| format!(" ({why})"));
         format!(
-            "{} (sm_{major}{minor}, {} SMs; {} kernels, matmul {:?}, compiled in {:.1} s; {peak})",
+            "{} (sm_{major}{minor}, {} SMs; {} kernels{why}, matmul {:?}, compiled in {:.1} s; {peak})",
             gpu.name, gpu.num_sms, self.model.precision, gpu.matmul, gpu.compile_seconds
         )
     }

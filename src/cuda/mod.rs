@@ -88,6 +88,15 @@ pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {
     ctx.mem_get_info().context("cannot read the free GPU memory")
 }
 
+/// The compute capability (major, minor) of GPU `ordinal`, e.g. (9, 0) for an H100, read before
+/// anything is compiled (it picks the default precision). Call `availability()` first.
+pub fn compute_capability(ordinal: usize) -> anyhow::Result<(i32, i32)> {
+    use anyhow::Context;
+    let ctx =
+        cudarc::driver::CudaContext::new(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))?;
+    ctx.compute_capability().context("cannot read the compute capability")
+}
+
 /// Whether libnvrtc can be found and opened (all that compiling the kernels needs; no GPU or driver
 /// required), looking where `libs::load` looks.
 pub fn nvrtc_available() -> bool {
