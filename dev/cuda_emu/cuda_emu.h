@@ -21,6 +21,10 @@
 #include <vector>
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
+// CUDA's vector types, as the kernels use them: 4 floats (128 bits) and 2 words (64 bits) that one
+// instruction loads or stores, so aligned to their size
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
 inline dim3 threadIdx, blockIdx;  // of the fiber running now
 inline dim3 blockDim, gridDim;
 inline std::vector<double> emu_slots;  // one per thread: the values exchanged by warp shuffles
@@ -141,9 +145,10 @@ void emu_launch_named(const char* name, void (*kernel)(Args...), dim3 grid, dim3
     emu_fibers.assign(n, EmuFiber{});
     emu_body = [=] { kernel(((Args)vals)...); };
     std::mt19937 shuffle_rng(12345);
+    for (unsigned bz = 0; bz < grid.z; bz++) {
     for (unsigned by = 0; by < grid.y; by++) {
         for (unsigned bx = 0; bx < grid.x; bx++) {
-            blockIdx = {bx, by, 0};
+            blockIdx = {bx, by, bz};
             emu_block_barrier = EmuBarrier{n};
             emu_warp_barriers.assign((n + 31) / 32, EmuBarrier{});
             for (unsigned w = 0; w < emu_warp_barriers.size(); w++) emu_warp_barriers[w].expected = std::min(32u, n - w * 32);
@@ -161,11 +166,12 @@ void emu_launch_named(const char* name, void (*kernel)(Args...), dim3 grid, dim3
             // forwards, backwards, shuffled: a missing barrier shows whichever way its race runs
             std::vector<unsigned> order(n);
             std::iota(order.begin(), order.end(), 0u);
-            unsigned kind = (by * grid.x + bx) % 3;
+            unsigned kind = ((bz * grid.y + by) * grid.x + bx) % 3;
             if (kind == 1) std::reverse(order.begin(), order.end());
             if (kind == 2) std::shuffle(order.begin(), order.end(), shuffle_rng);
             emu_run_block(order, name);
         }
+    }
     }
 }
 #define emu_launch(kernel, ...) emu_launch_named(#kernel, kernel, __VA_ARGS__)
