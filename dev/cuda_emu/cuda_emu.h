@@ -22,9 +22,32 @@
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 // CUDA's vector types, as the kernels use them: 4 floats (128 bits) and 2 words (64 bits) that one
-// instruction loads or stores, so aligned to their size
-struct alignas(16) float4 { float x, y, z, w; };
-struct alignas(8) uint2 { unsigned x, y; };
+// instruction loads or stores. On a GPU such a load or store at an address that is not a multiple of
+// its size is an error (x86 would just do it): so reading one from memory (the copy) and writing one
+// to memory (the assignment) check the address first, and a kernel that skips its alignment check
+// stops here with the kernel's name.
+inline const char* emu_kernel_name = "";
+inline void emu_check_aligned(const void* p, unsigned long n) {
+    unsigned long a = (unsigned long)p;
+    asm volatile("" : "+r"(a));  // the compiler may not assume the type's alignment here: that is what is checked
+    if (a % n != 0) {
+        fflush(stdout);
+        fprintf(stderr, "cuda_emu: %s: a %lu-byte vector load or store at %p, not a multiple of %lu: FAIL\n", emu_kernel_name, n, p, n);
+        std::_Exit(3);  // not exit(): this runs on a fiber's stack
+    }
+}
+struct alignas(16) float4 {
+    float x, y, z, w;
+    float4() = default;
+    float4(const float4& o) { emu_check_aligned(&o, 16); x = o.x; y = o.y; z = o.z; w = o.w; }
+    float4& operator=(const float4& o) { emu_check_aligned(this, 16); x = o.x; y = o.y; z = o.z; w = o.w; return *this; }
+};
+struct alignas(8) uint2 {
+    unsigned x, y;
+    uint2() = default;
+    uint2(const uint2& o) { emu_check_aligned(&o, 8); x = o.x; y = o.y; }
+    uint2& operator=(const uint2& o) { emu_check_aligned(this, 8); x = o.x; y = o.y; return *this; }
+};
 inline dim3 threadIdx, blockIdx;  // of the fiber running now
 inline dim3 blockDim, gridDim;
 inline std::vector<double> emu_slots;  // one per thread: the values exchanged by warp shuffles
@@ -138,6 +161,7 @@ template <typename... Args, typename... Vals>
 void emu_launch_named(const char* name, void (*kernel)(Args...), dim3 grid, dim3 block, size_t shared, Vals... vals) {
     gridDim = grid;
     blockDim = block;
+    emu_kernel_name = name;
     unsigned n = block.x * block.y;
     emu_dyn_shared_buf.assign(shared + 16, 0);
     emu_slots.assign(n, 0.0);

@@ -12,7 +12,8 @@
 # that forgets the old value of a gradient it should add to; and in matmul version 3, the barrier
 # between the two shared-memory buffers left out, the next slice written into the buffer being read
 # (one buffer, one barrier: a race), a 128-bit load that mixes up its 4 numbers (only the wide path
-# sees it, so this shows the tests take it), and a split-K reduction that drops the last slice.
+# sees it, so this shows the tests take it), a wide load without the alignment check (the emulator
+# stops at a misaligned vector access, as a GPU would), and a split-K reduction that drops the last slice.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -46,5 +47,6 @@ mutant old-value-dropped kernels/gelu.cu \
 mutant missing-barrier kernels/matmul.cu '/and this one barrier makes it visible before anyone reads it/{n;d}'
 mutant one-buffer kernels/matmul.cu 's/store_slice3((float\*)As4\[buf ^ 1\], a_next, sam);/store_slice3((float*)As4[buf], a_next, sam);/'
 mutant wide-load-order kernels/matmul.cu 's/^    v\[0\] = q.x;$/    v[0] = q.y;/'
+mutant alignment-unchecked kernels/matmul.cu 's/    bool wide_a = aligned4(A) \&\& /    bool wide_a = /'
 mutant splitk-last-slice-dropped kernels/matmul.cu 's/for (int s = 0; s < S; s++) sum += partials/for (int s = 0; s < S - 1; s++) sum += partials/'
 echo "mutants: every planted mistake fails dev/cuda_emu/run.sh"

@@ -130,6 +130,7 @@ unsigned dweight3(float* dw, const floatX* dout, const floatX* inp, int BT, int 
     if (S > 1) emu_launch(mm::matmul_splitk_reduce, g1((size_t)OC * C, MATMUL_SPLITK_REDUCE_BLOCK), b1(MATMUL_SPLITK_REDUCE_BLOCK), 0, dw, partials.data(), (int)S, (long long)OC * C);
     return S;
 }
+void check_split(const char* what, unsigned got, unsigned want);
 unsigned test_matmul(int version, int BT, int C, int OC, size_t scratch = 0) {
     V inp = rnd(BT * C, 1), w = rnd(OC * C, 1), bias = rnd(OC, 1), dout = rnd(BT * OC, 1), dinp0 = rnd(BT * C, 1), dw0 = rnd(OC * C, 1), db0 = rnd(OC, 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
@@ -171,6 +172,25 @@ unsigned test_matmul(int version, int BT, int C, int OC, size_t scratch = 0) {
     emu_launch(mm::matmul_add_bias, g1((size_t)BT * OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, out.data(), bias.data(), BT, OC);
     check("matmul_add_bias", out, ref, 0);
     return slices;
+}
+
+// Version 3 on matrices whose base addresses are one float past a 16-byte boundary (as a view cut at an
+// odd offset would be): with sizes that are multiples of 4 the strides allow 128-bit loads, so only the
+// alignment check keeps the kernels on number-by-number loads. Forward, dinp, and dweight split-K.
+void test_matmul3_unaligned(int BT, int C, int OC, unsigned want_slices) {
+    auto shifted = [](const V& v) { V s(v.size() + 1); std::copy(v.begin(), v.end(), s.begin() + 1); return s; };
+    V inp = rnd(BT * C, 1), w = rnd(OC * C, 1), dout = rnd(BT * OC, 1), dinp0 = rnd(BT * C, 1), dw0 = rnd(OC * C, 1);
+    V ref(BT * OC), rdinp = dinp0, rdw = dw0;
+    for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float v = 0, d = dout[r*OC+o]; for (int i = 0; i < C; i++) { v += inp[r*C+i]*w[o*C+i]; rdinp[r*C+i] += d * w[o*C+i]; rdw[o*C+i] += d * inp[r*C+i]; } ref[r*OC+o] = v; }
+    V sinp = shifted(inp), sw = shifted(w), sdout = shifted(dout), out(BT * OC + 1), dinp = shifted(dinp0), dw = shifted(dw0);
+    emu_launch(mm::matmul_forward3, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data() + 1, sinp.data() + 1, sw.data() + 1, (const float*)nullptr, BT, C, OC);
+    emu_launch(mm::matmul_backward_dinp3, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data() + 1, sdout.data() + 1, sw.data() + 1, BT, C, OC);
+    unsigned slices = dweight3(dw.data() + 1, sdout.data() + 1, sinp.data() + 1, BT, C, OC, 1 << 20);
+    char name[64];
+    snprintf(name, 64, "matmul3 unaligned out (%d,%d,%d)", BT, C, OC); check(name, V(out.begin() + 1, out.end()), ref, 1e-5);
+    snprintf(name, 64, "matmul3 unaligned dinp"); check(name, V(dinp.begin() + 1, dinp.end()), rdinp, 1e-4);
+    snprintf(name, 64, "matmul3 unaligned dweight (split-K %u)", slices); check(name, V(dw.begin() + 1, dw.end()), rdw, 1e-4);
+    check_split(name, slices, want_slices);
 }
 
 // Attention against the plain (T, T) formulation of src/cpu/attention.rs's math: each row's scores,
@@ -556,6 +576,8 @@ int main(int argc, char** argv) {
     check_split("matmul3 (2567,77,131)", test_matmul(3, 2567, 77, 131, 1 << 20), 5);
     check_split("matmul3 (1100,132,196)", test_matmul(3, 1100, 132, 196, 1 << 20), 2);
     check_split("matmul3 (2567,77,131), small scratch", test_matmul(3, 2567, 77, 131, 3 * 77 * 131 + 5), 3);
+    test_matmul3_unaligned(260, 132, 196, 1);
+    test_matmul3_unaligned(1100, 132, 196, 2);
     // T below, at and past the 32-wide tile and not a multiple of it or of the 8 rows a block; head
     // sizes 8, 5 (not a multiple of anything), 64 (GPT-2) and 128 (the largest)
     test_attention(2, 13, 24, 3);
