@@ -236,7 +236,8 @@ fn thousands(n: usize) -> String {
 }
 
 /// Bytes the CPU model needs for training at (B, T) in fp32: the fp32 plan (the CPU model and
-/// `CpuBackend` hold the same buffers). `None` if it does not even fit a usize.
+/// `CpuBackend` hold the same buffers) less the GPU matmul's split-K scratch, which the CPU does not
+/// have. `None` if it does not even fit a usize.
 pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
     cpu_training_bytes_in(cfg, b, t, Precision::Fp32)
 }
@@ -245,7 +246,8 @@ pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize
 /// slots (`src/precision.rs`), so bf16 saves nothing there: it needs the fp32 plan plus the bf16 copy
 /// of the weights the layers read, 4 bytes a parameter more.
 pub fn cpu_training_bytes_in(cfg: &ModelConfig, b: usize, t: usize, precision: Precision) -> Option<usize> {
-    let fp32 = MemoryPlan::new(cfg, b, t, Precision::Fp32)?.total_bytes();
+    let plan = MemoryPlan::new(cfg, b, t, Precision::Fp32)?;
+    let fp32 = plan.total_bytes() - 4 * plan.buffer_elements(Buffer::MatmulScratch);
     match precision {
         Precision::Fp32 => Some(fp32),
         Precision::Bf16 => fp32.checked_add(cfg.num_parameters().checked_mul(4)?),

@@ -26,10 +26,10 @@ pub const MATMUL_DBIAS_ROWS_PER_GROUP: u32 = 256;
 /// ... and at most this many rows of blocks.
 pub const MATMUL_DBIAS_MAX_GROUPS: u32 = 64;
 /// Split-K of `matmul_backward_dweight3` (`matmul_splitk_slices`): the grid should hold about this
-/// many blocks per SM (two of 256 threads fit an SM's registers at once) ...
+/// many blocks per SM (more than one, so that an SM has another block's warps to run while one waits) ...
 pub const MATMUL_SPLITK_BLOCKS_PER_SM: u32 = 2;
-/// ... each slice sums at least this many rows of K = B*T (below that, writing and re-reading the
-/// partial results costs more than the idle SMs) ...
+/// ... each slice sums at least this many rows of K = B*T (so that a block's products, 128 x 128 per
+/// row, stay many times the 128 x 128 partial sums it writes and the reduction reads back) ...
 pub const MATMUL_SPLITK_MIN_ROWS: u32 = 512;
 /// ... and K is cut into at most this many slices.
 pub const MATMUL_SPLITK_MAX_SLICES: u32 = 16;
