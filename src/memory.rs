@@ -12,7 +12,9 @@
 //!   attention's log-sum-exp, NH per token); one block's attproj and fcproj, reused by every block;
 //!   the logits (B, T, Vp), over which the backward writes their gradient;
 //! - activation gradients for one block at a time (reused by every block) and the head's;
-//! - scratch: attention's delta, the loss gradients, the token ids.
+//! - scratch: attention's delta, the loss gradients, the token ids;
+//! - the hand-written matmul's split-K partial results: 8C^2 fp32 numbers, for every B and T
+//!   (`matmul_scratch_floats`).
 //!
 //! No (T, T) attention matrix and no probabilities: see `src/cpu/attention.rs` and
 //! `src/cpu/softmax_crossentropy.rs`.
@@ -42,6 +44,8 @@ pub enum Buffer {
     GradActs,
     Inputs,
     Targets,
+    /// The split-K partial results of the matmul's weight gradient (`Gpu::reserve_matmul_scratch`).
+    MatmulScratch,
 }
 
 /// One tensor of the plan.
@@ -74,7 +78,7 @@ pub struct MemoryPlan {
 }
 
 /// The table's groups, in order.
-pub const GROUPS: [&str; 14] = [
+pub const GROUPS: [&str; 15] = [
     "parameters (fp32 master)",
     "parameter gradients (fp32)",
     "AdamW m (fp32)",
@@ -89,7 +93,17 @@ pub const GROUPS: [&str; 14] = [
     "logits (dlogits written over them)",
     "activation gradients (one block + head)",
     "scratch (attention delta, dlosses, tokens)",
+    "matmul split-K partials (fp32)",
 ];
+
+/// fp32 numbers of scratch for the split-K partial results of the hand-written matmul's weight
+/// gradients (`matmul_splitk_slices` in `src/cuda/kernels/matmul.rs` never uses more than there is):
+/// 8C^2, two of the largest weight matrices of a block (fc's, 4C x C). Then GPT-2 small can cut
+/// attproj's (C, C) gradient into up to 8 slices and qkv's (3C, C) into 2, the two whose outputs are
+/// too few tiles to fill a GPU; 18 MiB for C = 768.
+pub fn matmul_scratch_floats(config: &ModelConfig) -> Option<usize> {
+    config.channels.checked_mul(config.channels)?.checked_mul(8)
+}
 
 /// Where an activation is counted, and whether it is a statistic (fp32 in every precision).
 fn activation_group(name: &str) -> (&'static str, bool) {
@@ -154,6 +168,14 @@ impl MemoryPlan {
             width: 4,
             narrowed: false,
         });
+        entries.push(Entry {
+            group: GROUPS[14],
+            name: "matmul_partials",
+            buffer: Buffer::MatmulScratch,
+            elements: matmul_scratch_floats(config)?,
+            width: 4,
+            narrowed: false,
+        });
         // every byte count, and their sum, must fit too
         entries.iter().try_fold(0usize, |acc, e| acc.checked_add(e.elements.checked_mul(e.width)?))?;
         Some(MemoryPlan { precision, entries })
@@ -214,7 +236,8 @@ fn thousands(n: usize) -> String {
 }
 
 /// Bytes the CPU model needs for training at (B, T) in fp32: the fp32 plan (the CPU model and
-/// `CpuBackend` hold the same buffers). `None` if it does not even fit a usize.
+/// `CpuBackend` hold the same buffers) less the GPU matmul's split-K scratch, which the CPU does not
+/// have. `None` if it does not even fit a usize.
 pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize> {
     cpu_training_bytes_in(cfg, b, t, Precision::Fp32)
 }
@@ -223,7 +246,8 @@ pub fn cpu_training_bytes(cfg: &ModelConfig, b: usize, t: usize) -> Option<usize
 /// slots (`src/precision.rs`), so bf16 saves nothing there: it needs the fp32 plan plus the bf16 copy
 /// of the weights the layers read, 4 bytes a parameter more.
 pub fn cpu_training_bytes_in(cfg: &ModelConfig, b: usize, t: usize, precision: Precision) -> Option<usize> {
-    let fp32 = MemoryPlan::new(cfg, b, t, Precision::Fp32)?.total_bytes();
+    let plan = MemoryPlan::new(cfg, b, t, Precision::Fp32)?;
+    let fp32 = plan.total_bytes() - 4 * plan.buffer_elements(Buffer::MatmulScratch);
     match precision {
         Precision::Fp32 => Some(fp32),
         Precision::Bf16 => fp32.checked_add(cfg.num_parameters().checked_mul(4)?),
@@ -314,10 +338,13 @@ mod tests {
     fn the_plan_counts_four_parameter_buffers_and_the_activations_once() {
         let cfg = d12();
         let n = cfg.num_parameters();
+        // at B = 0 only the parameter buffers and the matmul's split-K scratch (8C^2 floats) are left
+        let splitk = 8 * 768 * 768 * 4;
         let plan = MemoryPlan::new(&cfg, 0, 1024, Precision::Fp32).unwrap();
-        assert_eq!(plan.total_bytes(), 16 * n);
+        assert_eq!(plan.total_bytes(), 16 * n + splitk);
         let bf16 = MemoryPlan::new(&cfg, 0, 1024, Precision::Bf16).unwrap();
-        assert_eq!(bf16.total_bytes(), 18 * n, "fp32 master, grads, m, v and a bf16 copy");
+        assert_eq!(bf16.total_bytes(), 18 * n + splitk, "fp32 master, grads, m, v and a bf16 copy");
+        assert!(plan.table().contains("matmul split-K partials"));
         // per sequence of 1024 tokens: per layer and token 16C stored values and 4 + NH fp32 statistics
         let (l, c, nh, vp) = (12, 768, 12, 50304);
         let tokens = 1024;

@@ -227,8 +227,80 @@ fn matmul_version1_naive_matches_the_cpu() {
 }
 
 #[test]
-fn matmul_version2_tiled_matches_the_cpu() {
+fn matmul_version3_tiled_matches_the_cpu() {
     check_matmul(Matmul::Handwritten);
+}
+
+/// Split-K of the hand-written weight gradient (`matmul_backward_dweight3` + `matmul_splitk_reduce`)
+/// against the CPU, in fp32 and bf16: a small dweight (OC, C) over many rows, cut into the slices
+/// this GPU's SM count gives (`Gpu::matmul_dweight_slices`); and the same bits on a second run (the
+/// partials are added in a fixed order, without atomics). Sizes: 2567 rows (the last slice shorter
+/// than the others) with odd C and OC (number-by-number loads), and 1100 rows with C and OC
+/// multiples of 4 (the 128-bit loads).
+#[test]
+fn matmul_split_k_weight_gradient_matches_the_cpu_and_repeats_bit_for_bit() {
+    let Some(mut g) = gpu(Matmul::Handwritten) else { return };
+    g.reserve_matmul_scratch(1 << 20).unwrap();
+    let mut rng = Rng::new(14);
+    for (bt, c, oc) in [(2567, 77, 131), (1100, 132, 196)] {
+        let slices = g.matmul_dweight_slices(bt, c, oc);
+        println!("dweight ({oc}, {c}) over {bt} rows on {} SMs: {slices} slices", g.num_sms);
+        assert!(slices > 1, "({bt}, {c}, {oc}) should split on {} SMs", g.num_sms);
+        let (inp, weight, dout) = (
+            random_bf16(&mut rng, bt * c, 1.0),
+            random_bf16(&mut rng, oc * c, 1.0),
+            random_bf16(&mut rng, bt * oc, 1.0),
+        );
+        let dweight0 = random_vec(&mut rng, oc * c, 1.0);
+        // bf16 numbers, so that the fp32 and bf16 runs have the same exact products (only the
+        // summation order differs from the CPU); K = BT terms of order 1
+        let (mut dinp, mut dweight) = (vec![0.0; bt * c], dweight0.clone());
+        matmul_backward(&mut dinp, &mut dweight, None, &dout, &inp, &weight, bt, c, oc);
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            let mut runs = Vec::new();
+            for _ in 0..2 {
+                let d_dweight = dev(&g, &dweight0);
+                match precision {
+                    Precision::Fp32 => {
+                        let (d_dinp, d_dout, d_inp, d_w) =
+                            (g.alloc::<f32>(bt * c).unwrap(), dev(&g, &dout), dev(&g, &inp), dev(&g, &weight));
+                        g.matmul_backward(
+                            d_dinp.all(),
+                            d_dweight.all(),
+                            None,
+                            d_dout.all(),
+                            d_inp.all(),
+                            d_w.all(),
+                            bt,
+                            c,
+                            oc,
+                        )
+                        .unwrap();
+                    }
+                    Precision::Bf16 => {
+                        let (d_dinp, d_dout, d_inp, d_w) =
+                            (g.alloc::<Bf16>(bt * c).unwrap(), dev16(&g, &dout), dev16(&g, &inp), dev16(&g, &weight));
+                        g.matmul_backward(
+                            d_dinp.all(),
+                            d_dweight.all(),
+                            None,
+                            d_dout.all(),
+                            d_inp.all(),
+                            d_w.all(),
+                            bt,
+                            c,
+                            oc,
+                        )
+                        .unwrap();
+                    }
+                }
+                runs.push(host(&g, d_dweight.all()));
+            }
+            let what = format!("{precision} split-K dweight ({bt},{c},{oc}), {slices} slices");
+            assert_close(&what, &runs[0], &dweight, 1e-4);
+            assert!(runs[0].iter().zip(&runs[1]).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}: two runs differ");
+        }
+    }
 }
 
 #[test]

@@ -21,6 +21,33 @@
 #include <vector>
 
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
+// CUDA's vector types, as the kernels use them: 4 floats (128 bits) and 2 words (64 bits) that one
+// instruction loads or stores. On a GPU such a load or store at an address that is not a multiple of
+// its size is an error (x86 would just do it): so reading one from memory (the copy) and writing one
+// to memory (the assignment) check the address first, and a kernel that skips its alignment check
+// stops here with the kernel's name.
+inline const char* emu_kernel_name = "";
+inline void emu_check_aligned(const void* p, unsigned long n) {
+    unsigned long a = (unsigned long)p;
+    asm volatile("" : "+r"(a));  // the compiler may not assume the type's alignment here: that is what is checked
+    if (a % n != 0) {
+        fflush(stdout);
+        fprintf(stderr, "cuda_emu: %s: a %lu-byte vector load or store at %p, not a multiple of %lu: FAIL\n", emu_kernel_name, n, p, n);
+        std::_Exit(3);  // not exit(): this runs on a fiber's stack
+    }
+}
+struct alignas(16) float4 {
+    float x, y, z, w;
+    float4() = default;
+    float4(const float4& o) { emu_check_aligned(&o, 16); x = o.x; y = o.y; z = o.z; w = o.w; }
+    float4& operator=(const float4& o) { emu_check_aligned(this, 16); x = o.x; y = o.y; z = o.z; w = o.w; return *this; }
+};
+struct alignas(8) uint2 {
+    unsigned x, y;
+    uint2() = default;
+    uint2(const uint2& o) { emu_check_aligned(&o, 8); x = o.x; y = o.y; }
+    uint2& operator=(const uint2& o) { emu_check_aligned(this, 8); x = o.x; y = o.y; return *this; }
+};
 inline dim3 threadIdx, blockIdx;  // of the fiber running now
 inline dim3 blockDim, gridDim;
 inline std::vector<double> emu_slots;  // one per thread: the values exchanged by warp shuffles
@@ -134,6 +161,7 @@ template <typename... Args, typename... Vals>
 void emu_launch_named(const char* name, void (*kernel)(Args...), dim3 grid, dim3 block, size_t shared, Vals... vals) {
     gridDim = grid;
     blockDim = block;
+    emu_kernel_name = name;
     unsigned n = block.x * block.y;
     emu_dyn_shared_buf.assign(shared + 16, 0);
     emu_slots.assign(n, 0.0);
@@ -141,9 +169,10 @@ void emu_launch_named(const char* name, void (*kernel)(Args...), dim3 grid, dim3
     emu_fibers.assign(n, EmuFiber{});
     emu_body = [=] { kernel(((Args)vals)...); };
     std::mt19937 shuffle_rng(12345);
+    for (unsigned bz = 0; bz < grid.z; bz++) {
     for (unsigned by = 0; by < grid.y; by++) {
         for (unsigned bx = 0; bx < grid.x; bx++) {
-            blockIdx = {bx, by, 0};
+            blockIdx = {bx, by, bz};
             emu_block_barrier = EmuBarrier{n};
             emu_warp_barriers.assign((n + 31) / 32, EmuBarrier{});
             for (unsigned w = 0; w < emu_warp_barriers.size(); w++) emu_warp_barriers[w].expected = std::min(32u, n - w * 32);
@@ -161,11 +190,12 @@ void emu_launch_named(const char* name, void (*kernel)(Args...), dim3 grid, dim3
             // forwards, backwards, shuffled: a missing barrier shows whichever way its race runs
             std::vector<unsigned> order(n);
             std::iota(order.begin(), order.end(), 0u);
-            unsigned kind = (by * grid.x + bx) % 3;
+            unsigned kind = ((bz * grid.y + by) * grid.x + bx) % 3;
             if (kind == 1) std::reverse(order.begin(), order.end());
             if (kind == 2) std::shuffle(order.begin(), order.end(), shuffle_rng);
             emu_run_block(order, name);
         }
+    }
     }
 }
 #define emu_launch(kernel, ...) emu_launch_named(#kernel, kernel, __VA_ARGS__)

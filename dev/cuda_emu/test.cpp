@@ -11,6 +11,7 @@
 #include "bf16.cuh"
 #include <random>
 #include <algorithm>
+#include <type_traits>
 namespace enc { 
 #include "encoder.cu"
 }
@@ -106,39 +107,90 @@ void test_layernorm(int BT, int C) {
 }
 
 dim3 tiled(int m, int n) { return dim3{(n + MATMUL_TILE - 1) / MATMUL_TILE, (m + MATMUL_TILE - 1) / MATMUL_TILE, 1}; }
-void test_matmul(int version, int BT, int C, int OC) {
+// matmul_splitk_slices of src/cuda/kernels/matmul.rs, restated: how many slices split-K cuts the
+// K = BT rows of dweight (OC, C) into, on a GPU of num_sms SMs with `scratch` floats for the partials.
+unsigned splitk_slices(unsigned num_sms, size_t BT, size_t C, size_t OC, size_t scratch) {
+    size_t tiles = ((OC + MATMUL_TILE - 1) / MATMUL_TILE) * ((C + MATMUL_TILE - 1) / MATMUL_TILE);
+    if (tiles == 0) return 1;
+    size_t s = (size_t)MATMUL_SPLITK_BLOCKS_PER_SM * num_sms / tiles;
+    s = std::min({s, (size_t)MATMUL_SPLITK_MAX_SLICES, BT / MATMUL_SPLITK_MIN_ROWS, scratch / (OC * C)});
+    return (unsigned)std::max<size_t>(s, 1);
+}
+// dweight += dout^T @ inp with version 3, as src/cuda/kernels/matmul.rs launches it: split-K into the
+// slices matmul_splitk_slices picks, partials in `scratch`, then matmul_splitk_reduce. Returns S.
+template <typename floatX>
+unsigned dweight3(float* dw, const floatX* dout, const floatX* inp, int BT, int C, int OC, size_t scratch_floats) {
+    unsigned S = splitk_slices(NUM_SMS, BT, C, OC, scratch_floats);
+    // filled with NaN: every partial the reduction reads must have been written
+    V partials(std::max<size_t>(scratch_floats, 1), NAN);
+    dim3 grid = tiled(OC, C);
+    grid.z = S;
+    if constexpr (std::is_same_v<floatX, float>) emu_launch(mm::matmul_backward_dweight3, grid, b1(MATMUL_TILED_BLOCK), 0, dw, S > 1 ? partials.data() : nullptr, dout, inp, BT, C, OC);
+    else emu_launch(mm::matmul_backward_dweight3_bf16, grid, b1(MATMUL_TILED_BLOCK), 0, dw, S > 1 ? partials.data() : nullptr, dout, inp, BT, C, OC);
+    if (S > 1) emu_launch(mm::matmul_splitk_reduce, g1((size_t)OC * C, MATMUL_SPLITK_REDUCE_BLOCK), b1(MATMUL_SPLITK_REDUCE_BLOCK), 0, dw, partials.data(), (int)S, (long long)OC * C);
+    return S;
+}
+void check_split(const char* what, unsigned got, unsigned want);
+unsigned test_matmul(int version, int BT, int C, int OC, size_t scratch = 0) {
     V inp = rnd(BT * C, 1), w = rnd(OC * C, 1), bias = rnd(OC, 1), dout = rnd(BT * OC, 1), dinp0 = rnd(BT * C, 1), dw0 = rnd(OC * C, 1), db0 = rnd(OC, 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         V out(BT * OC), ref(BT * OC);
         for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float v = with_bias ? bias[o] : 0; for (int i = 0; i < C; i++) v += inp[r*C+i]*w[o*C+i]; ref[r*OC+o] = v; }
         const float* bp = with_bias ? bias.data() : nullptr;
         if (version == 1) emu_launch(mm::matmul_forward1, g1((size_t)BT * OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
-        else emu_launch(mm::matmul_forward2, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
+        else if (version == 2) emu_launch(mm::matmul_forward2, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
+        else emu_launch(mm::matmul_forward3, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), inp.data(), w.data(), bp, BT, C, OC);
         char name[64]; snprintf(name, 64, "matmul%d out bias=%d (%d,%d,%d)", version, with_bias, BT, C, OC);
         check(name, out, ref, 1e-5);
     }
     V dinp = dinp0, dw = dw0, db = db0, rdinp = dinp0, rdw = dw0, rdb = db0;
     for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float d = dout[r*OC+o]; rdb[o] += d; for (int i = 0; i < C; i++) { rdinp[r*C+i] += d * w[o*C+i]; rdw[o*C+i] += d * inp[r*C+i]; } }
+    unsigned slices = 1;
     if (version == 1) {
         emu_launch(mm::matmul_backward_dinp1, g1((size_t)BT * C, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
         emu_launch(mm::matmul_backward_dweight1, g1((size_t)OC * C, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
         emu_launch(mm::matmul_backward_dbias1, g1(OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, db.data(), dout.data(), BT, OC);
     } else {
-        emu_launch(mm::matmul_backward_dinp2, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
-        emu_launch(mm::matmul_backward_dweight2, tiled(OC, C), b1(MATMUL_TILED_BLOCK), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
+        if (version == 2) {
+            emu_launch(mm::matmul_backward_dinp2, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
+            emu_launch(mm::matmul_backward_dweight2, tiled(OC, C), b1(MATMUL_TILED_BLOCK), 0, dw.data(), dout.data(), inp.data(), BT, C, OC);
+        } else {
+            emu_launch(mm::matmul_backward_dinp3, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), dout.data(), w.data(), BT, C, OC);
+            slices = dweight3(dw.data(), dout.data(), inp.data(), BT, C, OC, scratch);
+        }
         unsigned groups = std::clamp((BT + MATMUL_DBIAS_ROWS_PER_GROUP - 1) / MATMUL_DBIAS_ROWS_PER_GROUP, 1u, MATMUL_DBIAS_MAX_GROUPS);
         dim3 grid{(OC + MATMUL_DBIAS_BLOCK_X - 1) / MATMUL_DBIAS_BLOCK_X, groups, 1};
         emu_launch(mm::matmul_backward_dbias2, grid, dim3{MATMUL_DBIAS_BLOCK_X, MATMUL_DBIAS_BLOCK_Y, 1}, 0, db.data(), dout.data(), BT, OC);
     }
     char name[64];
     snprintf(name, 64, "matmul%d dinp", version); check(name, dinp, rdinp, 1e-4);
-    snprintf(name, 64, "matmul%d dweight", version); check(name, dw, rdw, 1e-4);
+    snprintf(name, 64, "matmul%d dweight (split-K %u)", version, slices); check(name, dw, rdw, 1e-4);
     snprintf(name, 64, "matmul%d dbias", version); check(name, db, rdb, 1e-4);
     // cuBLAS path's bias add
     V out = rnd(BT * OC, 1), ref = out;
     for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) ref[r*OC+o] += bias[o];
     emu_launch(mm::matmul_add_bias, g1((size_t)BT * OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, out.data(), bias.data(), BT, OC);
     check("matmul_add_bias", out, ref, 0);
+    return slices;
+}
+
+// Version 3 on matrices whose base addresses are one float past a 16-byte boundary (as a view cut at an
+// odd offset would be): with sizes that are multiples of 4 the strides allow 128-bit loads, so only the
+// alignment check keeps the kernels on number-by-number loads. Forward, dinp, and dweight split-K.
+void test_matmul3_unaligned(int BT, int C, int OC, unsigned want_slices) {
+    auto shifted = [](const V& v) { V s(v.size() + 1); std::copy(v.begin(), v.end(), s.begin() + 1); return s; };
+    V inp = rnd(BT * C, 1), w = rnd(OC * C, 1), dout = rnd(BT * OC, 1), dinp0 = rnd(BT * C, 1), dw0 = rnd(OC * C, 1);
+    V ref(BT * OC), rdinp = dinp0, rdw = dw0;
+    for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float v = 0, d = dout[r*OC+o]; for (int i = 0; i < C; i++) { v += inp[r*C+i]*w[o*C+i]; rdinp[r*C+i] += d * w[o*C+i]; rdw[o*C+i] += d * inp[r*C+i]; } ref[r*OC+o] = v; }
+    V sinp = shifted(inp), sw = shifted(w), sdout = shifted(dout), out(BT * OC + 1), dinp = shifted(dinp0), dw = shifted(dw0);
+    emu_launch(mm::matmul_forward3, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data() + 1, sinp.data() + 1, sw.data() + 1, (const float*)nullptr, BT, C, OC);
+    emu_launch(mm::matmul_backward_dinp3, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data() + 1, sdout.data() + 1, sw.data() + 1, BT, C, OC);
+    unsigned slices = dweight3(dw.data() + 1, sdout.data() + 1, sinp.data() + 1, BT, C, OC, 1 << 20);
+    char name[64];
+    snprintf(name, 64, "matmul3 unaligned out (%d,%d,%d)", BT, C, OC); check(name, V(out.begin() + 1, out.end()), ref, 1e-5);
+    snprintf(name, 64, "matmul3 unaligned dinp"); check(name, V(dinp.begin() + 1, dinp.end()), rdinp, 1e-4);
+    snprintf(name, 64, "matmul3 unaligned dweight (split-K %u)", slices); check(name, V(dw.begin() + 1, dw.end()), rdw, 1e-4);
+    check_split(name, slices, want_slices);
 }
 
 // Attention against the plain (T, T) formulation of src/cpu/attention.rs's math: each row's scores,
@@ -345,7 +397,7 @@ void test_layernorm_bf16(int BT, int C) {
     check_bf16("bf16 layernorm dinp (+= then rounded)", dinp, rdinp, 1e-5, FEW); check("bf16 layernorm dweight (fp32)", dw, rdw, 1e-4); check("bf16 layernorm dbias (fp32)", db, rdb, 1e-4);
 }
 
-void test_matmul_bf16(int version, int BT, int C, int OC) {
+unsigned test_matmul_bf16(int version, int BT, int C, int OC, size_t scratch = 0) {
     V inp = rnd16(BT * C, 1), w = rnd16(OC * C, 1), bias = rnd16(OC, 1), dout = rnd16(BT * OC, 1), dinp0 = rnd16(BT * C, 1), dw0 = rnd(OC * C, 1), db0 = rnd(OC, 1);
     W winp = words(inp), ww = words(w), wbias = words(bias), wdout = words(dout);
     char name[96];
@@ -355,7 +407,8 @@ void test_matmul_bf16(int version, int BT, int C, int OC) {
         const bf16* bp = with_bias ? wbias.data() : nullptr;
         W out(BT * OC);
         if (version == 1) emu_launch(mm::matmul_forward1_bf16, g1((size_t)BT * OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, out.data(), winp.data(), ww.data(), bp, BT, C, OC);
-        else emu_launch(mm::matmul_forward2_bf16, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), winp.data(), ww.data(), bp, BT, C, OC);
+        else if (version == 2) emu_launch(mm::matmul_forward2_bf16, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), winp.data(), ww.data(), bp, BT, C, OC);
+        else emu_launch(mm::matmul_forward3_bf16, tiled(BT, OC), b1(MATMUL_TILED_BLOCK), 0, out.data(), winp.data(), ww.data(), bp, BT, C, OC);
         snprintf(name, sizeof name, "bf16 matmul%d out bias=%d (%d,%d,%d)", version, with_bias, BT, C, OC);
         check_bf16(name, out, ref, 1e-5, FEW);
     }
@@ -363,20 +416,33 @@ void test_matmul_bf16(int version, int BT, int C, int OC) {
     for (int r = 0; r < BT; r++) for (int o = 0; o < OC; o++) { float d = dout[r*OC+o]; rdb[o] += d; for (int i = 0; i < C; i++) { rdinp[r*C+i] += d * w[o*C+i]; rdw[o*C+i] += d * inp[r*C+i]; } }
     rdinp = rounded(rdinp);
     W dinp = words(dinp0);
+    unsigned slices = 1;
     if (version == 1) {
         emu_launch(mm::matmul_backward_dinp1_bf16, g1((size_t)BT * C, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, dinp.data(), wdout.data(), ww.data(), BT, C, OC);
         emu_launch(mm::matmul_backward_dweight1_bf16, g1((size_t)OC * C, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, dw.data(), wdout.data(), winp.data(), BT, C, OC);
         emu_launch(mm::matmul_backward_dbias1_bf16, g1(OC, MATMUL_NAIVE_BLOCK), b1(MATMUL_NAIVE_BLOCK), 0, db.data(), wdout.data(), BT, OC);
     } else {
-        emu_launch(mm::matmul_backward_dinp2_bf16, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), wdout.data(), ww.data(), BT, C, OC);
-        emu_launch(mm::matmul_backward_dweight2_bf16, tiled(OC, C), b1(MATMUL_TILED_BLOCK), 0, dw.data(), wdout.data(), winp.data(), BT, C, OC);
+        if (version == 2) {
+            emu_launch(mm::matmul_backward_dinp2_bf16, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), wdout.data(), ww.data(), BT, C, OC);
+            emu_launch(mm::matmul_backward_dweight2_bf16, tiled(OC, C), b1(MATMUL_TILED_BLOCK), 0, dw.data(), wdout.data(), winp.data(), BT, C, OC);
+        } else {
+            emu_launch(mm::matmul_backward_dinp3_bf16, tiled(BT, C), b1(MATMUL_TILED_BLOCK), 0, dinp.data(), wdout.data(), ww.data(), BT, C, OC);
+            slices = dweight3(dw.data(), wdout.data(), winp.data(), BT, C, OC, scratch);
+        }
         unsigned groups = std::clamp((BT + MATMUL_DBIAS_ROWS_PER_GROUP - 1) / MATMUL_DBIAS_ROWS_PER_GROUP, 1u, MATMUL_DBIAS_MAX_GROUPS);
         dim3 grid{(OC + MATMUL_DBIAS_BLOCK_X - 1) / MATMUL_DBIAS_BLOCK_X, groups, 1};
         emu_launch(mm::matmul_backward_dbias2_bf16, grid, dim3{MATMUL_DBIAS_BLOCK_X, MATMUL_DBIAS_BLOCK_Y, 1}, 0, db.data(), wdout.data(), BT, OC);
     }
     snprintf(name, sizeof name, "bf16 matmul%d dinp (+= then rounded)", version); check_bf16(name, dinp, rdinp, 1e-4, FEW);
-    snprintf(name, sizeof name, "bf16 matmul%d dweight (fp32)", version); check(name, dw, rdw, 1e-4);
+    snprintf(name, sizeof name, "bf16 matmul%d dweight (fp32, split-K %u)", version, slices); check(name, dw, rdw, 1e-4);
     snprintf(name, sizeof name, "bf16 matmul%d dbias (fp32)", version); check(name, db, rdb, 1e-4);
+    return slices;
+}
+// A split-K case must really split: S slices expected, `got` launched.
+void check_split(const char* what, unsigned got, unsigned want) {
+    bool ok = got == want;
+    if (!ok) failures++;
+    printf("%-40s split-K slices %u, expected %u %s\n", what, got, want, ok ? "ok" : "FAIL");
 }
 
 // The CPU's attention (src/cpu/attention.rs) restated on bf16 inputs: the forward as the (T, T)
@@ -477,10 +543,13 @@ int main(int argc, char** argv) {
     if (argc > 1) {
         test_matmul(2, 257, 768, 2304);
         test_matmul(2, 129, 3071, 131);
+        test_matmul(3, 257, 768, 2304);
+        test_matmul(3, 129, 3071, 131);
         test_attention(2, 64, 128, 2);
         test_layernorm(1000, 768);
         test_softmax(3, 50257, 50304);
         test_matmul_bf16(2, 257, 768, 2304);
+        test_matmul_bf16(3, 257, 768, 2304);
         test_attention_bf16(2, 64, 128, 2);
         test_layernorm_bf16(1000, 768);
         test_softmax_bf16(3, 50257, 50304);
@@ -494,6 +563,21 @@ int main(int argc, char** argv) {
     test_matmul(2, 131, 77, 259);
     test_matmul(2, 5, 3, 7);
     test_matmul(2, 300, 200, 130);
+    // version 3: odd sizes (number-by-number loads), smaller than a tile, a mix (C a multiple of 4,
+    // OC not), multiples of 4 but not of the tile (wide loads everywhere; K = 132 not a multiple of
+    // the slice depth 8) ...
+    test_matmul(3, 131, 77, 259);
+    test_matmul(3, 5, 3, 7);
+    test_matmul(3, 300, 200, 130);
+    test_matmul(3, 260, 132, 196);
+    // ... and split-K, with the slices matmul_splitk_slices picks on NUM_SMS SMs: 2567 rows into 5
+    // (514 rounded up to 520 rows each, the last 487), with odd sizes; 1100 rows into 2 (552 and 548)
+    // with wide loads; and 3 where the scratch holds only 3 partial results
+    check_split("matmul3 (2567,77,131)", test_matmul(3, 2567, 77, 131, 1 << 20), 5);
+    check_split("matmul3 (1100,132,196)", test_matmul(3, 1100, 132, 196, 1 << 20), 2);
+    check_split("matmul3 (2567,77,131), small scratch", test_matmul(3, 2567, 77, 131, 3 * 77 * 131 + 5), 3);
+    test_matmul3_unaligned(260, 132, 196, 1);
+    test_matmul3_unaligned(1100, 132, 196, 2);
     // T below, at and past the 32-wide tile and not a multiple of it or of the 8 rows a block; head
     // sizes 8, 5 (not a multiple of anything), 64 (GPT-2) and 128 (the largest)
     test_attention(2, 13, 24, 3);
@@ -513,6 +597,12 @@ int main(int argc, char** argv) {
     test_matmul_bf16(2, 131, 77, 259);
     test_matmul_bf16(2, 5, 3, 7);
     test_matmul_bf16(2, 300, 200, 130);
+    test_matmul_bf16(3, 131, 77, 259);
+    test_matmul_bf16(3, 5, 3, 7);
+    test_matmul_bf16(3, 300, 200, 130);
+    test_matmul_bf16(3, 260, 132, 196);
+    check_split("bf16 matmul3 (2567,77,131)", test_matmul_bf16(3, 2567, 77, 131, 1 << 20), 5);
+    check_split("bf16 matmul3 (1100,132,196)", test_matmul_bf16(3, 1100, 132, 196, 1 << 20), 2);
     test_attention_bf16(2, 13, 24, 3);
     test_attention_bf16(1, 5, 15, 3);
     test_attention_bf16(1, 71, 64, 1);

@@ -78,13 +78,23 @@ pub struct Gpu {
     pub compile_seconds: f64,
     /// Bytes handed out by `alloc` so far (what `tests/cuda.rs` compares with the memory plan).
     allocated: std::sync::atomic::AtomicUsize,
+    matmul_scratch: Option<DeviceBuffer<f32>>,
 }
 
 impl Gpu {
     pub fn new(_ordinal: usize, matmul: Matmul) -> Result<Gpu> {
-        Ok(Gpu { name: "MOCK H100 PCIe".into(), compute_capability: (9, 0), num_sms: 132, matmul, compile_seconds: 0.0, allocated: Default::default() })
+        Ok(Gpu { name: "MOCK H100 PCIe".into(), compute_capability: (9, 0), num_sms: 132, matmul, compile_seconds: 0.0, allocated: Default::default(), matmul_scratch: None })
     }
     pub fn enable_cublas(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The real one allocates the split-K scratch of the matmul; the stand-ins' matmul does not
+    /// split, but the bytes are allocated all the same, so the memory-plan test counts them.
+    pub fn reserve_matmul_scratch(&mut self, floats: usize) -> Result<()> {
+        if floats > 0 && self.matmul_scratch.as_ref().is_none_or(|s| s.len() < floats) {
+            self.matmul_scratch = None;
+            self.matmul_scratch = Some(self.alloc(floats)?);
+        }
         Ok(())
     }
     pub fn memory(&self) -> Result<(usize, usize)> {

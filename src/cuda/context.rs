@@ -22,7 +22,8 @@ use std::time::Instant;
 /// Which kernels do the matrix multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Matmul {
-    /// `kernels/matmul.cu` version 2: shared-memory tiles and 8x8 register blocks (the default).
+    /// `kernels/matmul.cu` version 3: shared-memory tiles and 8x8 register blocks, wide loads, double
+    /// buffering, split-K for the weight gradient (the default).
     Handwritten,
     /// `kernels/matmul.cu` version 1: one thread per output (slow; the reference on the GPU).
     Naive,
@@ -122,6 +123,9 @@ pub struct Gpu {
     functions: HashMap<&'static str, CudaFunction>,
     /// One double for `global_norm`.
     pub(crate) norm_scratch: DeviceBuffer<f64>,
+    /// The split-K partial results of the hand-written matmul's weight gradient (`matmul_splitk_slices`):
+    /// none until `reserve_matmul_scratch` (then dweight is not split).
+    pub(crate) matmul_scratch: Option<DeviceBuffer<f32>>,
     /// Seconds spent compiling (NVRTC; cached within a process) and loading the kernels.
     pub compile_seconds: f64,
     /// Bytes requested from `alloc` so far (`tests/cuda.rs` checks the model's against `src/memory.rs`'s plan).
@@ -183,6 +187,7 @@ impl Gpu {
             lt,
             functions,
             norm_scratch,
+            matmul_scratch: None,
             compile_seconds,
             allocated: Default::default(),
             profile: Mutex::new(None),
@@ -195,6 +200,17 @@ impl Gpu {
             let (blas, lt) = new_cublas(&self.stream)?;
             self.blas = Some(blas);
             self.lt = Some(lt);
+        }
+        Ok(())
+    }
+
+    /// Gives the hand-written matmul `floats` fp32 numbers of scratch for split-K's partial results
+    /// (allocated with `alloc`, so counted; `MemoryPlan`'s "matmul split-K partials" says how many
+    /// the model takes). Keeps the current scratch if it is at least that large.
+    pub fn reserve_matmul_scratch(&mut self, floats: usize) -> Result<()> {
+        if floats > 0 && self.matmul_scratch.as_ref().is_none_or(|s| s.len() < floats) {
+            self.matmul_scratch = None;
+            self.matmul_scratch = Some(self.alloc(floats)?);
         }
         Ok(())
     }

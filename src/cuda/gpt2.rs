@@ -339,6 +339,8 @@ impl CudaGpt2 {
             );
         }
         let elements = |buffer: Buffer| plan.buffer_elements(buffer);
+        let mut gpu = gpu;
+        gpu.reserve_matmul_scratch(elements(Buffer::MatmulScratch))?;
         let buffers = match precision {
             Precision::Fp32 => Buffers::Fp32(Stored::new(&gpu, &plan)?),
             Precision::Bf16 => Buffers::Bf16(Stored::new(&gpu, &plan)?),

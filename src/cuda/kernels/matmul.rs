@@ -1,5 +1,6 @@
-//! Launch code for `kernels/matmul.cu` (version 1, naive; version 2, tiled; and the bias kernels
-//! around cuBLAS); the CPU twin is `src/cpu/matmul.rs`.
+//! Launch code for `kernels/matmul.cu` (version 1, naive; version 3, tiled with wide loads, double
+//! buffering and split-K; and the bias kernels around cuBLAS); the CPU twin is `src/cpu/matmul.rs`.
+//! Version 2, the plain tiled kernel, is the lesson's middle step and runs in `dev/cuda_emu` only.
 
 use super::{grid, int};
 use crate::cuda::context::{Dev, Gpu, Matmul};
@@ -11,8 +12,8 @@ use cudarc::driver::LaunchConfig;
 
 /// Threads per block of the naive kernels (version 1) and of `matmul_add_bias`: one thread per output.
 pub const MATMUL_NAIVE_BLOCK: u32 = 256;
-/// Rows and columns of the output tile of one block of the tiled kernels (version 2): `BM` and `BN`
-/// of `kernels/matmul.cu`, which must say the same.
+/// Rows and columns of the output tile of one block of the tiled kernels (versions 2 and 3): `BM` and
+/// `BN` of `kernels/matmul.cu`, which must say the same.
 pub const MATMUL_TILE: u32 = 128;
 /// Threads per block of the tiled kernels: `MATMUL_THREADS` = (BM / TM) * (BN / TN) of `kernels/matmul.cu`.
 pub const MATMUL_TILED_BLOCK: u32 = 256;
@@ -24,6 +25,36 @@ pub const MATMUL_DBIAS_BLOCK_Y: u32 = 8;
 pub const MATMUL_DBIAS_ROWS_PER_GROUP: u32 = 256;
 /// ... and at most this many rows of blocks.
 pub const MATMUL_DBIAS_MAX_GROUPS: u32 = 64;
+/// Split-K of `matmul_backward_dweight3` (`matmul_splitk_slices`): the grid should hold about this
+/// many blocks per SM (more than one, so that an SM has another block's warps to run while one waits) ...
+pub const MATMUL_SPLITK_BLOCKS_PER_SM: u32 = 2;
+/// ... each slice sums at least this many rows of K = B*T (so that a block's products, 128 x 128 per
+/// row, stay many times the 128 x 128 partial sums it writes and the reduction reads back) ...
+pub const MATMUL_SPLITK_MIN_ROWS: u32 = 512;
+/// ... and K is cut into at most this many slices.
+pub const MATMUL_SPLITK_MAX_SLICES: u32 = 16;
+/// Threads per block of `matmul_splitk_reduce`: one thread per number of dweight.
+pub const MATMUL_SPLITK_REDUCE_BLOCK: u32 = 256;
+
+/// How many slices split-K cuts the K = BT rows of dweight (OC, C) += dout^T @ inp into, on a GPU of
+/// `num_sms` SMs with `scratch` floats for the partial results: as many as fill the GPU with
+/// MATMUL_SPLITK_BLOCKS_PER_SM blocks an SM (the (OC, C) tiles times the slices), but no more than
+/// MATMUL_SPLITK_MAX_SLICES, than leave MATMUL_SPLITK_MIN_ROWS rows a slice, or than the scratch
+/// holds (S * OC * C floats); 1 (no split) when any of these allows no more. GPT-2 small on 132 SMs
+/// (B*T >= 4096, `MemoryPlan`'s scratch of 8 C^2): attproj's (768, 768) is 36 tiles and gets 7
+/// slices, qkv's (2304, 768) 108 tiles and 2; fc's and fcproj's 144 tiles are enough without.
+/// `dev/cuda_emu/test.cpp` restates this function.
+pub fn matmul_splitk_slices(num_sms: u32, bt: usize, c: usize, oc: usize, scratch: usize) -> usize {
+    let tile = MATMUL_TILE as usize;
+    let tiles = oc.div_ceil(tile) * c.div_ceil(tile);
+    if tiles == 0 {
+        return 1;
+    }
+    let fill = (MATMUL_SPLITK_BLOCKS_PER_SM * num_sms) as usize / tiles;
+    let by_rows = bt / MATMUL_SPLITK_MIN_ROWS as usize;
+    let by_scratch = scratch / (oc * c);
+    fill.min(MATMUL_SPLITK_MAX_SLICES as usize).min(by_rows).min(by_scratch).max(1)
+}
 
 impl Gpu {
     /// out (BT, OC) = inp (BT, C) @ weight (OC, C)^T + bias (OC), with the kernels `self.matmul` names;
@@ -65,11 +96,12 @@ impl Gpu {
             }
             Matmul::Handwritten => {
                 let cfg = tiled_grid(bt, oc);
-                // SAFETY: lengths checked above; the kernel guards every row >= BT and column >= OC.
+                // SAFETY: lengths checked above; the kernel guards every row >= BT and column >= OC,
+                // and loads 4 numbers at once only at addresses it checked are aligned for it.
                 unsafe {
                     launch!(
                         self,
-                        &T::kernel("matmul_forward2"),
+                        &T::kernel("matmul_forward3"),
                         cfg,
                         out_ptr,
                         inp_ptr,
@@ -166,12 +198,13 @@ impl Gpu {
                 }
             }
             Matmul::Handwritten => {
-                // SAFETY (both launches): lengths checked above; the kernel guards rows and columns
-                // outside dinp (BT, C) and dweight (OC, C), and reads K = OC or BT within dout, weight, inp.
+                // SAFETY: lengths checked above; the kernel guards rows and columns outside dinp
+                // (BT, C), reads K = OC within dout and weight, and loads 4 numbers at once only at
+                // addresses it checked are aligned for it.
                 unsafe {
                     launch!(
                         self,
-                        &T::kernel("matmul_backward_dinp2"),
+                        &T::kernel("matmul_backward_dinp3"),
                         tiled_grid(bt, c),
                         dinp,
                         dout,
@@ -181,19 +214,7 @@ impl Gpu {
                         oc_i
                     )
                 }?;
-                unsafe {
-                    launch!(
-                        self,
-                        &T::kernel("matmul_backward_dweight2"),
-                        tiled_grid(oc, c),
-                        dweight,
-                        dout,
-                        inp,
-                        bt_i,
-                        c_i,
-                        oc_i
-                    )
-                }?;
+                self.dweight3::<T>(dweight, dout, inp, bt, c, oc)?;
                 if let Some(dbias) = dbias {
                     self.dbias2::<T>(dbias, dout, bt, oc)?;
                 }
@@ -209,6 +230,44 @@ impl Gpu {
                     self.dbias2::<T>(dbias, dout, bt, oc)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The number of slices the hand-written matmul_backward cuts the K = BT rows of dweight (OC, C)
+    /// into on this GPU, with its matmul scratch (`matmul_splitk_slices`; 1 without scratch).
+    pub fn matmul_dweight_slices(&self, bt: usize, c: usize, oc: usize) -> usize {
+        let scratch = self.matmul_scratch.as_ref().map_or(0, |s| s.len());
+        matmul_splitk_slices(self.num_sms, bt, c, oc, scratch)
+    }
+
+    /// dweight (OC, C) += dout (BT, OC)^T @ inp (BT, C) (dout and inp stored as `T`), with
+    /// `matmul_backward_dweight3` split into `matmul_splitk_slices` slices of K = BT (grid z) and, when
+    /// there is more than one, `matmul_splitk_reduce` adding their partial results (in the matmul
+    /// scratch, `reserve_matmul_scratch`) into dweight in a fixed order.
+    fn dweight3<T: Storage>(&self, dweight: u64, dout: u64, inp: u64, bt: usize, c: usize, oc: usize) -> Result<()> {
+        let slices = self.matmul_dweight_slices(bt, c, oc);
+        let partials = match &self.matmul_scratch {
+            Some(s) if slices > 1 => s.all().ptr(),
+            _ => 0,
+        };
+        let mut cfg = tiled_grid(oc, c);
+        cfg.grid_dim.2 = slices as u32;
+        let (bt_i, c_i, oc_i) = (int(bt, "BT")?, int(c, "C")?, int(oc, "OC")?);
+        // SAFETY: dweight holds OC*C floats, dout BT*OC and inp BT*C numbers (checked by the caller);
+        // the kernel guards rows and columns outside dweight (OC, C) and reads rows < BT only; with
+        // more than one slice it writes slices * OC * C floats of partials, which
+        // matmul_splitk_slices keeps within the scratch's length.
+        unsafe {
+            launch!(self, &T::kernel("matmul_backward_dweight3"), cfg, dweight, partials, dout, inp, bt_i, c_i, oc_i)
+        }?;
+        if slices > 1 {
+            let n = oc * c;
+            let (s, n_i) = (int(slices, "split-K slices")?, n as i64);
+            // SAFETY: partials holds slices * n floats (above) and dweight n; one thread per number, i < n.
+            unsafe {
+                launch!(self, "matmul_splitk_reduce", grid(n, MATMUL_SPLITK_REDUCE_BLOCK), dweight, partials, s, n_i)
+            }?;
         }
         Ok(())
     }
@@ -288,5 +347,33 @@ fn tiled_grid(m: usize, n: usize) -> LaunchConfig {
         grid_dim: (n.div_ceil(tile).max(1) as u32, m.div_ceil(tile).max(1) as u32, 1),
         block_dim: (MATMUL_TILED_BLOCK, 1, 1),
         shared_mem_bytes: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_k_fills_the_gpu_for_gpt2_small_weight_gradients() {
+        // GPT-2 small on 132 SMs (an H100 SXM, an H200) at B*T = 8 * 1024, with MemoryPlan's 8 C^2 scratch
+        let (c, bt, sms) = (768, 8 * 1024, 132);
+        let scratch = 8 * c * c;
+        for (name, oc, ic, want) in
+            [("qkv", 3 * c, c, 2), ("attproj", c, c, 7), ("fc", 4 * c, c, 1), ("fcproj", c, 4 * c, 1)]
+        {
+            let s = matmul_splitk_slices(sms, bt, ic, oc, scratch);
+            let tiles = oc.div_ceil(128) * ic.div_ceil(128);
+            println!("{name:>8} dweight ({oc}, {ic}): {tiles:>3} tiles x {s} slices = {} blocks", tiles * s);
+            assert_eq!(s, want, "{name}");
+        }
+        // no split without scratch, with too few rows, or with a single SM's worth of blocks
+        assert_eq!(matmul_splitk_slices(sms, bt, c, c, 0), 1);
+        assert_eq!(matmul_splitk_slices(sms, 1000, c, c, scratch), 1);
+        assert_eq!(matmul_splitk_slices(1, bt, c, c, scratch), 1);
+        // the scratch and MATMUL_SPLITK_MAX_SLICES bound it; empty sizes do not divide by zero
+        assert_eq!(matmul_splitk_slices(sms, bt, c, c, 3 * c * c), 3);
+        assert_eq!(matmul_splitk_slices(1000, 1 << 20, 64, 64, 1 << 20), MATMUL_SPLITK_MAX_SLICES as usize);
+        assert_eq!(matmul_splitk_slices(sms, bt, 0, c, scratch), 1);
     }
 }

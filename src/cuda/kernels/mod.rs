@@ -59,6 +59,7 @@ pub const SOURCES: [KernelSource; 9] = [
         file: "matmul.cu",
         source: kernel_source!("matmul.cu"),
         kernels: &[
+            "matmul_splitk_reduce",
             "matmul_add_bias",
             "matmul_forward1",
             "matmul_backward_dinp1",
@@ -68,6 +69,9 @@ pub const SOURCES: [KernelSource; 9] = [
             "matmul_backward_dinp2",
             "matmul_backward_dweight2",
             "matmul_backward_dbias2",
+            "matmul_forward3",
+            "matmul_backward_dinp3",
+            "matmul_backward_dweight3",
             "matmul_forward1_bf16",
             "matmul_backward_dinp1_bf16",
             "matmul_backward_dweight1_bf16",
@@ -76,6 +80,9 @@ pub const SOURCES: [KernelSource; 9] = [
             "matmul_backward_dinp2_bf16",
             "matmul_backward_dweight2_bf16",
             "matmul_backward_dbias2_bf16",
+            "matmul_forward3_bf16",
+            "matmul_backward_dinp3_bf16",
+            "matmul_backward_dweight3_bf16",
         ],
     },
     KernelSource {
