@@ -34,13 +34,17 @@ KERNEL = "rust"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-# evcxr builds every dependency with its cell profile (opt-level 2), so the first `:dep` cell
-# spends most of its time optimizing tokio, axum, parquet, clap... which the notebooks never run.
-# Cargo reads `.cargo/config.toml` from the build directory's parents too: this one builds the
-# dependencies unoptimized and optimizes only what the notebooks' loops run (the crate and rayon,
-# as `cargo test`'s profile does).
+# evcxr builds every cell and every dependency with its cell profile (opt-level 2), so the first
+# `:dep` cell spends most of its time optimizing tokio, axum, parquet, clap... which the notebooks
+# never run, and every cell is optimized although its own code only calls the crate. Cargo reads
+# `.cargo/config.toml` from the build directory's parents too, and its profile wins over evcxr's
+# Cargo.toml: this one builds the cells and the dependencies unoptimized and optimizes only what the
+# notebooks' loops run (the crate and rayon, as `cargo test`'s profile does: opt-level 3 with debug
+# assertions; a rustc command line caught during the build showed `-C opt-level=3` for gpt2).
 CARGO_PROFILE = """\
 # Written by notebooks/run.py: the profile of evcxr's build directory below this folder.
+[profile.dev]
+opt-level = 0
 [profile.dev.package."*"]
 opt-level = 0
 [profile.dev.package.gpt2]
