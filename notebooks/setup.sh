@@ -16,8 +16,10 @@ VENV=target/notebooks-venv
 
 # (evcxr_jupyter has no --version: ask cargo what it installed under $TOOLS.)
 if ! cargo install --list --root "$TOOLS" | grep -x "evcxr_jupyter v$EVCXR_VERSION:" >/dev/null; then
-    echo "notebooks/setup.sh: cargo install --locked --debug evcxr_jupyter@$EVCXR_VERSION --root $TOOLS" >&2
-    CARGO_PROFILE_DEV_DEBUG=0 cargo install --locked --debug "evcxr_jupyter@$EVCXR_VERSION" --root "$TOOLS"
+    # --debug: the dev profile, which notebooks/evcxr-profile.toml trims (no debug info) and raises
+    # to opt-level 1 for the rust-analyzer crates that run at every kernel start (see that file).
+    echo "notebooks/setup.sh: cargo install --locked --debug --config notebooks/evcxr-profile.toml evcxr_jupyter@$EVCXR_VERSION --root $TOOLS" >&2
+    cargo install --locked --debug --config notebooks/evcxr-profile.toml "evcxr_jupyter@$EVCXR_VERSION" --root "$TOOLS"
 fi
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import nbclient, nbformat, ipykernel' 2>/dev/null; then
