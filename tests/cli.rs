@@ -1,5 +1,5 @@
-//! The `train` command as a user runs it: its flags (a contract other tools rely on), its log,
-//! checkpoints and resume, and its errors.
+//! The commands as a user runs them: `train`'s flags (a contract other tools rely on), its log,
+//! checkpoints and resume, and its errors; `memory`'s default.
 
 use gpt2::data::write_shard;
 use std::path::Path;
@@ -239,4 +239,25 @@ fn train_and_sample_step_into_the_reference_layers() {
     }
     let out = gpt2(&["sample", "--init", ckpt.to_str().unwrap(), "--tokens", "4", "--kernels", "reference"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The last line of `gpt2 memory`'s output: its JSON `{"bytes": N}`.
+fn memory_bytes(args: &[&str]) -> (String, u64) {
+    let out = gpt2(&[&["memory"], args].concat());
+    assert!(out.status.success(), "gpt2 memory {args:?}: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    (text.lines().next().unwrap().to_string(), json["bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn memory_defaults_to_bf16_as_train_does_on_the_cards_it_lists() {
+    let (title, bf16) = memory_bytes(&["--model", "d12", "--batch", "64", "--seq", "1024"]);
+    assert!(title.ends_with("bf16"), "{title}");
+    let (_, explicit) = memory_bytes(&["--model", "d12", "--batch", "64", "--seq", "1024", "--precision", "bf16"]);
+    let (title32, fp32) = memory_bytes(&["--model", "d12", "--batch", "64", "--seq", "1024", "--precision", "fp32"]);
+    assert!(title32.ends_with("fp32"), "{title32}");
+    assert_eq!(bf16, explicit);
+    // the targets: bf16 within 32 GiB, fp32 within an 80 GB card (81,559 MiB)
+    assert!(bf16 <= 32 << 30 && fp32 <= 81_559 << 20 && fp32 > bf16, "bf16 {bf16}, fp32 {fp32}");
 }
