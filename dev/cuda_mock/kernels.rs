@@ -84,6 +84,15 @@ impl Gpu {
         put(dinp, &d);
         Ok(())
     }
+    /// As the real `matmul_gelu_forward`: cuBLASLt's fused GELU with `--matmul cublas` in bf16,
+    /// else the matmul, then the GELU.
+    pub fn matmul_gelu_forward<T: Storage>(&self, pre_gelu: Dev<T>, out: Dev<T>, inp: Dev<T>, weight: Dev<T>, bias: Option<Dev<T>>, bt: usize, c: usize, oc: usize) -> Result<()> {
+        if self.matmul == super::context::Matmul::Cublas && is_bf16::<T>() {
+            return self.cublaslt_matmul_gelu_forward(pre_gelu, out, inp, weight, bias, bt, c, oc);
+        }
+        self.matmul_forward(pre_gelu, inp, weight, bias, bt, c, oc)?;
+        self.gelu_forward(out, pre_gelu)
+    }
     /// Stand-in for cuBLASLt's GEMM with the BIAS epilogue: the matmul of the precision, one rounding.
     pub fn cublaslt_matmul_forward<T: Storage>(&self, out: Dev<T>, inp: Dev<T>, weight: Dev<T>, bias: Option<Dev<T>>, bt: usize, c: usize, oc: usize) -> Result<()> {
         self.matmul_forward(out, inp, weight, bias, bt, c, oc)

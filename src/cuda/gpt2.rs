@@ -573,90 +573,6 @@ fn bf16_weights(s: &Stored<Bf16>) -> Result<Dev<Bf16>> {
     s.weights.as_ref().map(|w| w.all()).ok_or_else(|| anyhow::anyhow!("a bf16 model without its bf16 weight copy"))
 }
 
-/// The layers as the model calls them: the launch wrappers of `kernels/` (through `Deref`), but for
-/// the matmuls, which go where `--matmul` and the precision send them: `--matmul cublas` in bf16 to
-/// cuBLASLt with its fused epilogues (`kernels/cublaslt.rs`), everything else to `matmul.rs` (the
-/// hand-written kernels, or cuBLAS SGEMM in fp32). The twin of `src/cpu/layers.rs`'s `Layers`, which
-/// chooses the CPU's layer functions by (kernels, precision).
-struct Layers<'a>(&'a Gpu);
-
-impl std::ops::Deref for Layers<'_> {
-    type Target = Gpu;
-    fn deref(&self) -> &Gpu {
-        self.0
-    }
-}
-
-impl Layers<'_> {
-    /// Whether the matmuls of storage `T` go to cuBLASLt.
-    fn cublaslt<T: Storage>(&self) -> bool {
-        self.0.matmul == Matmul::Cublas && T::PRECISION == Precision::Bf16
-    }
-
-    /// `Gpu::matmul_forward`, or its cuBLASLt version (the bias fused).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_forward<T: Storage>(
-        &self,
-        out: Dev<T>,
-        inp: Dev<T>,
-        weight: Dev<T>,
-        bias: Option<Dev<T>>,
-        bt: usize,
-        c: usize,
-        oc: usize,
-    ) -> Result<()> {
-        if self.cublaslt::<T>() {
-            self.0.cublaslt_matmul_forward(out, inp, weight, bias, bt, c, oc)
-        } else {
-            self.0.matmul_forward(out, inp, weight, bias, bt, c, oc)
-        }
-    }
-
-    /// pre_gelu = inp @ weight^T + bias, then out = gelu(pre_gelu): one cuBLASLt call with the GELU
-    /// fused where `cublaslt` says so (its GELU reads the fp32 sum, not the rounded pre_gelu: see
-    /// `cublaslt_matmul_gelu_forward`), else `matmul_forward` then `gelu_forward`.
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_gelu_forward<T: Storage>(
-        &self,
-        pre_gelu: Dev<T>,
-        out: Dev<T>,
-        inp: Dev<T>,
-        weight: Dev<T>,
-        bias: Option<Dev<T>>,
-        bt: usize,
-        c: usize,
-        oc: usize,
-    ) -> Result<()> {
-        if self.cublaslt::<T>() {
-            self.0.cublaslt_matmul_gelu_forward(pre_gelu, out, inp, weight, bias, bt, c, oc)
-        } else {
-            self.0.matmul_forward(pre_gelu, inp, weight, bias, bt, c, oc)?;
-            self.0.gelu_forward(out, pre_gelu)
-        }
-    }
-
-    /// `Gpu::matmul_backward`, or its cuBLASLt version (the bias gradient fused).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_backward<T: Storage>(
-        &self,
-        dinp: Dev<T>,
-        dweight: Dev<f32>,
-        dbias: Option<Dev<f32>>,
-        dout: Dev<T>,
-        inp: Dev<T>,
-        weight: Dev<T>,
-        bt: usize,
-        c: usize,
-        oc: usize,
-    ) -> Result<()> {
-        if self.cublaslt::<T>() {
-            self.0.cublaslt_matmul_backward(dinp, dweight, dbias, dout, inp, weight, bt, c, oc)
-        } else {
-            self.0.matmul_backward(dinp, dweight, dbias, dout, inp, weight, bt, c, oc)
-        }
-    }
-}
-
 /// The forward pass of `CudaGpt2::forward`, for activations stored as `T`, reading the weights `p`
 /// (the fp32 master, or the bf16 copy).
 #[allow(clippy::too_many_arguments)]
@@ -672,7 +588,6 @@ fn forward<T: Storage>(
 ) -> Result<()> {
     let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
     let bt = b * t;
-    let gpu = &Layers(gpu);
     // [twin: forward]
     // token embedding + position embedding
     // encoded (B,T,C) <- token ids (B,T), wte (Vp,C), wpe (maxT,C)
@@ -760,7 +675,6 @@ fn backward<T: Storage>(
 ) -> Result<()> {
     let (nl, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
     let bt = b * t;
-    let gpu = &Layers(gpu);
     // [twin: backward]
     // The activation gradients live in one set of buffers for the head and one for a block, which
     // every block reuses (`model::GRADIENT_NAMES`). The layers add (+=) into them, so each is

@@ -133,6 +133,29 @@ impl Gpu {
         }
     }
 
+    /// pre_gelu (BT, OC) = inp (BT, C) @ weight (OC, C)^T + bias (OC), then out (BT, OC) =
+    /// gelu(pre_gelu): the MLP's first matmul and its GELU. With `--matmul cublas` in bf16 this is one
+    /// cuBLASLt call with the GELU fused (its GELU reads the fp32 sum, not the rounded pre_gelu: see
+    /// `cublaslt_matmul_gelu_forward`); otherwise `matmul_forward`, then `gelu_forward`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_gelu_forward<T: Storage>(
+        &self,
+        pre_gelu: Dev<T>,
+        out: Dev<T>,
+        inp: Dev<T>,
+        weight: Dev<T>,
+        bias: Option<Dev<T>>,
+        bt: usize,
+        c: usize,
+        oc: usize,
+    ) -> Result<()> {
+        if self.matmul == Matmul::Cublas && T::PRECISION == Precision::Bf16 {
+            return self.cublaslt_matmul_gelu_forward(pre_gelu, out, inp, weight, bias, bt, c, oc);
+        }
+        self.matmul_forward(pre_gelu, inp, weight, bias, bt, c, oc)?;
+        self.gelu_forward(out, pre_gelu)
+    }
+
     /// Backward of `matmul_forward`. Accumulates (+=) into dinp (BT, C), dweight (OC, C) and dbias (OC),
     /// given dout (BT, OC):
     ///   dinp    += dout @ weight
