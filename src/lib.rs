@@ -4,11 +4,13 @@
 // Indexed loops are kept where the index arithmetic is the point of the lesson.
 #![allow(clippy::needless_range_loop)]
 
+pub mod backend;
 pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod cuda;
 pub mod data;
+pub mod device;
 /// Learner exercises (EXERCISES.md): compiled only with an `exercise-*` feature, which routes one
 /// reference function to the learner's version there.
 #[cfg(any(

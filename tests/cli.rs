@@ -78,21 +78,26 @@ fn train_logs_json_saves_and_resumes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("tok/s"), "the console shows throughput");
 
-    let mut lines: Vec<serde_json::Value> =
+    let lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    // one record a step, then the final model's validation
+    // one numbering everywhere: step 0 is the model before training (its validation), step N the
+    // N-th update, with the validation of the model after it every --val-every steps and at the end
     assert_eq!(lines.len(), 5);
-    let last = lines.pop().unwrap();
-    assert!(last["step"] == 4 && last["val_loss"].is_number() && last.get("train_loss").is_none(), "{last}");
-    assert!(stderr(&out).contains("after step 4: val"), "the console shows the final validation");
-    for (s, line) in lines.iter().enumerate() {
+    assert!(lines[0]["step"] == 0 && lines[0]["val_loss"].is_number() && lines[0].get("train_loss").is_none());
+    for (s, line) in lines.iter().enumerate().skip(1) {
         assert_eq!(line["step"], s);
         for key in ["train_loss", "lr", "ms", "tok_per_s"] {
             assert!(line[key].is_number(), "step {s} lacks {key}: {line}");
         }
-        // validation only on steps divisible by --val-every
+        // validation after steps divisible by --val-every (and the last, 4)
         assert_eq!(line.get("val_loss").is_some(), s % 2 == 0, "{line}");
     }
+    // the console numbers the same steps: validations on the lines of steps 2 and 4
+    let err = stderr(&out);
+    for s in [2, 4] {
+        assert!(err.lines().any(|l| l.starts_with(&format!("step {s:>5}/4")) && l.contains("| val ")), "{err}");
+    }
+    assert!(err.lines().any(|l| l.starts_with("step     0/4 | val ")), "{err}");
     assert!(ckpt.exists() && llmc.exists());
 
     // resume for 2 more steps of a 6-step run: the log continues at step 4
@@ -107,7 +112,7 @@ fn train_logs_json_saves_and_resumes() {
         .filter(|r| r.get("train_loss").is_some())
         .map(|r| r["step"].as_u64().unwrap())
         .collect();
-    assert_eq!(steps, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(steps, vec![1, 2, 3, 4, 5, 6]);
 
     // the checkpoint generates text, printed as it comes
     let out = gpt2(&["sample", "--init", ckpt_s, "--prompt", "To be", "--tokens", "5", "--seed", "3"]);
@@ -183,8 +188,11 @@ fn ctrl_c_finishes_the_step_and_saves() {
     assert!(killed.success());
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{rest:?}");
+    // saved, but not finished: the exit status says so (130, as for SIGINT), and the last lines say how to go on
+    assert_eq!(status.code(), Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.starts_with("stopping after step")), "{rest:?}");
+    let resume = format!("train --resume {}", ckpt.display());
+    assert!(rest.iter().any(|l| l.starts_with("continue it") && l.contains(&resume)), "{rest:?}");
     let state = gpt2::model::checkpoint::load(&ckpt).unwrap().optimizer.unwrap().2;
     assert!(state.step >= 1 && state.step < 100000, "saved at step {}", state.step);
 }
@@ -219,6 +227,8 @@ fn train_and_sample_step_into_the_reference_layers() {
             ckpt.to_str().unwrap(),
             "--log",
             log.to_str().unwrap(),
+            // the second run replaces the first's checkpoint
+            "--overwrite",
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(
@@ -229,7 +239,7 @@ fn train_and_sample_step_into_the_reference_layers() {
         let log = std::fs::read_to_string(&log).unwrap();
         let run: Vec<f64> = log
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].as_f64().unwrap())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].as_f64())
             .collect();
         losses.push(run);
     }
@@ -260,4 +270,65 @@ fn memory_defaults_to_bf16_as_train_does_on_the_cards_it_lists() {
     assert_eq!(bf16, explicit);
     // the targets: bf16 within 32 GiB, fp32 within an 80 GB card (81,559 MiB)
     assert!(bf16 <= 32 << 30 && fp32 <= 81_559 << 20 && fp32 > bf16, "bf16 {bf16}, fp32 {fp32}");
+}
+
+#[test]
+fn a_new_run_does_not_write_over_a_checkpoint_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = shards(dir.path());
+    let ckpt = dir.path().join("ckpt.bin");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let run = |steps: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--device", "cpu", "--train-data", &train, "--batch", "2"];
+        args.extend(["--seq", "8", "--steps", steps, "--val-every", "0", "--sample-every", "0", "--save", ckpt_s]);
+        if !extra.contains(&"--resume") {
+            args.extend(["--model", "L2H2C16"]);
+        }
+        args.extend(extra);
+        gpt2(&args)
+    };
+    let step_of = || gpt2::model::checkpoint::load(&ckpt).unwrap().optimizer.unwrap().2.step;
+    assert!(run("3", &[]).status.success());
+    let before = std::fs::read(&ckpt).unwrap();
+    // a fresh run refuses, naming the file and the three ways on, and leaves the file as it was
+    let out = run("1", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [ckpt_s, "already holds a checkpoint", "--resume", "--save", "--overwrite"] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "the refused run changed the checkpoint");
+    // resuming that very file may write it (3 -> 5 steps)
+    let out = run("5", &["--resume", ckpt_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(step_of(), 5);
+    // --overwrite replaces it with a new 1-step run
+    let out = run("1", &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(step_of(), 1);
+}
+
+#[test]
+fn steps_0_says_nothing_was_trained_or_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, _) = shards(dir.path());
+    let ckpt = dir.path().join("ckpt.bin");
+    let args = ["train", "--device", "cpu", "--model", "L2H2C16", "--train-data", &train, "--steps", "0"];
+    let out = gpt2(&[&args[..], &["--save", ckpt.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("nothing was trained and no checkpoint was written"), "{err}");
+    assert!(!err.contains("saved to"), "{err}");
+    assert!(!ckpt.exists());
+}
+
+#[test]
+fn the_recipe_without_its_data_says_how_to_get_it() {
+    let out = gpt2(&["train", "--recipe", "gpt2-124m", "--device", "cpu"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in ["--train-data", "FineWeb", "prepare -i", "huggingface-cli download"] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    assert!(!err.contains("step "), "it started training: {err}");
 }

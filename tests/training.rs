@@ -86,7 +86,7 @@ fn resuming_continues_bit_for_bit() {
     let (n, total) = (20, 40);
     // a sample hook that draws from the run's RNG, as printing a sample does
     let draws = std::cell::RefCell::new(Vec::new());
-    let mut hook = |_: &mut dyn Backend, rng: &mut Rng| {
+    let mut hook = |_: &mut dyn Backend, _step: usize, rng: &mut Rng| {
         draws.borrow_mut().push(rng.next_u64());
         Ok(())
     };

@@ -4,12 +4,11 @@
 //! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
 //! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
 
-use crate::commands::train::{choose_precision, cpu_kernels, select_device, Device};
 use crate::config::ModelConfig;
-use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
 use crate::cpu::layers::Layers;
-use crate::cuda::{CudaBackend, KernelTime, Matmul};
+use crate::cuda::{KernelTime, Matmul};
+use crate::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
 use crate::model::{init::gpt2_init, ParamLayout};
 use crate::optim::{adamw_update, AdamWConfig};
 use crate::precision::{round_bf16, Precision};
@@ -22,7 +21,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Where to run: the GPU when one is usable (auto), the CPU, or the GPU (cuda).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
     pub device: Device,
     /// The GPU's matmul: the hand-written kernels or cuBLAS.
     #[arg(long, value_enum, default_value = "handwritten")]
@@ -75,18 +74,8 @@ pub fn run(args: &Args) -> Result<()> {
     let (inputs, targets) = (&tokens[..b * t], &tokens[1..]);
     let kernels = cpu_kernels(args.kernels, device)?;
     let (precision, precision_note) = choose_precision(args.precision, device)?;
-    let mut backend: Box<dyn Backend> = if device == Device::Cuda {
-        let mut gpu = CudaBackend::new(0, args.matmul, precision, cfg, &gpt2_init(&cfg, 1), b, t)?;
-        gpu.precision_note = precision_note;
-        Box::new(gpu)
-    } else {
-        crate::memory::check_cpu_memory(&cfg, b, t, precision)?;
-        let mut cpu = CpuBackend::new(cfg, gpt2_init(&cfg, 1));
-        cpu.model.kernels = kernels;
-        cpu.model.set_precision(precision);
-        cpu.precision_note = precision_note;
-        Box::new(cpu)
-    };
+    let compute = Compute { device, matmul: args.matmul, kernels, precision, precision_note };
+    let mut backend: Box<dyn Backend> = make_backend(&compute, cfg, gpt2_init(&cfg, 1), b, t)?;
     let adamw = AdamWConfig::default();
     let kernels_line =
         if device == Device::Cpu { format!("{kernels:?} CPU layers, {precision}, ") } else { String::new() };

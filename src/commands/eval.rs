@@ -1,10 +1,10 @@
 //! `eval`: a model's validation loss on token shards (batched exactly as `train` validates) and its
 //! HellaSwag accuracy (`src/hellaswag.rs`, llm.c's completion-style scoring). The last line is JSON.
 
-use crate::commands::train::{select_device, Device};
 use crate::cpu::backend::CpuBackend;
 use crate::cuda::{CudaBackend, Matmul};
 use crate::data::{DataLoader, Position};
+use crate::device::{select_device, Device};
 use crate::hellaswag;
 use crate::train::Backend;
 use anyhow::{bail, Result};
@@ -38,7 +38,8 @@ pub struct Args {
     /// Rows (4 per example) in one HellaSwag forward pass [default: 16 on the CPU, 64 on a GPU].
     #[arg(long)]
     pub hellaswag_rows: Option<usize>,
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Where to run: auto (the GPU when one is usable, else the CPU), cpu or cuda.
+    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
     pub device: Device,
     /// On the GPU, which kernels do the matrix multiplies.
     #[arg(long, value_enum, default_value = "handwritten")]

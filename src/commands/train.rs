@@ -4,32 +4,24 @@
 use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
 use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
-use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
-use crate::cuda::{CudaBackend, Matmul};
+use crate::cuda::Matmul;
+use crate::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
 use crate::model::checkpoint::{self, TrainState};
 use crate::model::init::gpt2_init;
 use crate::optim::{AdamWConfig, Schedule};
 use crate::precision::Precision;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
-use crate::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig};
+use crate::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig, TrainSummary};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Device {
-    /// The GPU when one is usable, else the CPU.
-    Auto,
-    Cpu,
-    Cuda,
-}
 
 /// Arguments of `train`. Defaults not given here depend on the device (see `resolve`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Where to train.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
     pub device: Device,
     /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS (SGEMM
     /// in fp32; in bf16 cuBLASLt, with the bias, GELU and bias gradient fused).
@@ -125,6 +117,10 @@ pub struct Args {
     /// Do not write a checkpoint.
     #[arg(long)]
     pub no_save: bool,
+    /// Let this run replace a checkpoint already at the --save path. Without it, a run that does not
+    /// --resume that very file refuses to start rather than write over another run's checkpoint.
+    #[arg(long, conflicts_with = "no_save")]
+    pub overwrite: bool,
     /// Save every N steps (0 = only at the end).
     #[arg(long, default_value_t = 0)]
     pub save_every: usize,
@@ -206,27 +202,14 @@ fn apply_recipe(args: &Args) -> Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let args = &apply_recipe(args);
+    check_recipe_data(args)?;
     let device = select_device(args.device)?;
-    // the model: a checkpoint to resume, weights to start from, or a fresh init
-    let (config, params, resume) = if let Some(path) = &args.resume {
-        let ckpt = checkpoint::load(path)?;
-        let Some((m, v, state)) = ckpt.optimizer else {
-            bail!("{}: is an llm.c model file without optimizer state; use --init to start from it", path.display());
-        };
-        (ckpt.config, ckpt.params, Some((m, v, state)))
-    } else if let Some(path) = &args.init {
-        let ckpt = crate::model::load_model(path)?;
-        (ckpt.config, ckpt.params, None)
-    } else {
-        let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
-        let config =
-            ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
-        (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
-    };
+    let (config, params, resume) = load_or_init(args, device)?;
     let kernels = cpu_kernels(args.kernels, device)?;
     let (precision, precision_note) = choose_precision(args.precision, device)?;
     let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config, precision)?;
-    let mut backend = make_backend(device, args.matmul, kernels, precision, precision_note, config, params, &cfg)?;
+    let compute = Compute { device, matmul: args.matmul, kernels, precision, precision_note };
+    let mut backend = make_backend(&compute, config, params, cfg.batch, cfg.seq)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
             backend.set_optimizer_state(&m, &v)?;
@@ -249,8 +232,8 @@ pub fn run(args: &Args) -> Result<()> {
     // every --sample-every steps: 64 tokens of a new document, to watch the model learn to write
     let tokenizer = Tokenizer::gpt2();
     let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
-    let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
-        println!("---- sample ----");
+    let mut sample_hook = |backend: &mut dyn Backend, step: usize, rng: &mut Rng| -> Result<()> {
+        println!("---- sample after step {step} ----");
         backend.with_state(&mut |params, _, _| {
             print_sample(kernels, &config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
         })?;
@@ -263,18 +246,91 @@ pub fn run(args: &Args) -> Result<()> {
         None => None,
     };
     if args.recipe.is_some() {
-        print_plan(&config, &cfg, backend.describe());
+        print_plan(&config, &cfg, precision, backend.describe());
     }
     let summary = train_with_eval(backend.as_mut(), &cfg, state, hook, hellaswag.as_mut())?;
+    print_summary(&summary, &cfg, &config);
+    if summary.interrupted {
+        // stopped by Ctrl-C: saved, but not finished, which a script running `train && ...` must see
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// The model to train: a checkpoint to resume (with its AdamW moments and training state), weights
+/// to start from (`--init`), or a fresh init of `--model` (by default `tiny` on the CPU, d12 on a GPU).
+#[allow(clippy::type_complexity)]
+fn load_or_init(
+    args: &Args,
+    device: Device,
+) -> Result<(ModelConfig, Vec<f32>, Option<(Vec<f32>, Vec<f32>, TrainState)>)> {
+    if let Some(path) = &args.resume {
+        let ckpt = checkpoint::load(path)?;
+        let Some((m, v, state)) = ckpt.optimizer else {
+            bail!("{}: is an llm.c model file without optimizer state; use --init to start from it", path.display());
+        };
+        Ok((ckpt.config, ckpt.params, Some((m, v, state))))
+    } else if let Some(path) = &args.init {
+        let ckpt = crate::model::load_model(path)?;
+        Ok((ckpt.config, ckpt.params, None))
+    } else {
+        let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
+        let config =
+            ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
+        Ok((config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None))
+    }
+}
+
+/// The last lines of a run: speed, what was saved (or that nothing was, and why), and what to run next.
+fn print_summary(summary: &TrainSummary, cfg: &TrainConfig, config: &ModelConfig) {
+    let ran = summary.train_losses.len();
+    if ran == 0 {
+        eprintln!(
+            "done: no steps to run (--steps {}{}), so nothing was trained and no checkpoint was written",
+            cfg.steps,
+            if summary.steps_done > 0 {
+                format!("; the checkpoint is already at step {}", summary.steps_done)
+            } else {
+                String::new()
+            }
+        );
+        return;
+    }
+    let saved = match (&summary.saved, &cfg.save) {
+        (Some(path), _) => format!(", saved to {}", path.display()),
+        (None, _) => ", not saved (--no-save)".to_string(),
+    };
     eprintln!(
-        "done: {} steps, {:.1} ms/step, {:.0} tok/s{}",
-        summary.train_losses.len(),
+        "{}: {ran} steps, {:.1} ms/step, {:.0} tok/s{saved}",
+        if summary.interrupted { "stopped" } else { "done" },
         summary.mean_ms_per_step,
         summary.tokens_per_second,
-        cfg.save.as_ref().map_or(String::new(), |p| format!(", saved to {}", p.display()))
     );
-    if let (Some(path), true) = (&cfg.save, config.vocab_size == GPT2_VOCAB_SIZE) {
+    let Some(path) = &summary.saved else { return };
+    if summary.steps_done < cfg.steps {
+        eprintln!(
+            "continue it (step {} of {}): cargo run --release -- train --resume {} (with the same data flags)",
+            summary.steps_done,
+            cfg.steps,
+            path.display()
+        );
+    }
+    if config.vocab_size == GPT2_VOCAB_SIZE {
         eprintln!("generate text with it: cargo run --release -- sample --init {}", path.display());
+    }
+}
+
+/// `--recipe gpt2-124m` plans 10B tokens of FineWeb: without `--train-data` it would train d12 on the
+/// 1.5M-token Shakespeare text, which is not the recipe. Says how to get the data instead.
+fn check_recipe_data(args: &Args) -> Result<()> {
+    if args.recipe.is_some() && args.train_data.is_none() {
+        bail!(
+            "--recipe gpt2-124m trains on FineWeb (10B tokens); give its token shards with --train-data and \
+             --val-data. To make them (README, \"GPT-2 small with llm.c's recipe\"):\n  \
+             huggingface-cli download HuggingFaceFW/fineweb --repo-type dataset --include \"sample/10BT/*\" --local-dir fineweb\n  \
+             cargo run --release -- prepare -i fineweb/sample/10BT/*.parquet -o data/fineweb10B --val-tokens 100000000\n  \
+             cargo run --release -- train --recipe gpt2-124m --train-data 'data/fineweb10B/train_*.bin' --val-data data/fineweb10B/val_000000.bin"
+        );
     }
     Ok(())
 }
@@ -322,15 +378,11 @@ fn hellaswag_hook<'a>(
     })
 }
 
-/// The plan of a `--recipe` run: tokens, steps, memory; the time follows from the first steps.
-fn print_plan(config: &ModelConfig, cfg: &TrainConfig, device: String) {
+/// The plan of a `--recipe` run: tokens, steps, memory (`MemoryPlan`'s, as `gpt2 memory` prints it);
+/// the time follows from the first steps.
+fn print_plan(config: &ModelConfig, cfg: &TrainConfig, precision: Precision, device: String) {
     let tokens = cfg.steps as f64 * cfg.total_batch as f64;
     let accum = cfg.total_batch / (cfg.batch * cfg.seq).max(1);
-    let n = config.num_parameters() as f64;
-    // parameters, gradients and AdamW's two moments in f32
-    let state_gib = 16.0 * n / (1u64 << 30) as f64;
-    let act_gib = crate::model::checked_activation_sizes(config, cfg.batch, cfg.seq)
-        .map_or(f64::NAN, |s| 2.0 * 4.0 * s.iter().sum::<usize>() as f64 / (1u64 << 30) as f64);
     let flops = config.flops_per_token(cfg.seq) * tokens;
     eprintln!("plan ({config}, on {device}):");
     eprintln!(
@@ -342,13 +394,28 @@ fn print_plan(config: &ModelConfig, cfg: &TrainConfig, device: String) {
         cfg.seq,
         accum
     );
+    let schedule = match cfg.schedule {
+        Schedule::Cosine => format!("cosine decay to {} x lr", cfg.min_lr_frac),
+        Schedule::Constant => "constant".to_string(),
+    };
     eprintln!(
-        "  lr {:.0e}, {} warmup steps, {:?} to {} x lr; weight decay {}; grad clip {}; validation every {} steps",
-        cfg.lr, cfg.warmup, cfg.schedule, cfg.min_lr_frac, cfg.adamw.weight_decay, cfg.grad_clip, cfg.val_every
+        "  lr {:.0e}, {} warmup steps, then {schedule}; weight decay {}; grad clip {}; validation every {} steps",
+        cfg.lr, cfg.warmup, cfg.adamw.weight_decay, cfg.grad_clip, cfg.val_every
     );
-    eprintln!(
-        "  memory: {state_gib:.1} GiB for parameters, gradients and AdamW state + {act_gib:.1} GiB for activations and their gradients (f32)"
-    );
+    match crate::memory::MemoryPlan::new(config, cfg.batch, cfg.seq, precision) {
+        Some(plan) => {
+            let gib = |bytes: usize| bytes as f64 / (1u64 << 30) as f64;
+            let state: usize = crate::memory::GROUPS[..5].iter().map(|g| plan.group_bytes(g)).sum();
+            eprintln!(
+                "  memory ({precision}): {:.2} GiB in all: {:.2} GiB for parameters, gradients, AdamW state and weight \
+                 copies + {:.2} GiB for activations, their gradients and scratch (`gpt2 memory` itemizes it)",
+                gib(plan.total_bytes()),
+                gib(state),
+                gib(plan.total_bytes() - state)
+            );
+        }
+        None => eprintln!("  memory: more than any machine has (the sizes overflow)"),
+    }
     eprintln!(
         "  compute: {:.2e} FLOPs (6N + 6LTC per token); the time left is projected on every step line from the measured steps",
         flops
@@ -384,92 +451,45 @@ fn check_hyperparameters(args: &Args, lr: f32) -> Result<()> {
     }
 }
 
+/// A new run must not destroy a previous run's checkpoint without being asked: `path` may already
+/// exist only when this run resumes from it, or with `--overwrite`.
+fn check_not_overwriting(path: &std::path::Path, args: &Args) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    let resuming_it = args.resume.as_ref().is_some_and(|r| same_file(r, path));
+    if resuming_it || args.overwrite {
+        return Ok(());
+    }
+    let age = meta.modified().ok().and_then(|t| t.elapsed().ok()).map_or(String::new(), |d| {
+        let minutes = d.as_secs() / 60;
+        match minutes {
+            0 => ", written less than a minute ago".to_string(),
+            1..=119 => format!(", written {minutes} minutes ago"),
+            _ => format!(", written {} hours ago", minutes / 60),
+        }
+    });
+    bail!(
+        "{} already holds a checkpoint ({:.1} MB{age}), and this run would write over it. To continue that \
+         run: --resume {}; to keep it and save this run elsewhere: --save OTHER.bin (or --no-save); to replace \
+         it: --overwrite",
+        path.display(),
+        meta.len() as f64 / 1e6,
+        path.display()
+    )
+}
+
+/// Whether two paths name the same file (both exist).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Fails now, not after hours of training, if `path` cannot be written.
 fn check_writable(path: &std::path::Path) -> Result<()> {
     crate::files::write_atomic(&path.with_extension("write-check"), |_| Ok(()))?;
     std::fs::remove_file(path.with_extension("write-check")).ok();
     Ok(())
-}
-
-/// Which device `--device` means on this machine: Cpu or Cuda, saying which and why in one line,
-/// the first the command prints. `--device cuda` that cannot start is an error naming the missing
-/// library and every place it was looked for (`src/cuda/libs.rs`); `--device auto` then trains on
-/// the CPU and says so, with the reason.
-pub fn select_device(device: Device) -> Result<Device> {
-    if device == Device::Cpu {
-        return Ok(Device::Cpu);
-    }
-    match (device, crate::cuda::why_unavailable()) {
-        (_, Ok(n)) => {
-            eprintln!("device: CUDA GPU 0 (libcuda, libnvrtc and {n} GPU{} found)", if n == 1 { "" } else { "s" });
-            Ok(Device::Cuda)
-        }
-        (Device::Cuda, Err(why)) => bail!("--device cuda, but CUDA is not usable here: {why}"),
-        (_, Err(why)) => {
-            eprintln!("device: CPU (--device auto found no usable GPU: {})", why.short());
-            Ok(Device::Cpu)
-        }
-    }
-}
-
-/// `--kernels`, which picks the CPU's layers, or the fast ones when it is not given. On the GPU
-/// (`device` from `select_device`) the CPU layers do not run (but for the samples printed while
-/// training, which take the fast ones): asking for them there is an error rather than silently
-/// ignored, so that no one believes a GPU run used the readable reference layers.
-pub fn cpu_kernels(given: Option<CpuKernels>, device: Device) -> Result<CpuKernels> {
-    match (given, device) {
-        (Some(kernels), Device::Cuda) => bail!(
-            "--kernels {} picks the CPU's layers, but this run is on the GPU, which runs kernels/*.cu \
-             (--matmul picks its matmul kernels): drop --kernels, or add --device cpu to run the CPU's layers",
-            format!("{kernels:?}").to_lowercase()
-        ),
-        (given, _) => Ok(given.unwrap_or_default()),
-    }
-}
-
-/// `--precision`, or when it is not given the default for `device` (Cpu or Cuda, from
-/// `select_device`; for a GPU, by its compute capability: `precision::default_precision`) with why,
-/// for the device line.
-pub fn choose_precision(given: Option<Precision>, device: Device) -> Result<(Precision, Option<String>)> {
-    if let Some(precision) = given {
-        return Ok((precision, None));
-    }
-    let compute_capability = match device {
-        Device::Cuda => Some(crate::cuda::compute_capability(0)?),
-        _ => None,
-    };
-    let (precision, why) = crate::precision::default_precision(compute_capability);
-    Ok((precision, Some(format!("{why}; --precision to choose"))))
-}
-
-/// The backend that trains on `device` (Cpu or Cuda, from `select_device`), sized for `cfg`'s batch;
-/// `precision_note` says why it is in `precision` when the user did not choose.
-#[allow(clippy::too_many_arguments)]
-fn make_backend(
-    device: Device,
-    matmul: Matmul,
-    kernels: CpuKernels,
-    precision: Precision,
-    precision_note: Option<String>,
-    config: ModelConfig,
-    params: Vec<f32>,
-    cfg: &TrainConfig,
-) -> Result<Box<dyn Backend>> {
-    Ok(match device {
-        Device::Cuda => {
-            let mut backend = CudaBackend::new(0, matmul, precision, config, &params, cfg.batch, cfg.seq)?;
-            backend.precision_note = precision_note;
-            Box::new(backend)
-        }
-        _ => {
-            crate::memory::check_cpu_memory(&config, cfg.batch, cfg.seq, precision)?;
-            let mut backend = CpuBackend::new(config, params);
-            backend.model.kernels = kernels;
-            backend.model.set_precision(precision);
-            backend.precision_note = precision_note;
-            Box::new(backend)
-        }
-    })
 }
 
 /// The default micro-batch on the GPU at sequence length `seq`: the largest, up to 64, whose
@@ -521,6 +541,9 @@ fn resolve(
         (Some(path), _) | (None, Some(path)) => Some(path.clone()),
         (None, None) => Some(PathBuf::from(DEFAULT_SAVE)),
     };
+    if let Some(path) = &save {
+        check_not_overwriting(path, args)?;
+    }
     for path in [&save, &args.export_llmc].into_iter().flatten() {
         check_writable(path)?;
     }
@@ -566,29 +589,4 @@ fn resolve(
         stop_at: None,
         quiet: false,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernels_on_the_gpu_is_a_clear_error_and_picks_the_cpu_layers_on_the_cpu() {
-        let err = cpu_kernels(Some(CpuKernels::Reference), Device::Cuda).expect_err("an error on the GPU");
-        println!("{err}");
-        assert!(err.to_string().contains("--device cpu"), "{err}");
-        assert_eq!(cpu_kernels(None, Device::Cuda).unwrap(), CpuKernels::Fast);
-        assert_eq!(cpu_kernels(Some(CpuKernels::Reference), Device::Cpu).unwrap(), CpuKernels::Reference);
-        assert_eq!(cpu_kernels(None, Device::Cpu).unwrap(), CpuKernels::Fast);
-    }
-
-    #[test]
-    fn precision_given_is_kept_and_defaults_to_fp32_on_the_cpu() {
-        // a given --precision needs no device query (so this runs without a GPU)
-        assert_eq!(choose_precision(Some(Precision::Bf16), Device::Cuda).unwrap(), (Precision::Bf16, None));
-        let (precision, why) = choose_precision(None, Device::Cpu).unwrap();
-        println!("CPU: {precision} ({})", why.as_deref().unwrap_or(""));
-        assert_eq!(precision, Precision::Fp32);
-        assert!(why.is_some_and(|w| w.contains("CPU")));
-    }
 }

@@ -27,6 +27,7 @@ pub mod kernels;
 pub mod libs;
 pub mod storage;
 
+pub use crate::backend::{sum_by_name, KernelTime};
 pub use backend::CudaBackend;
 pub use context::{Dev, DeviceBuffer, Gpu, Matmul};
 pub use gpt2::CudaGpt2;
@@ -124,29 +125,6 @@ pub fn peak_flops(device_name: &str) -> Option<PeakFlops> {
         ("H200", PeakFlops { card: "H200", bf16_dense: 989e12, fp32: 67e12 }),
     ];
     table.iter().find(|(key, _)| key.split(' ').all(|word| name.contains(word))).map(|&(_, peak)| peak)
-}
-
-/// One row of a kernel profile: a kernel (or cuBLAS call), how often it ran, its total time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelTime {
-    pub name: String,
-    pub calls: usize,
-    pub ms: f64,
-}
-
-/// Sums `(name, ms)` samples by name, in the order names first appear.
-pub fn sum_by_name(samples: impl IntoIterator<Item = (String, f64)>) -> Vec<KernelTime> {
-    let mut rows: Vec<KernelTime> = Vec::new();
-    for (name, ms) in samples {
-        match rows.iter_mut().find(|r| r.name == name) {
-            Some(row) => {
-                row.calls += 1;
-                row.ms += ms;
-            }
-            None => rows.push(KernelTime { name, calls: 1, ms }),
-        }
-    }
-    rows
 }
 
 #[cfg(test)]
