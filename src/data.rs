@@ -19,6 +19,20 @@ use std::path::{Path, PathBuf};
 pub const SHARD_MAGIC: i32 = 20240520;
 pub const SHARD_VERSION: i32 = 1;
 
+/// Whether a file that should be a token shard is text instead: its first kilobyte (a shard's header,
+/// full of zero bytes) is UTF-8 without control characters other than whitespace. A multi-byte
+/// character cut at the end of the kilobyte still counts as text.
+pub fn looks_like_text(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(HEADER_BYTES)];
+    let valid = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // only an incomplete character at the very end is allowed
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
+        Err(_) => return false,
+    };
+    !valid.is_empty() && valid.chars().all(|c| !c.is_control() || c.is_whitespace())
+}
+
 /// One memory-mapped, validated token shard.
 pub struct Shard {
     pub path: PathBuf,
@@ -33,6 +47,17 @@ impl Shard {
             std::fs::File::open(path).map_err(|e| FileError::new(path, format!("cannot open token shard: {e}")))?;
         // SAFETY: the file is mapped read-only; like every reader we assume nobody truncates it while we run.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FileError::new(path, format!("cannot map: {e}")))?;
+        if looks_like_text(&mmap) {
+            return Err(FileError::new(
+                path,
+                format!(
+                    "this looks like a text file, not a token shard (llm.c's format: a 1024-byte header, then uint16 \
+                     token ids). Turn text or .jsonl into shards with\n  cargo run --release -- prepare --input {} \
+                     --out shards/\nthen train with --train-data 'shards/train_*.bin' --val-data shards/val_000000.bin",
+                    path.display()
+                ),
+            ));
+        }
         let h = read_header(path, &mmap)?;
         if h[0] != SHARD_MAGIC {
             return Err(FileError::new(
@@ -251,4 +276,25 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), FileError> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_told_from_a_token_shard() {
+        assert!(looks_like_text(b"First Citizen:\nBefore we proceed any further, hear me speak.\n"));
+        assert!(looks_like_text("{\"text\": \"d\u{e9}j\u{e0} vu\"}\n".as_bytes()));
+        // a two-byte character cut by the end of the first kilobyte is still text
+        let mut cut = vec![b'a'; HEADER_BYTES - 1];
+        cut.push(0xC3);
+        cut.push(0xA9);
+        assert!(looks_like_text(&cut));
+        // a shard's header has zero bytes; so does any binary
+        let shard = crate::files::header_bytes(&[SHARD_MAGIC, SHARD_VERSION, 10]);
+        assert!(!looks_like_text(&shard));
+        assert!(!looks_like_text(&[0xFF, 0xFE, 0x00, 0x41]));
+        assert!(!looks_like_text(b""));
+    }
 }

@@ -332,3 +332,49 @@ fn the_recipe_without_its_data_says_how_to_get_it() {
     }
     assert!(!err.contains("step "), "it started training: {err}");
 }
+
+#[test]
+fn a_text_file_as_train_data_is_named_with_the_prepare_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in
+        [("short.txt", "To be, or not to be".to_string()), ("long.txt", "All the world's a stage. ".repeat(100))]
+    {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = gpt2(&["train", "--device", "cpu", "--no-save", "--train-data", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("looks like a text file"), "{err}");
+        assert!(err.contains(&format!("prepare --input {}", path.display())), "{err}");
+        assert!(!err.contains("magic") && !err.contains("too short"), "{err}");
+    }
+}
+
+/// Every flag of every command says what it does in `--help` (not only its default or its values).
+#[test]
+fn every_flag_of_every_command_has_a_description() {
+    let commands = ["train", "sample", "bench", "tokenize", "eval", "export", "prepare", "serve", "memory", "plot"];
+    // "--name ..." or "-n, --name ..." (not a value's "- name: help" line)
+    let flag = |line: &str| {
+        let t = line.trim_start().as_bytes();
+        t.starts_with(b"--") || (t.len() > 3 && t[0] == b'-' && t[1].is_ascii_alphanumeric() && t[2] == b',')
+    };
+    for command in commands {
+        let out = gpt2(&[command, "--help"]);
+        assert!(out.status.success(), "{command} --help");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with("  ") && flag(l)) {
+            // the description is on the flag's line (short help) or the next non-empty line (long help)
+            let same_line = line.trim().split_once("  ").map(|(_, rest)| rest.trim());
+            let described = match same_line {
+                Some(rest) => !rest.starts_with('['),
+                None => lines[i + 1..]
+                    .iter()
+                    .find(|l| !l.trim().is_empty())
+                    .is_some_and(|next| !next.trim_start().starts_with('[') && !flag(next)),
+            };
+            assert!(described, "`{command} --help`: {} has no description:\n{help}", line.trim());
+        }
+    }
+}

@@ -222,20 +222,29 @@ fn train_scores_hellaswag_every_n_steps_in_the_console_and_log() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("hellaswag"), "{stderr}");
-    // one record a step (the run's final validation adds a record without a train_loss)
-    let records: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r.get("train_loss").is_some())
-        .collect();
-    assert_eq!(records.len(), 3);
-    // before steps 0 and 2, as validation is
-    for (i, r) in records.iter().enumerate() {
-        assert_eq!(r.get("hellaswag_acc_norm").is_some(), i % 2 == 0, "record {i}: {r}");
+    // step 0 is the model before training; then one record a step, numbered from 1
+    let records: Vec<Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect();
+    let steps: Vec<u64> = records.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 1, 2, 3], "{records:?}");
+    assert!(records[0].get("train_loss").is_none() && records[1..].iter().all(|r| r.get("train_loss").is_some()));
+    // after steps 0 and 2 (--eval-every 2), as validation is
+    for r in &records {
+        assert_eq!(r.get("hellaswag_acc_norm").is_some(), r["step"].as_u64().unwrap() % 2 == 0, "{r}");
     }
     // at step 0 the model is the fixture's: the scores are the Python ones
     let want = expected();
     assert!((records[0]["hellaswag_acc_norm"].as_f64().unwrap() - want["acc_norm"].as_f64().unwrap()).abs() < 1e-12);
     assert!((records[0]["hellaswag_acc"].as_f64().unwrap() - want["acc"].as_f64().unwrap()).abs() < 1e-12);
+}
+
+#[test]
+fn eval_without_data_flags_uses_trains_default_validation_shard() {
+    let out = gpt2(&["eval", "--init", MODEL, "--device", "cpu", "--batch", "2", "--seq", "16", "--val-batches", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the shipped text's val shard"), "{stderr}");
+    let json = last_json(&out);
+    assert_eq!(json["tokens"], 3 * 2 * 16, "{json}");
+    assert!(json["val_loss"].as_f64().is_some_and(f64::is_finite), "{json}");
 }

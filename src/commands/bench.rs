@@ -23,14 +23,16 @@ pub struct Args {
     /// Where to run: the GPU when one is usable (auto), the CPU, or the GPU (cuda).
     #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
     pub device: Device,
-    /// The GPU's matmul: the hand-written kernels or cuBLAS.
+    /// The GPU's matmul (see the values below).
     #[arg(long, value_enum, default_value = "handwritten")]
     pub matmul: Matmul,
     /// Model size: tiny, d6, d12, d24, d36, d48 or L<l>H<h>C<c>.
     #[arg(long, default_value = "d12")]
     pub model: String,
+    /// Sequences per batch.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Tokens per sequence.
     #[arg(long, default_value_t = 64)]
     pub seq: usize,
     /// Timed steps, after one untimed warm-up step.

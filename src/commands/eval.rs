@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `eval`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// The model: an llm.c model file, one of our checkpoints, or a Hugging Face GPT-2 (directory or .safetensors).
     #[arg(long)]
     pub init: PathBuf,
-    /// Validation token shards (llm.c format), a path or glob: report the mean loss over --val-batches.
+    /// Validation token shards (llm.c format), a path or glob: report the mean loss over --val-batches
+    /// [default, when --hellaswag is not given either: the shipped text's val shard, as `train` uses].
     #[arg(long)]
     pub val_data: Option<String>,
     /// Sequences per validation batch.
@@ -47,11 +48,25 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.val_data.is_none() && args.hellaswag.is_none() {
-        bail!("nothing to evaluate: give --val-data and/or --hellaswag");
-    }
     let ckpt = crate::model::load_model(&args.init)?;
     let config = ckpt.config;
+    let val_data = match (&args.val_data, &args.hellaswag) {
+        (Some(pattern), _) => Some(pattern.clone()),
+        (None, Some(_)) => None,
+        // nothing asked: the validation data `train` uses by default
+        (None, None) if config.vocab_size == crate::config::GPT2_VOCAB_SIZE => {
+            let (_, val) = crate::prepare::default_training_data()?;
+            eprintln!("validation data: the shipped text's val shard {val} (as train's default; --val-data to choose)");
+            Some(val)
+        }
+        (None, None) => bail!(
+            "{}: has a {}-token vocabulary, not GPT-2's, so the shipped text's shards do not fit it: give \
+             --val-data (shards of its tokenizer) and/or --hellaswag",
+            args.init.display(),
+            config.vocab_size
+        ),
+    };
+    let args = &Args { val_data, ..args.clone() };
     let device = select_device(args.device)?;
     let on_gpu = device == Device::Cuda;
     let seq = args.seq.unwrap_or(if on_gpu { config.max_seq_len.min(1024) } else { config.max_seq_len.min(64) });

@@ -26,6 +26,7 @@ pub struct Args {
     /// Sample only among the K most likely tokens (0 = all).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
+    /// Seed of the sampling's random draws (the same seed, model and prompt give the same text).
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
     /// The CPU layers to run: the fast ones, or the readable reference of src/cpu/*.rs (slower; a

@@ -16,8 +16,10 @@ pub struct Args {
     /// A training log (`train --log`) to show as curves on the web page, updating as it grows.
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// The address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// The port to listen on.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// The most sequences generated together in one forward pass.

@@ -71,15 +71,19 @@ pub struct Args {
     /// Warmup steps (linear from lr/warmup to lr).
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// The learning rate after warmup: cosine decay to --min-lr-frac x --lr at the last step, or constant.
     #[arg(long, value_enum, default_value = "cosine")]
     pub schedule: Schedule,
     /// The learning rate at the end of the cosine, as a fraction of --lr.
     #[arg(long, default_value_t = 0.1)]
     pub min_lr_frac: f32,
+    /// AdamW's decay rate of the gradient's running mean m (its momentum).
     #[arg(long, default_value_t = 0.9)]
     pub beta1: f32,
+    /// AdamW's decay rate of the squared gradient's running mean v.
     #[arg(long, default_value_t = 0.95)]
     pub beta2: f32,
+    /// AdamW's epsilon, added to sqrt(v) in the update's denominator.
     #[arg(long, default_value_t = 1e-8)]
     pub eps: f32,
     /// AdamW's decoupled weight decay (on 2-D weights only, unless --decay-all).
