@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// The font every chart's text is drawn in, shipped in `data/fonts/` (see its README).
-static FONT: &[u8] = include_bytes!("../data/fonts/DejaVuSansMono.ttf");
+static FONT: &[u8] = include_bytes!("../data/fonts/DejaVuSans.ttf");
 
 /// One step of the log; each value is absent when the record does not have it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -134,7 +134,7 @@ fn register_font() -> Result<()> {
     static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
     if !ok {
-        bail!("the embedded font data/fonts/DejaVuSansMono.ttf could not be loaded");
+        bail!("the embedded font data/fonts/DejaVuSans.ttf could not be loaded");
     }
     Ok(())
 }
