@@ -90,11 +90,21 @@ fn wrong_type(param: &'static str, expected: &str, got: &Value) -> ApiError {
 
 /// A non-negative integer field (absent or null: None).
 fn uint(body: &serde_json::Map<String, Value>, param: &'static str) -> Result<Option<u64>, ApiError> {
+    int_at_least(body, param, 0)
+}
+
+/// An integer field of at least `min` (absent or null: None); a smaller one, negative or not, gets
+/// the one message "'param' must be at least min, got x".
+fn int_at_least(body: &serde_json::Map<String, Value>, param: &'static str, min: u64) -> Result<Option<u64>, ApiError> {
+    let too_small = |x: &dyn std::fmt::Display| {
+        ApiError::invalid(Some(param), format!("'{param}' must be at least {min}, got {x}"))
+    };
     match body.get(param) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
-            (Some(x), _) => Ok(Some(x)),
-            (None, Some(x)) => Err(ApiError::invalid(Some(param), format!("'{param}' must be 0 or more, got {x}"))),
+            (Some(x), _) if x >= min => Ok(Some(x)),
+            (Some(x), _) => Err(too_small(&x)),
+            (None, Some(x)) => Err(too_small(&x)),
             _ => Err(wrong_type(param, "an integer", v)),
         },
         Some(v) => Err(wrong_type(param, "an integer", v)),
@@ -145,9 +155,8 @@ pub fn parse_completion(body: &[u8], config: &ModelConfig, tokenizer: &Tokenizer
         .code("context_length_exceeded"));
     }
     let room = context - prompt.len();
-    let max_tokens = match uint(&body, "max_tokens")? {
+    let max_tokens = match int_at_least(&body, "max_tokens", 1)? {
         None => DEFAULT_MAX_TOKENS.min(room),
-        Some(0) => return Err(ApiError::invalid(Some("max_tokens"), "'max_tokens' must be at least 1, got 0")),
         Some(n) if n > room as u64 => {
             return Err(ApiError::invalid(
                 Some("max_tokens"),
