@@ -4,6 +4,7 @@
 //! themselves are `src/cpu/backend.rs` and `src/cuda/backend.rs`, side by side above `src/backend.rs`.
 
 use crate::backend::Backend;
+use crate::choice::Choice;
 use crate::config::ModelConfig;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
@@ -20,25 +21,39 @@ pub enum Device {
     Cuda,
 }
 
-impl Device {
-    /// The names the command line takes, with what each means.
-    pub const CHOICES: &'static [(&'static str, &'static str)] = &[
-        ("auto", "the GPU when one is usable, else the CPU"),
-        ("cpu", "the CPU"),
-        ("cuda", "CUDA GPU 0 (an error if none is usable)"),
+impl Choice for Device {
+    const WHAT: &'static str = "device";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (Device::Auto, "auto", "the GPU when one is usable, else the CPU"),
+        (Device::Cpu, "cpu", "the CPU"),
+        (Device::Cuda, "cuda", "CUDA GPU 0 (an error if none is usable)"),
     ];
 }
 
-impl std::str::FromStr for Device {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Device::Auto),
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
-            _ => Err(format!("unknown device {s:?}: expected auto, cpu or cuda")),
-        }
-    }
+impl Choice for Matmul {
+    const WHAT: &'static str = "matmul";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Matmul::Handwritten,
+            "handwritten",
+            "kernels/matmul.cu version 3: shared-memory tiles, 8x8 register blocks, wide loads, double \
+             buffering, split-K weight gradient",
+        ),
+        (Matmul::Naive, "naive", "kernels/matmul.cu version 1: one thread per output (slow; the GPU's reference)"),
+        (
+            Matmul::Cublas,
+            "cublas",
+            "cuBLAS: SGEMM in fp32; in bf16 cuBLASLt with the bias, GELU and bias gradient fused",
+        ),
+    ];
+}
+
+impl Choice for CpuKernels {
+    const WHAT: &'static str = "CPU layers";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (CpuKernels::Reference, "reference", "the readable layers of src/cpu/*.rs (a debugger steps into them)"),
+        (CpuKernels::Fast, "fast", "the fast layers of src/cpu/fast/, tested against the reference"),
+    ];
 }
 
 /// Which device `device` means on this machine: Cpu or Cuda, saying which and why in one line,
@@ -154,11 +169,11 @@ mod tests {
     }
 
     #[test]
-    fn device_names_parse_and_every_choice_is_one() {
-        for (name, _) in Device::CHOICES {
-            assert!(name.parse::<Device>().is_ok(), "{name}");
-        }
-        assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda));
-        assert!("gpu".parse::<Device>().unwrap_err().contains("auto, cpu or cuda"));
+    fn device_matmul_and_kernel_names_are_the_flag_values() {
+        assert_eq!(Device::parse("cuda"), Ok(Device::Cuda));
+        assert!(Device::parse("gpu").unwrap_err().contains("auto, cpu, cuda"));
+        assert_eq!(Matmul::parse("cublas"), Ok(Matmul::Cublas));
+        assert_eq!(CpuKernels::parse("reference"), Ok(CpuKernels::Reference));
+        assert_eq!(CpuKernels::default().name(), "fast");
     }
 }

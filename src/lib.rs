@@ -5,7 +5,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod backend;
-pub mod commands;
+pub mod choice;
 pub mod config;
 pub mod cpu;
 pub mod cuda;

@@ -1,5 +1,8 @@
+//! The `gpt2` command line: clap's parsing and the subcommands of `src/commands/`, on top of the
+//! `gpt2` library (`src/lib.rs`), which knows nothing of clap.
+
 use clap::{Parser, Subcommand};
-use gpt2::commands;
+mod commands;
 
 /// GPT-2 from scratch: train, sample, eval, export, tokenize, prepare data, benchmark.
 #[derive(Parser, Debug)]

@@ -80,12 +80,20 @@ pub fn clip_scale(norm: f32, max_norm: f32) -> f32 {
 }
 
 /// How the learning rate moves over training.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Schedule {
     /// Linear warmup, then cosine decay to `min_lr_frac * lr` at the last step (step `total_steps - 1`).
     Cosine,
     /// Linear warmup, then constant.
     Constant,
+}
+
+impl crate::choice::Choice for Schedule {
+    const WHAT: &'static str = "schedule";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (Schedule::Cosine, "cosine", "linear warmup, then cosine decay to min_lr_frac x lr at the last step"),
+        (Schedule::Constant, "constant", "linear warmup, then constant"),
+    ];
 }
 
 /// The learning rate of step `step` (0-based) of `total_steps`.

@@ -58,13 +58,21 @@
 use std::fmt;
 
 /// The numerics of a training run: all fp32, or bf16 mixed precision as defined above.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     /// Everything in fp32.
     #[default]
     Fp32,
     /// bf16 weights copy, activations and activation gradients; fp32 everywhere else (see the module doc).
     Bf16,
+}
+
+impl crate::choice::Choice for Precision {
+    const WHAT: &'static str = "precision";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (Precision::Fp32, "fp32", "everything in fp32"),
+        (Precision::Bf16, "bf16", "bf16 weight copy, activations and their gradients; fp32 master weights, gradients, AdamW state and statistics"),
+    ];
 }
 
 impl Precision {
@@ -289,9 +297,10 @@ mod tests {
 
     #[test]
     fn precision_names_are_the_flag_values() {
-        use clap::ValueEnum;
+        use crate::choice::Choice;
         for p in [Precision::Fp32, Precision::Bf16] {
-            assert_eq!(p.to_possible_value().unwrap().get_name(), p.to_string());
+            assert_eq!(p.name(), p.to_string());
+            assert_eq!(Precision::parse(&p.to_string()), Ok(p));
         }
     }
 }

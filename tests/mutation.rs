@@ -24,7 +24,6 @@
 
 #[path = "common/parquet.rs"]
 mod parquet_writer;
-use gpt2::commands::tokenize::{parse_ids, utf8};
 use gpt2::config::ModelConfig;
 use gpt2::data::{write_shard, DataLoader, Shard};
 use gpt2::files::HEADER_BYTES;
@@ -32,6 +31,7 @@ use gpt2::model::checkpoint::{parse, save_checkpoint, save_llmc, Checkpoint, Tra
 use gpt2::model::init::gpt2_init;
 use gpt2::prepare::Input;
 use gpt2::rng::Rng;
+use gpt2::tokenizer::ids::{parse_ids, utf8};
 use gpt2::tokenizer::{bytes_to_unicode, Tokenizer};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

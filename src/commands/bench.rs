@@ -4,27 +4,27 @@
 //! of layer on its own at the shapes and call counts of one step, so the table shows what a step is
 //! made of. The last line is one JSON object for scripts: `{"ms_per_step", "tok_per_s", "gflops"}`.
 
-use crate::config::ModelConfig;
-use crate::cpu::gpt2::CpuKernels;
-use crate::cpu::layers::Layers;
-use crate::cuda::{KernelTime, Matmul};
-use crate::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
-use crate::model::{init::gpt2_init, ParamLayout};
-use crate::optim::{adamw_update, AdamWConfig};
-use crate::precision::{round_bf16, Precision};
-use crate::rng::Rng;
-use crate::train::Backend;
 use anyhow::{bail, Result};
+use gpt2::config::ModelConfig;
+use gpt2::cpu::gpt2::CpuKernels;
+use gpt2::cpu::layers::Layers;
+use gpt2::cuda::{KernelTime, Matmul};
+use gpt2::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
+use gpt2::model::{init::gpt2_init, ParamLayout};
+use gpt2::optim::{adamw_update, AdamWConfig};
+use gpt2::precision::{round_bf16, Precision};
+use gpt2::rng::Rng;
+use gpt2::train::Backend;
 use rayon::prelude::*;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Where to run: the GPU when one is usable (auto), the CPU, or the GPU (cuda).
-    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
+    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>())]
     pub device: Device,
     /// The GPU's matmul (see the values below).
-    #[arg(long, value_enum, default_value = "handwritten")]
+    #[arg(long, default_value = "handwritten", value_parser = super::choice::<Matmul>())]
     pub matmul: Matmul,
     /// Model size: tiny, d6, d12, d24, d36, d48 or L<l>H<h>C<c>.
     #[arg(long, default_value = "d12")]
@@ -40,11 +40,11 @@ pub struct Args {
     pub steps: usize,
     /// CPU layer implementations: the readable reference or the fast ones [default: fast]. CPU only:
     /// on the GPU it is an error (there --matmul picks the matmul kernels).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<CpuKernels>())]
     pub kernels: Option<CpuKernels>,
     /// fp32, or bf16 mixed precision (src/precision.rs)
     /// [default: bf16 on a GPU of compute capability 8.0 or newer, fp32 on older GPUs and the CPU].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<Precision>())]
     pub precision: Option<Precision>,
     /// Skip the per-layer table (CPU) or the per-kernel table of one profiled step (GPU): whole steps only.
     #[arg(long)]

@@ -1,13 +1,13 @@
 //! `eval`: a model's validation loss on token shards (batched exactly as `train` validates) and its
 //! HellaSwag accuracy (`src/hellaswag.rs`, llm.c's completion-style scoring). The last line is JSON.
 
-use crate::cpu::backend::CpuBackend;
-use crate::cuda::{CudaBackend, Matmul};
-use crate::data::{DataLoader, Position};
-use crate::device::{select_device, Device};
-use crate::hellaswag;
-use crate::train::Backend;
 use anyhow::{bail, Result};
+use gpt2::cpu::backend::CpuBackend;
+use gpt2::cuda::{CudaBackend, Matmul};
+use gpt2::data::{DataLoader, Position};
+use gpt2::device::{select_device, Device};
+use gpt2::hellaswag;
+use gpt2::train::Backend;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -40,22 +40,22 @@ pub struct Args {
     #[arg(long)]
     pub hellaswag_rows: Option<usize>,
     /// Where to run: auto (the GPU when one is usable, else the CPU), cpu or cuda.
-    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
+    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>())]
     pub device: Device,
     /// On the GPU, which kernels do the matrix multiplies.
-    #[arg(long, value_enum, default_value = "handwritten")]
+    #[arg(long, default_value = "handwritten", value_parser = super::choice::<Matmul>())]
     pub matmul: Matmul,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let ckpt = crate::model::load_model(&args.init)?;
+    let ckpt = gpt2::model::load_model(&args.init)?;
     let config = ckpt.config;
     let val_data = match (&args.val_data, &args.hellaswag) {
         (Some(pattern), _) => Some(pattern.clone()),
         (None, Some(_)) => None,
         // nothing asked: the validation data `train` uses by default
-        (None, None) if config.vocab_size == crate::config::GPT2_VOCAB_SIZE => {
-            let (_, val) = crate::prepare::default_training_data()?;
+        (None, None) if config.vocab_size == gpt2::config::GPT2_VOCAB_SIZE => {
+            let (_, val) = gpt2::prepare::default_training_data()?;
             eprintln!("validation data: the shipped text's val shard {val} (as train's default; --val-data to choose)");
             Some(val)
         }
@@ -76,7 +76,7 @@ pub fn run(args: &Args) -> Result<()> {
     // HellaSwag first: read and check the file before the model is put anywhere
     let examples = match &args.hellaswag {
         Some(path) => {
-            if config.vocab_size != crate::config::GPT2_VOCAB_SIZE {
+            if config.vocab_size != gpt2::config::GPT2_VOCAB_SIZE {
                 bail!("HellaSwag is tokenized with GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
             }
             let mut examples = hellaswag::read(path)?;
@@ -100,7 +100,7 @@ pub fn run(args: &Args) -> Result<()> {
         Box::new(CudaBackend::new(
             0,
             args.matmul,
-            crate::precision::Precision::Fp32,
+            gpt2::precision::Precision::Fp32,
             config,
             &ckpt.params,
             max_b,
@@ -108,7 +108,7 @@ pub fn run(args: &Args) -> Result<()> {
         )?)
     } else {
         if args.val_data.is_some() {
-            crate::memory::check_cpu_memory(&config, args.batch, seq, crate::precision::Precision::Fp32)?;
+            gpt2::memory::check_cpu_memory(&config, args.batch, seq, gpt2::precision::Precision::Fp32)?;
         }
         Box::new(CpuBackend::new(config, ckpt.params))
     };

@@ -1,8 +1,8 @@
 //! `export`: write a model for other tools: a Hugging Face directory (`transformers`, vLLM, the Hub;
 //! `src/model/hf.rs`) and/or llm.c's model file (`src/model/checkpoint.rs`).
 
-use crate::model::hf::{self, ExportDtype};
 use anyhow::{bail, Result};
+use gpt2::model::hf::{self, ExportDtype};
 use std::path::PathBuf;
 
 /// Arguments of `export`.
@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     pub hf: Option<PathBuf>,
     /// The dtype of the Hugging Face weights.
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, default_value = "f32", value_parser = super::choice::<ExportDtype>())]
     pub dtype: ExportDtype,
     /// Write llm.c's model file (version 3, fp32) here.
     #[arg(long)]
@@ -26,14 +26,14 @@ pub fn run(args: &Args) -> Result<()> {
     if args.hf.is_none() && args.llmc.is_none() {
         bail!("nothing to write: give --hf DIR and/or --llmc FILE");
     }
-    let ckpt = crate::model::load_model(&args.init)?;
+    let ckpt = gpt2::model::load_model(&args.init)?;
     if let Some(dir) = &args.hf {
         for path in hf::save_dir(dir, &ckpt.config, &ckpt.params, args.dtype)? {
             eprintln!("wrote {}", path.display());
         }
     }
     if let Some(path) = &args.llmc {
-        crate::model::checkpoint::save_llmc(path, &ckpt.config, &ckpt.params)?;
+        gpt2::model::checkpoint::save_llmc(path, &ckpt.config, &ckpt.params)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

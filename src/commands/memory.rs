@@ -2,9 +2,9 @@
 //! (`src/memory.rs`'s plan, which the GPU model allocates exactly), and the largest batch that fits
 //! on common cards. The last line is JSON: `{"bytes": N}`.
 
-use crate::config::ModelConfig;
-use crate::memory::{largest_gpu_batch, MemoryPlan, Precision, CARDS, GPU_MEMORY_RESERVE};
 use anyhow::{anyhow, bail, Result};
+use gpt2::config::ModelConfig;
+use gpt2::memory::{largest_gpu_batch, MemoryPlan, Precision, CARDS, GPU_MEMORY_RESERVE};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
     /// Number format of the weight copy, the activations and their gradients (master weights, AdamW
     /// and statistics are fp32 in both). bf16 by default, as train's default on a GPU of compute
     /// capability 8.0 or newer, which every card of the table is.
-    #[arg(long, value_enum, default_value_t = Precision::Bf16)]
+    #[arg(long, default_value = "bf16", value_parser = super::choice::<Precision>())]
     pub precision: Precision,
 }
 

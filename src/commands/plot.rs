@@ -1,7 +1,7 @@
 //! `plot`: training curves from a `train --log` JSONL file, as SVG or PNG (`src/plot.rs` draws them).
 
-use crate::plot::{read_log, write_plot};
 use anyhow::Result;
+use gpt2::plot::{read_log, write_plot};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]

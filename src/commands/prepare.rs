@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::prepare::{prepare, Input, Options};
+use gpt2::prepare::{prepare, Input, Options};
 
 /// Arguments of `prepare`.
 #[derive(clap::Args, Debug)]

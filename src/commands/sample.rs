@@ -1,11 +1,11 @@
 //! `sample`: generate text from a trained model, printing it as it comes.
 
-use crate::config::{ModelConfig, EOT_TOKEN, GPT2_VOCAB_SIZE};
-use crate::cpu::gpt2::CpuKernels;
-use crate::rng::Rng;
-use crate::sample::generate_with;
-use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Result};
+use gpt2::config::{ModelConfig, EOT_TOKEN, GPT2_VOCAB_SIZE};
+use gpt2::cpu::gpt2::CpuKernels;
+use gpt2::rng::Rng;
+use gpt2::sample::generate_with;
+use gpt2::tokenizer::Tokenizer;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -31,12 +31,12 @@ pub struct Args {
     pub seed: u64,
     /// The CPU layers to run: the fast ones, or the readable reference of src/cpu/*.rs (slower; a
     /// debugger steps into the code you read).
-    #[arg(long, value_enum, default_value = "fast")]
+    #[arg(long, default_value = "fast", value_parser = super::choice::<CpuKernels>())]
     pub kernels: CpuKernels,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let ckpt = crate::model::load_model(&args.init)?;
+    let ckpt = gpt2::model::load_model(&args.init)?;
     if args.temperature.is_nan() || args.temperature < 0.0 {
         bail!("--temperature must be 0 or more, got {}", args.temperature);
     }

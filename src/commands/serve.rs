@@ -1,9 +1,9 @@
 //! `serve`: a model behind OpenAI's completions API, with metrics, a web page and a training view
 //! (the server itself is `src/serve/`).
 
-use crate::serve::batcher::EngineOptions;
-use crate::serve::{AppState, ServeOptions, Server};
 use anyhow::{bail, Result};
+use gpt2::serve::batcher::EngineOptions;
+use gpt2::serve::{AppState, ServeOptions, Server};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let model = match &args.init {
         Some(path) => {
-            let ckpt = crate::model::load_model(path)?;
+            let ckpt = gpt2::model::load_model(path)?;
             let id = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
             eprintln!("model {id}: {} ({} parameters)", ckpt.config, ckpt.config.num_parameters_unpadded());
             Some((id, ckpt))

@@ -2,41 +2,41 @@
 //! build or load the model, and hand over to the training loop in `src/train.rs`.
 
 use crate::commands::sample::print_sample;
-use crate::config::ModelConfig;
-use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
-use crate::cpu::gpt2::CpuKernels;
-use crate::cuda::Matmul;
-use crate::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
-use crate::model::checkpoint::{self, TrainState};
-use crate::model::init::gpt2_init;
-use crate::optim::{AdamWConfig, Schedule};
-use crate::precision::Precision;
-use crate::rng::Rng;
-use crate::tokenizer::Tokenizer;
-use crate::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig, TrainSummary};
 use anyhow::{bail, Result};
+use gpt2::config::ModelConfig;
+use gpt2::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
+use gpt2::cpu::gpt2::CpuKernels;
+use gpt2::cuda::Matmul;
+use gpt2::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
+use gpt2::model::checkpoint::{self, TrainState};
+use gpt2::model::init::gpt2_init;
+use gpt2::optim::{AdamWConfig, Schedule};
+use gpt2::precision::Precision;
+use gpt2::rng::Rng;
+use gpt2::tokenizer::Tokenizer;
+use gpt2::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig, TrainSummary};
 use std::path::PathBuf;
 
 /// Arguments of `train`. Defaults not given here depend on the device (see `resolve`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Where to train.
-    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>(Device::CHOICES))]
+    #[arg(long, default_value = "auto", value_parser = super::choice::<Device>())]
     pub device: Device,
     /// On the GPU, which kernels do the matrix multiplies: ours (kernels/matmul.cu) or cuBLAS (SGEMM
     /// in fp32; in bf16 cuBLASLt, with the bias, GELU and bias gradient fused).
-    #[arg(long, value_enum, default_value = "handwritten")]
+    #[arg(long, default_value = "handwritten", value_parser = super::choice::<Matmul>())]
     pub matmul: Matmul,
     /// On the CPU, which layers run: the fast ones (src/cpu/fast/), or the readable reference
     /// (src/cpu/*.rs, about 14x slower) so that a debugger steps into the code you read
     /// [default: fast]. CPU only: on the GPU it is an error (there --matmul picks the matmul kernels).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<CpuKernels>())]
     pub kernels: Option<CpuKernels>,
     /// Numerics: fp32, or bf16 mixed precision (bf16 weight copy, activations and their gradients;
     /// fp32 master weights, gradients, AdamW state and statistics: see src/precision.rs), on the CPU
     /// and the GPU. Checkpoints keep the fp32 master weights either way
     /// [default: bf16 on a GPU of compute capability 8.0 or newer, fp32 on older GPUs and the CPU].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<Precision>())]
     pub precision: Option<Precision>,
     /// Model size for a fresh start: tiny, d6, d12 (GPT-2 124M), d24, d36, d48 or L<l>H<h>C<c>
     /// [default: tiny on the CPU, d12 on a GPU].
@@ -72,7 +72,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
     /// The learning rate after warmup: cosine decay to --min-lr-frac x --lr at the last step, or constant.
-    #[arg(long, value_enum, default_value = "cosine")]
+    #[arg(long, default_value = "cosine", value_parser = super::choice::<Schedule>())]
     pub schedule: Schedule,
     /// The learning rate at the end of the cosine, as a fraction of --lr.
     #[arg(long, default_value_t = 0.1)]
@@ -228,7 +228,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     // Ctrl-C: finish the current step and save (a second Ctrl-C exits at once)
     let _ = ctrlc::set_handler(|| {
-        if crate::train::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if gpt2::train::STOP_REQUESTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
             std::process::exit(130);
         }
         eprintln!("\nCtrl-C: stopping after this step (press again to quit now)");
@@ -275,7 +275,7 @@ fn load_or_init(
         };
         Ok((ckpt.config, ckpt.params, Some((m, v, state))))
     } else if let Some(path) = &args.init {
-        let ckpt = crate::model::load_model(path)?;
+        let ckpt = gpt2::model::load_model(path)?;
         Ok((ckpt.config, ckpt.params, None))
     } else {
         let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
@@ -351,27 +351,27 @@ fn hellaswag_hook<'a>(
     if config.vocab_size != GPT2_VOCAB_SIZE {
         bail!("--hellaswag needs GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
     }
-    let mut examples = crate::hellaswag::read(path)?;
+    let mut examples = gpt2::hellaswag::read(path)?;
     if args.hellaswag_examples > 0 {
         examples.truncate(args.hellaswag_examples);
     }
     // the GPU's buffers hold (batch, seq); the CPU's grow to whatever a forward pass needs
     let (rows, max_t) = if device == Device::Cuda {
-        if cfg.batch < crate::hellaswag::ENDINGS {
+        if cfg.batch < gpt2::hellaswag::ENDINGS {
             bail!("--hellaswag on the GPU scores in batches of --batch rows: it must be at least 4");
         }
         (cfg.batch, cfg.seq)
     } else {
-        (cfg.batch.max(crate::hellaswag::ENDINGS), config.max_seq_len)
+        (cfg.batch.max(gpt2::hellaswag::ENDINGS), config.max_seq_len)
     };
     let what = if device == Device::Cuda { "--seq" } else { "the model's context" };
-    crate::hellaswag::check_fits(&examples, max_t, what).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    gpt2::hellaswag::check_fits(&examples, max_t, what).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     eprintln!("HellaSwag: {} examples from {}", examples.len(), path.display());
     let every = args.eval_every.unwrap_or(args.val_every);
     Ok(EvalHook {
         every,
         run: Box::new(move |backend: &mut dyn Backend| {
-            let (acc, _) = crate::hellaswag::score(
+            let (acc, _) = gpt2::hellaswag::score(
                 &examples,
                 rows,
                 |inputs, targets, b, t| backend.position_losses(inputs, targets, b, t),
@@ -406,10 +406,10 @@ fn print_plan(config: &ModelConfig, cfg: &TrainConfig, precision: Precision, dev
         "  lr {:.0e}, {} warmup steps, then {schedule}; weight decay {}; grad clip {}; validation every {} steps",
         cfg.lr, cfg.warmup, cfg.adamw.weight_decay, cfg.grad_clip, cfg.val_every
     );
-    match crate::memory::MemoryPlan::new(config, cfg.batch, cfg.seq, precision) {
+    match gpt2::memory::MemoryPlan::new(config, cfg.batch, cfg.seq, precision) {
         Some(plan) => {
             let gib = |bytes: usize| bytes as f64 / (1u64 << 30) as f64;
-            let state: usize = crate::memory::GROUPS[..5].iter().map(|g| plan.group_bytes(g)).sum();
+            let state: usize = gpt2::memory::GROUPS[..5].iter().map(|g| plan.group_bytes(g)).sum();
             eprintln!(
                 "  memory ({precision}): {:.2} GiB in all: {:.2} GiB for parameters, gradients, AdamW state and weight \
                  copies + {:.2} GiB for activations, their gradients and scratch (`gpt2 memory` itemizes it)",
@@ -491,7 +491,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 /// Fails now, not after hours of training, if `path` cannot be written.
 fn check_writable(path: &std::path::Path) -> Result<()> {
-    crate::files::write_atomic(&path.with_extension("write-check"), |_| Ok(()))?;
+    gpt2::files::write_atomic(&path.with_extension("write-check"), |_| Ok(()))?;
     std::fs::remove_file(path.with_extension("write-check")).ok();
     Ok(())
 }
@@ -499,11 +499,11 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
 /// The default micro-batch on the GPU at sequence length `seq`: the largest, up to 64, whose
 /// parameters, optimizer state and activations fit in GPU 0's free memory.
 fn gpu_default_batch(config: &ModelConfig, seq: usize, precision: Precision) -> Result<usize> {
-    let (free, _) = crate::cuda::free_memory(0)?;
+    let (free, _) = gpt2::cuda::free_memory(0)?;
     // measured before the kernels and cuBLAS are loaded: leave them 1 GiB, so that the check
     // CudaGpt2::new makes afterwards agrees with this choice
     let free = free.saturating_sub(1 << 30);
-    match crate::memory::largest_gpu_batch(config, seq, free, 64, precision) {
+    match gpt2::memory::largest_gpu_batch(config, seq, free, 64, precision) {
         0 => bail!(
             "not even one sequence of {seq} tokens of the {config} model fits in the GPU's {:.1} GiB of free \
              memory: try a shorter --seq or a smaller --model",
@@ -554,7 +554,7 @@ fn resolve(
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
         None => {
-            let (train, val) = crate::prepare::default_training_data()?;
+            let (train, val) = gpt2::prepare::default_training_data()?;
             (train, Some(args.val_data.clone().unwrap_or(val)))
         }
     };

@@ -87,7 +87,7 @@ fn zero(t: &mut [f32]) {
 
 /// Which implementation of the layers the model calls: the readable reference in this folder, or
 /// the fast versions in `src/cpu/fast/`, which are tested against the reference.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CpuKernels {
     Reference,
     #[default]

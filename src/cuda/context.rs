@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Which kernels do the matrix multiplies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Matmul {
     /// `kernels/matmul.cu` version 3: shared-memory tiles and 8x8 register blocks, wide loads, double
     /// buffering, split-K for the weight gradient (the default).

@@ -402,10 +402,18 @@ fn infer_config(path: &Path, by_name: &HashMap<String, TensorView>) -> Result<Mo
 }
 
 /// The dtype to write weights in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportDtype {
     F32,
     Bf16,
+}
+
+impl crate::choice::Choice for ExportDtype {
+    const WHAT: &'static str = "dtype";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (ExportDtype::F32, "f32", "32-bit floats, as trained"),
+        (ExportDtype::Bf16, "bf16", "bfloat16: half the bytes"),
+    ];
 }
 
 /// A tensor whose bytes are made when the writer asks for them, so only one tensor at a time is held

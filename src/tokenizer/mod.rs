@@ -24,6 +24,7 @@
 //! same ids on a varied corpus (`reference/tiktoken_golden.py` writes the expected ids).
 
 mod bpe;
+pub mod ids;
 mod pretokenize;
 mod stream;
 mod unicode_tables;
