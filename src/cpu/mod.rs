@@ -7,6 +7,7 @@ pub mod bf16;
 pub mod encoder;
 pub mod fast;
 pub mod gelu;
+pub mod kernels;
 pub mod gpt2;
 pub mod layernorm;
 pub mod layers;

@@ -21,7 +21,9 @@
 //! `dev/cuda_mock` runs `gpt2.rs` on host-memory stand-ins against the CPU path.
 
 pub mod backend;
+pub mod buffer;
 pub mod context;
+pub mod cublaslt_handle;
 pub mod gpt2;
 pub mod kernels;
 pub mod libs;
