@@ -2,11 +2,11 @@
 //! started in-process on a free port, spoken to over plain TCP with a small HTTP/1.1 client.
 
 use gpt2::config::ModelConfig;
+use gpt2::cpu::decode::{Decoder, KvCache};
 use gpt2::model::checkpoint;
 use gpt2::model::init::gpt2_init;
 use gpt2::rng::Rng;
 use gpt2::sample::{generate, Sampler};
-use gpt2::serve::batched::{BatchedModel, KvCache};
 use gpt2::serve::batcher::EngineOptions;
 use gpt2::serve::{AppState, ServeOptions, Server};
 use gpt2::tokenizer::Tokenizer;
@@ -44,7 +44,7 @@ fn batched_forward_gives_each_sequence_the_logits_of_its_own_sampler() {
         })
         .collect();
     // all three together: prompts in uneven chunks (prefill), then one token per step (decoding)
-    let mut model = BatchedModel::new(cfg, &params);
+    let mut model = Decoder::new(cfg, &params);
     let mut caches: Vec<KvCache> = seqs.iter().map(|s| KvCache::new(&cfg, s.len())).collect();
     let mut fed = [0usize; 3];
     let vp = cfg.padded_vocab_size;

@@ -4,11 +4,12 @@
 pub mod attention;
 pub mod backend;
 pub mod bf16;
+pub mod decode;
 pub mod encoder;
 pub mod fast;
 pub mod gelu;
-pub mod kernels;
 pub mod gpt2;
+pub mod kernels;
 pub mod layernorm;
 pub mod layers;
 pub mod matmul;

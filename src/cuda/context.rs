@@ -247,6 +247,7 @@ fn new_cublas(stream: &Arc<CudaStream>) -> Result<(CudaBlas, CublasLt)> {
     let blas = CudaBlas::new(stream.clone()).context("cannot create a cuBLAS handle")?;
     // allocated once, here, outside the model's memory plan (like cuBLAS's own workspace)
     let workspace = DeviceBuffer::zeroed(stream, CUBLASLT_WORKSPACE_BYTES).context("cuBLASLt's workspace")?;
-    let dbias_scratch = DeviceBuffer::zeroed(stream, CUBLASLT_DBIAS_SCRATCH).context("cuBLASLt's bias-gradient scratch")?;
+    let dbias_scratch =
+        DeviceBuffer::zeroed(stream, CUBLASLT_DBIAS_SCRATCH).context("cuBLASLt's bias-gradient scratch")?;
     Ok((blas, CublasLt::new(workspace, dbias_scratch)?))
 }

@@ -1,8 +1,8 @@
 //! `serve`: a model behind OpenAI's completions API, with Prometheus metrics, a web page, and a
 //! view of a training run's curves.
 //!
-//! * `batched.rs`: the forward pass for many sequences at once, each with its own KV cache.
-//! * `batcher.rs`: the engine thread that batches whatever requests are in flight.
+//! * `batcher.rs`: the engine thread that batches whatever requests are in flight, through the
+//!   model's forward pass for many sequences at once, each with its own KV cache (`src/cpu/decode.rs`).
 //! * `api.rs`: the HTTP endpoints and OpenAI's request and error shapes.
 //! * `metrics.rs`: the counters and histograms behind `GET /metrics`.
 //! * `page.html`: the web page at `/`.
@@ -11,7 +11,6 @@
 //! forward pass never blocks the connections.
 
 pub mod api;
-pub mod batched;
 pub mod batcher;
 pub mod metrics;
 
