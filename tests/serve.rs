@@ -256,6 +256,32 @@ fn models_healthz_and_metrics_answer() {
 }
 
 #[test]
+fn requests_are_counted_by_route_and_unknown_paths_share_one_label() {
+    let f = start(options());
+    for (method, path, status) in [
+        ("GET", "/healthz", 200),
+        ("GET", "/v1/models", 200),
+        ("GET", "/training.svg", 404), // no --log: nothing to draw
+        ("GET", "/v1/completions", 405),
+        ("GET", "/nothing", 404),
+        ("GET", "/v1/nothing/either", 404),
+    ] {
+        assert_eq!(http(f.server.addr, method, path, None).0, status, "{method} {path}");
+    }
+    let (_, _, metrics) = http(f.server.addr, "GET", "/metrics", None);
+    for needle in [
+        "gpt2_requests_total{endpoint=\"/healthz\",status=\"200\"} 1",
+        "gpt2_requests_total{endpoint=\"/v1/models\",status=\"200\"} 1",
+        "gpt2_requests_total{endpoint=\"/training.svg\",status=\"404\"} 1",
+        "gpt2_requests_total{endpoint=\"/v1/completions\",status=\"405\"} 1",
+        "gpt2_requests_total{endpoint=\"other\",status=\"404\"} 2",
+    ] {
+        assert!(metrics.contains(needle), "no {needle:?} in\n{metrics}");
+    }
+    assert!(!metrics.contains("/nothing"), "an unknown path got a label of its own:\n{metrics}");
+}
+
+#[test]
 fn bad_requests_get_openai_errors_and_the_server_goes_on() {
     let f = start(options());
     let long_prompt = "a ".repeat(1100); // about 1100 tokens: more than the context of 1024
