@@ -131,8 +131,6 @@ pub fn sum_by_name(samples: impl IntoIterator<Item = (String, f64)>) -> Vec<Kern
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn kernel_times_are_summed_by_name_in_launch_order() {
         let rows = super::sum_by_name([("b".to_string(), 1.0), ("a".to_string(), 2.0), ("b".to_string(), 0.5)]);
