@@ -216,3 +216,31 @@ fn attention_decode_step_equals_the_rows_of_the_full_causal_forward() {
         }
     }
 }
+
+#[test]
+fn decoding_with_the_reference_layers_gives_the_reference_forward_to_the_bit() {
+    // the readable layers compute each row on its own, and `attention_decode` is `attention_forward`'s
+    // row: so decoding with them (`--kernels reference`) reproduces the full forward exactly, which
+    // it would not if the choice were ignored and the fast layers (other summation orders) ran
+    let cfg = config();
+    let (params, tokens) = {
+        let mut rng = Rng::new(8);
+        let mut params = gpt2_init(&cfg, 8);
+        params.iter_mut().for_each(|p| *p += 0.05 * rng.normal());
+        (params, common::random_tokens(&mut rng, 16, cfg.vocab_size))
+    };
+    let vp = cfg.padded_vocab_size;
+    let mut full = Gpt2::new(cfg, params.clone());
+    full.kernels = CpuKernels::Reference;
+    full.forward(&tokens, None, 1, tokens.len());
+    let mut decoder = Decoder::new(cfg, &params);
+    decoder.kernels = CpuKernels::Reference;
+    let mut cache = KvCache::new(&cfg, tokens.len());
+    // the first half as one prefill chunk, then one token at a time
+    let logits = decoder.forward(&mut [&mut cache], &[&tokens[..8]]).to_vec();
+    assert_eq!(logits, full.logits()[7 * vp..8 * vp], "after the prefill");
+    for pos in 8..tokens.len() {
+        let logits = decoder.forward(&mut [&mut cache], &[&tokens[pos..pos + 1]]);
+        assert_eq!(logits, &full.logits()[pos * vp..(pos + 1) * vp], "position {pos}");
+    }
+}
