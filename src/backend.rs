@@ -48,6 +48,11 @@ pub trait Backend {
     fn peak_flops(&self) -> Option<f64> {
         None
     }
+    /// What `peak_flops` is the peak of (card, precision and path: "H200 bf16 dense 989 TFLOP/s"),
+    /// written beside MFU in the log.
+    fn peak_name(&self) -> Option<String> {
+        None
+    }
     /// Starts timing each kernel launch (a GPU's; `bench --device cuda` prints the table). The CPU
     /// does nothing here: `bench` times its layers one by one instead.
     fn start_profile(&mut self) {}

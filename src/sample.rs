@@ -2,33 +2,22 @@
 //!
 //! Recomputing the whole sequence for every new token costs O(T^2) layer work; a KV cache keeps
 //! each layer's keys and values of the tokens seen so far, so a new token only runs its own row
-//! through the model and attends over the cache. `tests/sample.rs` checks that this gives the same
-//! logits and tokens as the full forward pass of `src/cpu/gpt2.rs`.
+//! through the model and attends over the cache: that model is `src/cpu/decode.rs`, which `serve`
+//! shares. This file picks tokens from its logits. `tests/sample.rs` checks that this gives the
+//! same logits and tokens as the full forward pass of `src/cpu/gpt2.rs`.
 
 use crate::config::ModelConfig;
+use crate::cpu::decode::{Decoder, KvCache};
 use crate::cpu::gpt2::CpuKernels;
-use crate::cpu::layernorm::layernorm_forward;
-use crate::model::{ParamLayout, ParamViews};
 use crate::rng::Rng;
 
-/// The model plus its KV cache and per-token scratch buffers, allocated once.
+/// One sequence being generated: the decoder (`src/cpu/decode.rs`) and the sequence's KV cache.
 pub struct Sampler<'a> {
-    config: ModelConfig,
-    params: ParamViews<'a>,
-    /// keys and values of every layer and position so far: (L, maxT, C) each
-    k_cache: Vec<f32>,
-    v_cache: Vec<f32>,
+    decoder: Decoder<'a>,
+    cache: KvCache,
     /// how many positions the cache holds
     pub len: usize,
-    // one row of each activation
-    x: Vec<f32>,
-    ln: Vec<f32>,
-    qkv: Vec<f32>,
-    atty: Vec<f32>,
-    proj: Vec<f32>,
-    fch: Vec<f32>,
-    fch_gelu: Vec<f32>,
-    scores: Vec<f32>,
+    /// the logits (Vp) that follow the last token fed
     pub logits: Vec<f32>,
     /// The matmul and GELU to call: the fast ones by default (the fast matmul spreads a single row
     /// over both cores' output tiles), the readable ones of `src/cpu/` with `sample --kernels reference`.
@@ -37,22 +26,10 @@ pub struct Sampler<'a> {
 
 impl<'a> Sampler<'a> {
     pub fn new(config: ModelConfig, params: &'a [f32]) -> Self {
-        let layout = ParamLayout::new(&config);
-        let (l, c, maxt) = (config.num_layers, config.channels, config.max_seq_len);
         Sampler {
-            config,
-            params: ParamViews::new(&layout.sizes(), params),
-            k_cache: vec![0.0; l * maxt * c],
-            v_cache: vec![0.0; l * maxt * c],
+            decoder: Decoder::new(config, params),
+            cache: KvCache::new(&config, config.max_seq_len),
             len: 0,
-            x: vec![0.0; c],
-            ln: vec![0.0; c],
-            qkv: vec![0.0; 3 * c],
-            atty: vec![0.0; c],
-            proj: vec![0.0; c],
-            fch: vec![0.0; 4 * c],
-            fch_gelu: vec![0.0; 4 * c],
-            scores: vec![0.0; maxt],
             logits: vec![0.0; config.padded_vocab_size],
             kernels: CpuKernels::default(),
         }
@@ -60,80 +37,19 @@ impl<'a> Sampler<'a> {
 
     /// Forgets the cached sequence.
     pub fn reset(&mut self) {
+        self.cache.reset();
         self.len = 0;
     }
 
     /// Feeds one token at the next position and leaves the next token's logits (Vp) in `self.logits`.
     /// The cache must have room (`len < maxT`).
     pub fn step(&mut self, token: u32) {
-        let cfg = self.config;
-        let (nl, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
-        let (hs, maxt, pos) = (c / nh, cfg.max_seq_len, self.len);
-        assert!(pos < maxt, "the KV cache is full ({maxt} positions)");
-        let p = &self.params;
-        let (mut mean, mut rstd) = ([0.0f32], [0.0f32]);
-        let (matmul_forward, _) = self.kernels.matmul();
-        let (gelu_forward, _) = self.kernels.gelu();
-
-        // embedding of this token at this position
-        let tok = token as usize;
-        for i in 0..c {
-            self.x[i] = p.wte[tok * c + i] + p.wpe[pos * c + i];
-        }
-        for l in 0..nl {
-            let w = |t: &'a [f32]| -> &'a [f32] { &t[l * t.len() / nl..(l + 1) * t.len() / nl] };
-            // attention: the new token's q, k, v; k and v join the cache
-            layernorm_forward(&mut self.ln, &mut mean, &mut rstd, &self.x, w(p.ln1w), w(p.ln1b), 1, c);
-            matmul_forward(&mut self.qkv, &self.ln, w(p.qkvw), Some(w(p.qkvb)), 1, c, 3 * c);
-            let cache_row = (l * maxt + pos) * c;
-            self.k_cache[cache_row..cache_row + c].copy_from_slice(&self.qkv[c..2 * c]);
-            self.v_cache[cache_row..cache_row + c].copy_from_slice(&self.qkv[2 * c..]);
-            for h in 0..nh {
-                let q = &self.qkv[h * hs..(h + 1) * hs];
-                let scale = 1.0 / (hs as f32).sqrt();
-                // scores against every cached key, then softmax
-                let mut maxval = f32::NEG_INFINITY;
-                for t2 in 0..=pos {
-                    let k = &self.k_cache[(l * maxt + t2) * c + h * hs..][..hs];
-                    let s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-                    self.scores[t2] = s;
-                    maxval = maxval.max(s);
-                }
-                let mut sum = 0.0;
-                for s in &mut self.scores[..=pos] {
-                    *s = (*s - maxval).exp();
-                    sum += *s;
-                }
-                // weighted sum of the cached values
-                let out = &mut self.atty[h * hs..(h + 1) * hs];
-                out.fill(0.0);
-                for t2 in 0..=pos {
-                    let a = self.scores[t2] / sum;
-                    let v = &self.v_cache[(l * maxt + t2) * c + h * hs..][..hs];
-                    for (o, vi) in out.iter_mut().zip(v) {
-                        *o += a * vi;
-                    }
-                }
-            }
-            matmul_forward(&mut self.proj, &self.atty, w(p.attprojw), Some(w(p.attprojb)), 1, c, c);
-            add_residual(&mut self.x, &self.proj);
-            // MLP
-            layernorm_forward(&mut self.ln, &mut mean, &mut rstd, &self.x, w(p.ln2w), w(p.ln2b), 1, c);
-            matmul_forward(&mut self.fch, &self.ln, w(p.fcw), Some(w(p.fcb)), 1, c, 4 * c);
-            gelu_forward(&mut self.fch_gelu, &self.fch);
-            matmul_forward(&mut self.proj, &self.fch_gelu, w(p.fcprojw), Some(w(p.fcprojb)), 1, 4 * c, c);
-            add_residual(&mut self.x, &self.proj);
-        }
-        layernorm_forward(&mut self.ln, &mut mean, &mut rstd, &self.x, p.lnfw, p.lnfb, 1, c);
-        matmul_forward(&mut self.logits, &self.ln, p.wte, None, 1, c, vp);
-        self.len += 1;
-    }
-}
-
-/// The residual connection in place: x += branch (`residual_forward` with out = inp1).
-fn add_residual(x: &mut [f32], branch: &[f32]) {
-    for (xi, b) in x.iter_mut().zip(branch) {
-        *xi += b;
+        let maxt = self.decoder.config().max_seq_len;
+        assert!(self.cache.room() > 0, "the KV cache is full ({maxt} positions)");
+        self.decoder.kernels = self.kernels;
+        let logits = self.decoder.forward(&mut [&mut self.cache], &[&[token]]);
+        self.logits.copy_from_slice(logits);
+        self.len = self.cache.len;
     }
 }
 

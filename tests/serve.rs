@@ -2,11 +2,11 @@
 //! started in-process on a free port, spoken to over plain TCP with a small HTTP/1.1 client.
 
 use gpt2::config::ModelConfig;
+use gpt2::cpu::decode::{Decoder, KvCache};
 use gpt2::model::checkpoint;
 use gpt2::model::init::gpt2_init;
 use gpt2::rng::Rng;
 use gpt2::sample::{generate, Sampler};
-use gpt2::serve::batched::{BatchedModel, KvCache};
 use gpt2::serve::batcher::EngineOptions;
 use gpt2::serve::{AppState, ServeOptions, Server};
 use gpt2::tokenizer::Tokenizer;
@@ -44,7 +44,7 @@ fn batched_forward_gives_each_sequence_the_logits_of_its_own_sampler() {
         })
         .collect();
     // all three together: prompts in uneven chunks (prefill), then one token per step (decoding)
-    let mut model = BatchedModel::new(cfg, &params);
+    let mut model = Decoder::new(cfg, &params);
     let mut caches: Vec<KvCache> = seqs.iter().map(|s| KvCache::new(&cfg, s.len())).collect();
     let mut fed = [0usize; 3];
     let vp = cfg.padded_vocab_size;
@@ -253,6 +253,32 @@ fn models_healthz_and_metrics_answer() {
     ] {
         assert!(metrics.contains(needle), "no {needle:?} in\n{metrics}");
     }
+}
+
+#[test]
+fn requests_are_counted_by_route_and_unknown_paths_share_one_label() {
+    let f = start(options());
+    for (method, path, status) in [
+        ("GET", "/healthz", 200),
+        ("GET", "/v1/models", 200),
+        ("GET", "/training.svg", 404), // no --log: nothing to draw
+        ("GET", "/v1/completions", 405),
+        ("GET", "/nothing", 404),
+        ("GET", "/v1/nothing/either", 404),
+    ] {
+        assert_eq!(http(f.server.addr, method, path, None).0, status, "{method} {path}");
+    }
+    let (_, _, metrics) = http(f.server.addr, "GET", "/metrics", None);
+    for needle in [
+        "gpt2_requests_total{endpoint=\"/healthz\",status=\"200\"} 1",
+        "gpt2_requests_total{endpoint=\"/v1/models\",status=\"200\"} 1",
+        "gpt2_requests_total{endpoint=\"/training.svg\",status=\"404\"} 1",
+        "gpt2_requests_total{endpoint=\"/v1/completions\",status=\"405\"} 1",
+        "gpt2_requests_total{endpoint=\"other\",status=\"404\"} 2",
+    ] {
+        assert!(metrics.contains(needle), "no {needle:?} in\n{metrics}");
+    }
+    assert!(!metrics.contains("/nothing"), "an unknown path got a label of its own:\n{metrics}");
 }
 
 #[test]

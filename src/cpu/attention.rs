@@ -69,6 +69,57 @@ pub fn attention_forward(out: &mut [f32], lse: &mut [f32], inp: &[f32], b: usize
     }
 }
 
+/// The decode step of `attention_forward`: one new row, at position t - 1, attending over the keys
+/// and values of positions 0..t kept in a KV cache (its own included), so that generating a token
+/// costs one row of attention instead of recomputing all t. out (C) and lse (NH) from the new row's
+/// query q (C) and the cache's k and v, (t, C) each (rows t.. of a longer cache are not read).
+/// The same arithmetic in the same order as `attention_forward`'s row t - 1 (the online softmax),
+/// so the two agree to the bit: `tests/sample.rs` checks it.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_decode(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    assert!(t >= 1 && k.len() >= t * c && v.len() >= t * c, "the cache holds fewer than {t} positions");
+    assert_eq!(q.len(), c);
+    assert_eq!(out.len(), c);
+    assert_eq!(lse.len(), nh);
+    for h in 0..nh {
+        let q = &q[h * hs..(h + 1) * hs];
+        // the output row doubles as the running (unnormalized) weighted sum o
+        let o = &mut out[h * hs..(h + 1) * hs];
+        o.fill(0.0);
+        let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
+        for t2 in 0..t {
+            let k = &k[t2 * c + h * hs..][..hs];
+            let v = &v[t2 * c + h * hs..][..hs];
+            let s = dot(q, k) * scale;
+            // a new maximum: what was summed so far was relative to the old one, rescale it
+            let m_new = m.max(s);
+            let correction = (m - m_new).exp();
+            let p = (s - m_new).exp();
+            l = l * correction + p;
+            for (oi, vi) in o.iter_mut().zip(v) {
+                *oi = *oi * correction + p * vi;
+            }
+            m = m_new;
+        }
+        // normalize: the weights exp(s - m) / l sum to 1
+        for oi in o.iter_mut() {
+            *oi /= l;
+        }
+        lse[h] = m + l.ln();
+    }
+}
+
 /// Backward of `attention_forward`. Accumulates (+=) into dinp (B, T, 3C) from dout (B, T, C), given
 /// the forward's input inp (B, T, 3C), output out (B, T, C) and log-sum-exps lse (B, NH, T). delta
 /// (B, NH, T) is scratch space that this function overwrites (the GPU computes it in a pass of its

@@ -10,20 +10,13 @@
 //! | bf16      | reference | `src/cpu/bf16.rs`: each readable layer, then its outputs rounded        |
 //! | bf16      | fast      | the fast layers, then rounded; the matmul is `fast/matmul/bf16.rs`      |
 
-use super::gpt2::{
-    AttentionBackward, AttentionForward, ClassifierBackward, ClassifierForward, CpuKernels, GeluBackward, GeluForward,
-    MatmulBackward, MatmulForward,
+use super::kernels::{
+    AttentionBackward, AttentionForward, ClassifierBackward, ClassifierForward, CpuKernels, EncoderBackward,
+    EncoderForward, GeluBackward, GeluForward, LayernormBackward, LayernormForward, MatmulBackward, MatmulForward,
+    ResidualBackward, ResidualForward,
 };
 use super::{bf16, encoder, fast, layernorm, residual};
 use crate::precision::Precision;
-
-pub type EncoderForward = fn(&mut [f32], &[u32], &[f32], &[f32], usize, usize, usize);
-pub type EncoderBackward = fn(&mut [f32], &mut [f32], &[f32], &[u32], usize, usize, usize);
-pub type LayernormForward = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], usize, usize);
-pub type LayernormBackward =
-    fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], usize, usize);
-pub type ResidualForward = fn(&mut [f32], &[f32], &[f32]);
-pub type ResidualBackward = fn(&mut [f32], &mut [f32], &[f32]);
 
 /// Every layer function the model calls, by the name it calls it.
 #[derive(Clone, Copy)]

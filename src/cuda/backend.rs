@@ -3,7 +3,7 @@
 
 use super::context::{Gpu, Matmul};
 use super::gpt2::CudaGpt2;
-use super::PeakFlops;
+use super::peak::{find_card, peak, Card};
 use crate::config::ModelConfig;
 use crate::optim::AdamWConfig;
 use crate::precision::Precision;
@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 
 pub struct CudaBackend {
     pub model: CudaGpt2,
-    peak: Option<PeakFlops>,
+    /// The card's row of the peak table and its share of the card's SMs, or why it has none.
+    card: Result<(Card, f64), String>,
     /// Why the run is in its precision, when `--precision` was not given (the device line says it).
     pub precision_note: Option<String>,
 }
@@ -30,9 +31,16 @@ impl CudaBackend {
         t: usize,
     ) -> Result<Self> {
         let gpu = Gpu::new(ordinal, matmul)?;
-        let peak = super::peak_flops(&gpu.name);
+        let card = find_card(&gpu.name, gpu.compute_capability, gpu.num_sms);
         let model = CudaGpt2::new(gpu, config, params, b, t, precision)?;
-        Ok(CudaBackend { model, peak, precision_note: None })
+        Ok(CudaBackend { model, card, precision_note: None })
+    }
+
+    /// The peak MFU is measured against: the card's, for the precision and matmul running now
+    /// (`src/cuda/peak.rs`); or why there is none.
+    pub fn peak(&self) -> Result<super::peak::Peak, String> {
+        let (card, share) = self.card.clone()?;
+        Ok(peak(&card, share, self.model.precision, self.model.gpu.matmul))
     }
 }
 
@@ -40,9 +48,9 @@ impl Backend for CudaBackend {
     fn describe(&self) -> String {
         let gpu = &self.model.gpu;
         let (major, minor) = gpu.compute_capability;
-        let peak = match self.peak {
-            Some(p) => format!("MFU against the {} fp32 non-tensor peak, {:.0} TFLOP/s", p.card, p.fp32 / 1e12),
-            None => "no peak FLOP/s known for this card, so no MFU".to_string(),
+        let peak = match self.peak() {
+            Ok(p) => format!("mfu of {}", p.name),
+            Err(why) => why,
         };
         let why = self.precision_note.as_ref().map_or(String::new(), |why| format!(" ({why})"));
         format!(
@@ -92,8 +100,11 @@ impl Backend for CudaBackend {
     fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
         self.model.set_optimizer_state(m, v).context("copying AdamW's state to the GPU")
     }
+    fn peak_name(&self) -> Option<String> {
+        self.peak().ok().map(|p| p.name)
+    }
     fn peak_flops(&self) -> Option<f64> {
-        self.peak.map(|p| p.fp32)
+        self.peak().ok().map(|p| p.flops)
     }
     fn start_profile(&mut self) {
         self.model.gpu.start_profile();

@@ -6,16 +6,16 @@
 //! slices of the CPU path. All work goes to one stream, in order, so no view can be read before the
 //! kernel writing it has finished.
 
-use super::kernels::cublaslt::{CublasLt, CUBLASLT_DBIAS_SCRATCH, CUBLASLT_WORKSPACE_BYTES};
+pub use super::buffer::{Dev, DeviceBuffer};
+use super::cublaslt_handle::{CublasLt, CUBLASLT_DBIAS_SCRATCH, CUBLASLT_WORKSPACE_BYTES};
 use super::kernels::{compile_cached, SOURCES};
 use super::{sum_by_name, KernelTime};
 use anyhow::{bail, Context, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::ValidAsZeroBits;
-use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaFunction, CudaStream, DeviceRepr};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,77 +30,6 @@ pub enum Matmul {
     /// cuBLAS: SGEMM in fp32, with the bias and dbias from `kernels/matmul.cu`; in bf16, cuBLASLt
     /// with the bias, the GELU and the bias gradient fused into the GEMMs (`kernels/cublaslt.rs`).
     Cublas,
-}
-
-/// A view of `len` numbers of type `T` in device memory, starting at device address `ptr`: the GPU's
-/// `&[T]`. It is only made from a live `DeviceBuffer` (or cut from such a view), and cutting checks
-/// the bounds, so the kernels receive in-bounds addresses as long as the buffer outlives the view.
-#[derive(Debug)]
-pub struct Dev<T> {
-    ptr: u64,
-    len: usize,
-    _type: PhantomData<T>,
-}
-
-impl<T> Clone for Dev<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Dev<T> {}
-
-impl<T> Dev<T> {
-    /// The device address, as a kernel argument.
-    pub fn ptr(&self) -> u64 {
-        self.ptr
-    }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// Elements `start..start + len`.
-    pub fn slice(self, start: usize, len: usize) -> Dev<T> {
-        let end = start.checked_add(len).filter(|&end| end <= self.len);
-        assert!(end.is_some(), "device slice {start} + {len} out of bounds (length {})", self.len);
-        Dev { ptr: self.ptr + (start * std::mem::size_of::<T>()) as u64, len, _type: PhantomData }
-    }
-    /// Layer `l`'s part of a tensor stacked over `n` layers (`at` in `src/cpu/gpt2.rs`).
-    pub fn layer(self, l: usize, n: usize) -> Dev<T> {
-        let size = self.len / n;
-        self.slice(l * size, size)
-    }
-    /// Cuts consecutive views of the given sizes from the start of this one.
-    pub fn split<const N: usize>(self, sizes: &[usize; N]) -> [Dev<T>; N] {
-        let mut offset = 0;
-        std::array::from_fn(|i| {
-            let part = self.slice(offset, sizes[i]);
-            offset += sizes[i];
-            part
-        })
-    }
-}
-
-/// Device memory owned by the host side: allocated zeroed, freed on drop.
-pub struct DeviceBuffer<T> {
-    /// Owns the allocation (at least one element: CUDA cannot allocate nothing).
-    _slice: CudaSlice<T>,
-    ptr: u64,
-    len: usize,
-}
-
-impl<T> DeviceBuffer<T> {
-    /// A view of the whole buffer.
-    pub fn all(&self) -> Dev<T> {
-        Dev { ptr: self.ptr, len: self.len, _type: PhantomData }
-    }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// One GPU, ready to run the kernels of `kernels/`.
@@ -175,7 +104,7 @@ impl Gpu {
         } else {
             (None, None)
         };
-        let norm_scratch = alloc_on(&stream, 1)?;
+        let norm_scratch = DeviceBuffer::zeroed(&stream, 1)?;
         Ok(Gpu {
             ctx,
             stream,
@@ -269,7 +198,7 @@ impl Gpu {
     /// `n` zeroed numbers of device memory.
     pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, n: usize) -> Result<DeviceBuffer<T>> {
         self.allocated.fetch_add(n * std::mem::size_of::<T>(), std::sync::atomic::Ordering::Relaxed);
-        alloc_on(&self.stream, n)
+        DeviceBuffer::zeroed(&self.stream, n)
     }
 
     /// Copies `src` into `dst` (same length) and waits until it is there.
@@ -311,24 +240,14 @@ impl Gpu {
     }
 }
 
-fn alloc_on<T: DeviceRepr + ValidAsZeroBits>(stream: &Arc<CudaStream>, n: usize) -> Result<DeviceBuffer<T>> {
-    let slice = stream.alloc_zeros::<T>(n.max(1)).with_context(|| {
-        format!("cannot allocate {:.2} GiB on the GPU", (n * std::mem::size_of::<T>()) as f64 / 1073741824.0)
-    })?;
-    let ptr = {
-        let (ptr, _sync) = slice.device_ptr(stream);
-        ptr
-    };
-    Ok(DeviceBuffer { _slice: slice, ptr, len: n })
-}
-
 /// The cuBLAS handle (fp32 SGEMM) and the cuBLASLt one with its workspace (the bf16 GEMMs), on `stream`.
 fn new_cublas(stream: &Arc<CudaStream>) -> Result<(CudaBlas, CublasLt)> {
     // cudarc panics on first use if libcublas or libcublasLt is missing: find them first
     super::libs::load(super::libs::CudaLib::Cublas).context("--matmul cublas cannot start")?;
     let blas = CudaBlas::new(stream.clone()).context("cannot create a cuBLAS handle")?;
     // allocated once, here, outside the model's memory plan (like cuBLAS's own workspace)
-    let workspace = alloc_on(stream, CUBLASLT_WORKSPACE_BYTES).context("cuBLASLt's workspace")?;
-    let dbias_scratch = alloc_on(stream, CUBLASLT_DBIAS_SCRATCH).context("cuBLASLt's bias-gradient scratch")?;
+    let workspace = DeviceBuffer::zeroed(stream, CUBLASLT_WORKSPACE_BYTES).context("cuBLASLt's workspace")?;
+    let dbias_scratch =
+        DeviceBuffer::zeroed(stream, CUBLASLT_DBIAS_SCRATCH).context("cuBLASLt's bias-gradient scratch")?;
     Ok((blas, CublasLt::new(workspace, dbias_scratch)?))
 }

@@ -21,10 +21,13 @@
 //! `dev/cuda_mock` runs `gpt2.rs` on host-memory stand-ins against the CPU path.
 
 pub mod backend;
+pub mod buffer;
 pub mod context;
+pub mod cublaslt_handle;
 pub mod gpt2;
 pub mod kernels;
 pub mod libs;
+pub mod peak;
 pub mod storage;
 
 pub use crate::backend::{sum_by_name, KernelTime};
@@ -104,41 +107,8 @@ pub fn nvrtc_available() -> bool {
     libs::load(libs::CudaLib::Nvrtc).is_ok()
 }
 
-/// A card's peak throughput, for MFU.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PeakFlops {
-    /// The card as named in the table.
-    pub card: &'static str,
-    /// Dense bf16 tensor-core FLOP/s.
-    pub bf16_dense: f64,
-    /// fp32 FLOP/s without tensor cores: the peak our fp32 kernels (and cuBLAS SGEMM) are measured against.
-    pub fp32: f64,
-}
-
-/// The peak FLOP/s of a card, found from its name string (`CudaContext::name`), from NVIDIA's data
-/// sheets. The PCIe H100 is checked first since its name also contains "H100".
-pub fn peak_flops(device_name: &str) -> Option<PeakFlops> {
-    let name = device_name.to_uppercase();
-    let table = [
-        ("H100 PCIE", PeakFlops { card: "H100 PCIe", bf16_dense: 756e12, fp32: 51e12 }),
-        ("H100", PeakFlops { card: "H100 SXM", bf16_dense: 989e12, fp32: 67e12 }),
-        ("H200", PeakFlops { card: "H200", bf16_dense: 989e12, fp32: 67e12 }),
-    ];
-    table.iter().find(|(key, _)| key.split(' ').all(|word| name.contains(word))).map(|&(_, peak)| peak)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn peak_flops_are_found_from_the_card_name() {
-        assert_eq!(peak_flops("NVIDIA H100 80GB HBM3").unwrap().card, "H100 SXM");
-        assert_eq!(peak_flops("NVIDIA H100 PCIe").unwrap().fp32, 51e12);
-        assert_eq!(peak_flops("NVIDIA H200").unwrap().bf16_dense, 989e12);
-        assert!(peak_flops("NVIDIA GeForce RTX 4090").is_none());
-    }
-
     #[test]
     fn kernel_times_are_summed_by_name_in_launch_order() {
         let rows = super::sum_by_name([("b".to_string(), 1.0), ("a".to_string(), 2.0), ("b".to_string(), 0.5)]);

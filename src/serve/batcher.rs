@@ -1,16 +1,16 @@
 //! The engine: one thread that owns the model and runs "continuous batching". Requests wait in a
 //! bounded queue; at every step the engine takes in as many as the batch has room for, feeds each
 //! active sequence its next input (a chunk of its prompt, or the token it sampled last), runs one
-//! `BatchedModel::forward` for all of them, then samples each one's next token and sends the text
+//! `Decoder::forward` (`src/cpu/decode.rs`) for all of them, then samples each one's next token and sends the text
 //! to its client. A sequence leaves the batch when it is done or when its client has gone away
 //! (its event channel is closed), so a new request never waits for an old one to finish.
 //!
 //! The HTTP side (`api.rs`) talks to the engine only through `Engine::submit` and the events that
 //! come back on each request's channel.
 
-use super::batched::{BatchedModel, KvCache};
 use super::metrics::Metrics;
 use crate::config::{ModelConfig, EOT_TOKEN};
+use crate::cpu::decode::{Decoder, KvCache};
 use crate::rng::Rng;
 use crate::sample::sample_token;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -242,7 +242,7 @@ fn run(
     mut rx: mpsc::Receiver<GenRequest>,
     options: EngineOptions,
 ) {
-    let mut model = BatchedModel::new(config, params);
+    let mut model = Decoder::new(config, params);
     let mut active: Vec<Seq> = Vec::new();
     loop {
         // wait for work when there is none; then take in whatever fits

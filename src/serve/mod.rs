@@ -1,8 +1,8 @@
 //! `serve`: a model behind OpenAI's completions API, with Prometheus metrics, a web page, and a
 //! view of a training run's curves.
 //!
-//! * `batched.rs`: the forward pass for many sequences at once, each with its own KV cache.
-//! * `batcher.rs`: the engine thread that batches whatever requests are in flight.
+//! * `batcher.rs`: the engine thread that batches whatever requests are in flight, through the
+//!   model's forward pass for many sequences at once, each with its own KV cache (`src/cpu/decode.rs`).
 //! * `api.rs`: the HTTP endpoints and OpenAI's request and error shapes.
 //! * `metrics.rs`: the counters and histograms behind `GET /metrics`.
 //! * `page.html`: the web page at `/`.
@@ -11,7 +11,6 @@
 //! forward pass never blocks the connections.
 
 pub mod api;
-pub mod batched;
 pub mod batcher;
 pub mod metrics;
 
@@ -25,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,29 +119,42 @@ impl AppState {
     }
 }
 
-/// The endpoints, each request counted in the metrics by endpoint and status.
+/// The endpoints: each path and what answers it. The router is built from this list and the
+/// request counter labels requests by it, so a route is added in one place.
+fn routes() -> [(&'static str, MethodRouter<Arc<AppState>>); 7] {
+    [
+        ("/", get(api::page)),
+        ("/v1/completions", post(api::completions)),
+        ("/v1/models", get(api::models)),
+        ("/healthz", get(api::healthz)),
+        ("/metrics", get(api::metrics)),
+        ("/v1/training/log", get(training_log)),
+        ("/training.svg", get(training_svg)),
+    ]
+}
+
+/// The endpoints of `routes`, each request counted in the metrics by endpoint and status.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", get(api::page))
-        .route("/v1/completions", axum::routing::post(api::completions))
-        .route("/v1/models", get(api::models))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .route("/v1/training/log", get(training_log))
-        .route("/training.svg", get(training_svg))
+    let routes = routes();
+    let known: Arc<[&'static str]> = routes.iter().map(|(path, _)| *path).collect();
+    routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| router.route(path, handler))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(axum::middleware::from_fn_with_state((state.clone(), known), count_requests))
         .with_state(state)
 }
 
-/// The middleware that counts requests; unknown paths share one label so a client cannot grow the
-/// metrics without bound.
-async fn count_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    const KNOWN: [&str; 7] =
-        ["/", "/v1/completions", "/v1/models", "/healthz", "/metrics", "/v1/training/log", "/training.svg"];
+/// The middleware that counts requests; paths not in `routes` share one label so a client cannot
+/// grow the metrics without bound.
+async fn count_requests(
+    State((state, known)): State<(Arc<AppState>, Arc<[&'static str]>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
-    let endpoint = KNOWN.iter().find(|&&k| k == path).copied().unwrap_or("other");
+    let endpoint = known.iter().find(|&&k| k == path).copied().unwrap_or("other");
     let response = next.run(request).await;
     state.metrics.count_request(endpoint, response.status().as_u16());
     response

@@ -151,7 +151,9 @@ pub fn train_with_eval(
         let (val_loss, scores) = evaluate(backend, &mut val, eval.as_deref_mut(), &mut batch, cfg, n, last)?;
         val_loss.iter().for_each(|&v| summary.val_losses.push((n, v)));
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
-        let mfu = backend.peak_flops().map(|peak| model_cfg.flops_per_token(cfg.seq) * tok_per_s / peak);
+        let mfu = backend.peak_flops().map(|peak| {
+            (model_cfg.flops_per_token(cfg.seq) * tok_per_s / peak, backend.peak_name().unwrap_or_default())
+        });
         report.step(&StepLine { step: n, stats, ms, tok_per_s, mfu, val_loss, scores: &scores })?;
         // sample before saving, so the saved RNG state is the one the next step starts with
         if let Some(hook) = sample.as_mut().filter(|_| cfg.sample_every > 0 && n % cfg.sample_every == 0) {

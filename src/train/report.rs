@@ -32,7 +32,8 @@ pub struct StepLine<'a> {
     pub stats: StepStats,
     pub ms: f64,
     pub tok_per_s: f64,
-    pub mfu: Option<f64>,
+    /// Model FLOPs utilization, and the peak it is a fraction of.
+    pub mfu: Option<(f64, String)>,
     pub val_loss: Option<f32>,
     pub scores: &'a [(&'static str, f64)],
 }
@@ -111,8 +112,9 @@ impl Report {
         if let Some(v) = s.val_loss {
             record["val_loss"] = serde_json::json!(f(v));
         }
-        if let Some(mfu) = s.mfu {
+        if let Some((mfu, peak)) = &s.mfu {
             record["mfu"] = serde_json::json!(mfu);
+            record["mfu_of"] = serde_json::json!(peak);
         }
         for (name, score) in s.scores {
             record[*name] = serde_json::json!(score);
@@ -125,7 +127,7 @@ impl Report {
         let left = format_duration(self.mean_ms().unwrap_or(s.ms) / 1e3 * (self.last_step - s.step) as f64);
         let mut evals = s.val_loss.map_or(String::new(), |v| format!(" | val {v:.4}"));
         s.scores.iter().for_each(|(name, score)| evals += &format!(" | {name} {score:.4}"));
-        let mfu = s.mfu.map_or(String::new(), |m| format!(" | mfu {:.1}%", 100.0 * m));
+        let mfu = s.mfu.as_ref().map_or(String::new(), |(m, _)| format!(" | mfu {:.1}%", 100.0 * m));
         let line = format!(
             "step {:>5}/{} | train {loss:.4}{evals} | lr {lr:.2e} | norm {norm:.3} | {:.0} ms | {:.0} tok/s{mfu} | {left} left",
             s.step, self.steps, s.ms, s.tok_per_s,
