@@ -50,23 +50,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let ckpt = gpt2::model::load_model(&args.init)?;
     let config = ckpt.config;
-    let val_data = match (&args.val_data, &args.hellaswag) {
-        (Some(pattern), _) => Some(pattern.clone()),
-        (None, Some(_)) => None,
-        // nothing asked: the validation data `train` uses by default
-        (None, None) if config.vocab_size == gpt2::config::GPT2_VOCAB_SIZE => {
-            let (_, val) = gpt2::prepare::default_training_data()?;
-            eprintln!("validation data: the shipped text's val shard {val} (as train's default; --val-data to choose)");
-            Some(val)
-        }
-        (None, None) => bail!(
-            "{}: has a {}-token vocabulary, not GPT-2's, so the shipped text's shards do not fit it: give \
-             --val-data (shards of its tokenizer) and/or --hellaswag",
-            args.init.display(),
-            config.vocab_size
-        ),
-    };
-    let args = &Args { val_data, ..args.clone() };
+    let args = &Args { val_data: val_data(args, &config)?, ..args.clone() };
     let device = select_device(args.device)?;
     let on_gpu = device == Device::Cuda;
     let seq = args.seq.unwrap_or(if on_gpu { config.max_seq_len.min(1024) } else { config.max_seq_len.min(64) });
@@ -74,38 +58,18 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--batch must be positive and --seq between 1 and the model's context {}", config.max_seq_len);
     }
     // HellaSwag first: read and check the file before the model is put anywhere
-    let examples = match &args.hellaswag {
-        Some(path) => {
-            if config.vocab_size != gpt2::config::GPT2_VOCAB_SIZE {
-                bail!("HellaSwag is tokenized with GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
-            }
-            let mut examples = hellaswag::read(path)?;
-            if args.hellaswag_examples > 0 {
-                examples.truncate(args.hellaswag_examples);
-            }
-            hellaswag::check_fits(&examples, config.max_seq_len, "the model's context")
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            examples
-        }
-        None => Vec::new(),
-    };
+    let examples = hellaswag_examples(args, &config)?;
     let rows = args.hellaswag_rows.unwrap_or(if on_gpu { 64 } else { 16 });
     if rows < hellaswag::ENDINGS {
         bail!("--hellaswag-rows must be at least {} (one example's endings)", hellaswag::ENDINGS);
     }
-    let hs_t = examples.iter().map(|e| e.longest_row() - 1).max().unwrap_or(0);
     let mut backend: Box<dyn Backend> = if on_gpu {
+        // the GPU's buffers are sized for the largest batch of either evaluation
+        let hs_t = examples.iter().map(|e| e.longest_row() - 1).max().unwrap_or(0);
         let (max_b, max_t) = if args.val_data.is_some() { (args.batch, seq) } else { (0, 0) };
         let (max_b, max_t) = if examples.is_empty() { (max_b, max_t) } else { (max_b.max(rows), max_t.max(hs_t)) };
-        Box::new(CudaBackend::new(
-            0,
-            args.matmul,
-            gpt2::precision::Precision::Fp32,
-            config,
-            &ckpt.params,
-            max_b,
-            max_t,
-        )?)
+        let fp32 = gpt2::precision::Precision::Fp32;
+        Box::new(CudaBackend::new(0, args.matmul, fp32, config, &ckpt.params, max_b, max_t)?)
     } else {
         if args.val_data.is_some() {
             gpt2::memory::check_cpu_memory(&config, args.batch, seq, gpt2::precision::Precision::Fp32)?;
@@ -118,52 +82,108 @@ pub fn run(args: &Args) -> Result<()> {
         config.num_parameters_unpadded() as f64 / 1e6,
         backend.describe()
     );
-
     let mut result = serde_json::Map::new();
     if let Some(pattern) = &args.val_data {
-        let (b, t) = (args.batch, seq);
-        let mut loader = DataLoader::new(pattern, b, t, config.vocab_size, false, 0)?;
-        let batches = args.val_batches.min(loader.batches_per_epoch());
-        if batches == 0 {
-            bail!("--val-batches must be at least 1");
-        }
-        loader.seek(Position::default());
-        let (mut inputs, mut targets) = (vec![0u32; b * t], vec![0u32; b * t]);
-        let mut sum = 0.0;
-        for _ in 0..batches {
-            loader.next_batch(&mut inputs, &mut targets);
-            sum += backend.loss(&inputs, &targets, b, t)?;
-        }
-        // the same mean as train's validation: the f32 sum of batch means over the batch count
-        let loss = sum / batches as f32;
-        eprintln!("val loss {loss:.4} over {batches} batches of B={b} T={t}");
+        let (loss, tokens) = val_loss(backend.as_mut(), pattern, args.batch, seq, args.val_batches, &config)?;
         result.insert("val_loss".into(), serde_json::json!(loss.to_string().parse::<f64>().unwrap_or(f64::NAN)));
-        result.insert("tokens".into(), serde_json::json!(batches * b * t));
+        result.insert("tokens".into(), serde_json::json!(tokens));
     }
     if !examples.is_empty() {
-        let start = Instant::now();
-        let mut last = Instant::now();
-        let n = examples.len();
-        let (acc, _) = hellaswag::score(
-            &examples,
-            rows,
-            |inputs, targets, b, t| backend.position_losses(inputs, targets, b, t),
-            |done, acc| {
-                if done == n || last.elapsed().as_secs_f64() > 2.0 {
-                    last = Instant::now();
-                    eprintln!(
-                        "hellaswag {done}/{n} | acc {:.4} | acc_norm {:.4} | {:.1} examples/s",
-                        acc.acc(),
-                        acc.acc_norm(),
-                        done as f64 / start.elapsed().as_secs_f64().max(1e-9)
-                    );
-                }
-            },
-        )?;
+        let acc = score_hellaswag(backend.as_mut(), &examples, rows)?;
         result.insert("hellaswag_acc".into(), serde_json::json!(acc.acc()));
         result.insert("hellaswag_acc_norm".into(), serde_json::json!(acc.acc_norm()));
         result.insert("examples".into(), serde_json::json!(acc.examples));
     }
     println!("{}", serde_json::Value::Object(result));
     Ok(())
+}
+
+/// The validation shards to score: --val-data, or with neither it nor --hellaswag the ones `train`
+/// uses by default (the shipped text's, for a model of GPT-2's vocabulary).
+fn val_data(args: &Args, config: &gpt2::config::ModelConfig) -> Result<Option<String>> {
+    Ok(match (&args.val_data, &args.hellaswag) {
+        (Some(pattern), _) => Some(pattern.clone()),
+        (None, Some(_)) => None,
+        (None, None) if config.vocab_size == gpt2::config::GPT2_VOCAB_SIZE => {
+            let (_, val) = gpt2::prepare::default_training_data()?;
+            eprintln!("validation data: the shipped text's val shard {val} (as train's default; --val-data to choose)");
+            Some(val)
+        }
+        (None, None) => bail!(
+            "{}: has a {}-token vocabulary, not GPT-2's, so the shipped text's shards do not fit it: give \
+             --val-data (shards of its tokenizer) and/or --hellaswag",
+            args.init.display(),
+            config.vocab_size
+        ),
+    })
+}
+
+/// The --hellaswag examples (the first --hellaswag-examples of them), checked to fit the model.
+fn hellaswag_examples(args: &Args, config: &gpt2::config::ModelConfig) -> Result<Vec<hellaswag::Example>> {
+    let Some(path) = &args.hellaswag else { return Ok(Vec::new()) };
+    if config.vocab_size != gpt2::config::GPT2_VOCAB_SIZE {
+        bail!("HellaSwag is tokenized with GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
+    }
+    let mut examples = hellaswag::read(path)?;
+    if args.hellaswag_examples > 0 {
+        examples.truncate(args.hellaswag_examples);
+    }
+    hellaswag::check_fits(&examples, config.max_seq_len, "the model's context")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(examples)
+}
+
+/// The mean loss over the first `batches` batches of (b, t) of `pattern`, as `train` validates: the
+/// f32 sum of batch means over the batch count. Returns it and the tokens scored.
+fn val_loss(
+    backend: &mut dyn Backend,
+    pattern: &str,
+    b: usize,
+    t: usize,
+    batches: usize,
+    config: &gpt2::config::ModelConfig,
+) -> Result<(f32, usize)> {
+    let mut loader = DataLoader::new(pattern, b, t, config.vocab_size, false, 0)?;
+    let batches = batches.min(loader.batches_per_epoch());
+    if batches == 0 {
+        bail!("--val-batches must be at least 1");
+    }
+    loader.seek(Position::default());
+    let (mut inputs, mut targets) = (vec![0u32; b * t], vec![0u32; b * t]);
+    let mut sum = 0.0;
+    for _ in 0..batches {
+        loader.next_batch(&mut inputs, &mut targets);
+        sum += backend.loss(&inputs, &targets, b, t)?;
+    }
+    let loss = sum / batches as f32;
+    eprintln!("val loss {loss:.4} over {batches} batches of B={b} T={t}");
+    Ok((loss, batches * b * t))
+}
+
+/// HellaSwag's accuracies, scored in forward passes of `rows` rows, with a progress line every 2 s.
+fn score_hellaswag(
+    backend: &mut dyn Backend,
+    examples: &[hellaswag::Example],
+    rows: usize,
+) -> Result<hellaswag::Accuracy> {
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let n = examples.len();
+    let (acc, _) = hellaswag::score(
+        examples,
+        rows,
+        |inputs, targets, b, t| backend.position_losses(inputs, targets, b, t),
+        |done, acc| {
+            if done == n || last.elapsed().as_secs_f64() > 2.0 {
+                last = Instant::now();
+                eprintln!(
+                    "hellaswag {done}/{n} | acc {:.4} | acc_norm {:.4} | {:.1} examples/s",
+                    acc.acc(),
+                    acc.acc_norm(),
+                    done as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                );
+            }
+        },
+    )?;
+    Ok(acc)
 }
