@@ -9,4 +9,5 @@ pub mod prepare;
 pub mod sample;
 pub mod serve;
 pub mod tokenize;
+pub mod tokenizer;
 pub mod train;
