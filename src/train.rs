@@ -4,7 +4,7 @@
 
 use crate::config::ModelConfig;
 use crate::data::{DataLoader, Position};
-use crate::model::checkpoint::{save_checkpoint, save_llmc, TrainState};
+use crate::model::checkpoint::{save_checkpoint_with_tokenizer, save_llmc_with_tokenizer, TrainState};
 use crate::optim::{clip_scale, learning_rate, AdamWConfig, Schedule};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
@@ -94,6 +94,9 @@ pub struct TrainConfig {
     /// End this run after this many steps, as if interrupted (the schedule still spans `steps`).
     pub stop_at: Option<usize>,
     pub quiet: bool,
+    /// The digest of the tokenizer of the training data (`Tokenizer::digest`), recorded in every
+    /// saved file; 0: GPT-2's.
+    pub tokenizer_digest: i32,
 }
 
 /// Set by Ctrl-C (see `commands::train`): the loop finishes the step it is in, saves, and returns.
@@ -283,10 +286,10 @@ pub fn train_with_eval(
                     seed: cfg.seed,
                     shuffle: cfg.shuffle,
                 };
-                save_checkpoint(path, &model_cfg, params, m, v, &state)?;
+                save_checkpoint_with_tokenizer(path, &model_cfg, params, m, v, &state, cfg.tokenizer_digest)?;
             }
             if let Some(path) = &cfg.export_llmc {
-                save_llmc(path, &model_cfg, params)?;
+                save_llmc_with_tokenizer(path, &model_cfg, params, cfg.tokenizer_digest)?;
             }
             Ok(())
         })

@@ -428,3 +428,252 @@ fn cli_errors_name_the_problem() {
     assert!(err.contains("must include <|endoftext|>"), "{err}");
     assert!(!Path::new(out).exists(), "a failed run must not write the output");
 }
+
+// ---- --tokenizer DIR on every command ----
+
+/// A trained tokenizer (vocabulary 300) in `dir/tok`, and Shakespeare text in `dir/text.txt`.
+fn trained_tokenizer(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Tokenizer) {
+    let text = dir.join("text.txt");
+    std::fs::write(&text, shakespeare(0, 200_000)).unwrap();
+    let tok_dir = dir.join("tok");
+    let tok = train_cli(&[&text], &tok_dir, &["--vocab-size", "300"]);
+    (tok_dir, text, tok)
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn ok(args: &[&str]) -> Output {
+    let output = gpt2(args);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+#[test]
+fn tokenize_and_prepare_encode_with_the_tokenizer_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tok_dir, text, tok) = trained_tokenizer(dir.path());
+    let (tok_s, text_s) = (tok_dir.to_str().unwrap(), text.to_str().unwrap());
+
+    // tokenize: the trained tokenizer's ids, not GPT-2's; --decode gives the text back.
+    let sample = dir.path().join("sample.txt");
+    std::fs::write(&sample, "To be, or not to be, that is the question:\n").unwrap();
+    let ids = stdout_of(&ok(&["tokenize", sample.to_str().unwrap(), "--tokenizer", tok_s]));
+    let expected: Vec<String> =
+        tok.encode("To be, or not to be, that is the question:\n").iter().map(u32::to_string).collect();
+    assert_eq!(ids.trim(), expected.join(" "));
+    let gpt2_ids = stdout_of(&ok(&["tokenize", sample.to_str().unwrap()]));
+    assert_ne!(ids, gpt2_ids);
+    let ids_file = dir.path().join("ids.txt");
+    std::fs::write(&ids_file, &ids).unwrap();
+    let decoded = ok(&["tokenize", "--decode", ids_file.to_str().unwrap(), "--tokenizer", tok_s]);
+    assert_eq!(stdout_of(&decoded), "To be, or not to be, that is the question:\n");
+
+    // prepare: shards of the trained tokenizer's ids (EOT 256 before the document), and its tokenizer.bin.
+    let out = dir.path().join("shards");
+    ok(&["prepare", "--input", text_s, "--out", out.to_str().unwrap(), "--val-tokens", "1000", "--tokenizer", tok_s]);
+    let val = std::fs::read(out.join("val_000000.bin")).unwrap();
+    let tokens: Vec<u32> = val[1024..].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).collect();
+    assert_eq!(tokens.len(), 1000);
+    assert_eq!(tokens[0], 256, "documents start with the tokenizer's <|endoftext|>");
+    assert_eq!(tokens[1..], tok.encode(&shakespeare(0, 200_000))[..999]);
+    let bin = std::fs::read(out.join("tokenizer.bin")).unwrap();
+    assert_eq!(i32::from_le_bytes([bin[8], bin[9], bin[10], bin[11]]), 300, "tokenizer.bin's vocabulary size");
+}
+
+/// Reads header entry `i` of a model file.
+fn header_entry(path: &Path, i: usize) -> i32 {
+    let bytes = std::fs::read(path).unwrap();
+    i32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
+}
+
+#[test]
+fn train_sample_eval_export_follow_the_tokenizer_and_refuse_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tok_dir, text, tok) = trained_tokenizer(dir.path());
+    let (tok_s, text_s) = (tok_dir.to_str().unwrap(), text.to_str().unwrap());
+    let shards = dir.path().join("shards");
+    ok(&[
+        "prepare",
+        "--input",
+        text_s,
+        "--out",
+        shards.to_str().unwrap(),
+        "--val-tokens",
+        "1000",
+        "--tokenizer",
+        tok_s,
+    ]);
+    let train = shards.join("train_*.bin").display().to_string();
+    let val = shards.join("val_*.bin").display().to_string();
+
+    // train: the fresh model's vocabulary is the tokenizer's (300, padded to 384); the files record it.
+    let ckpt = dir.path().join("ckpt.bin");
+    let llmc = dir.path().join("model.bin");
+    let (ckpt_s, llmc_s) = (ckpt.to_str().unwrap(), llmc.to_str().unwrap());
+    let common = ["--device", "cpu", "--batch", "2", "--seq", "8", "--val-every", "0"];
+    let mut args = vec!["train", "--train-data", &train, "--steps", "2", "--save", ckpt_s, "--export-llmc", llmc_s];
+    args.extend(common);
+    args.extend(["--model", "L2H2C16"]);
+    args.extend(["--tokenizer", tok_s]);
+    let out = ok(&args);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("--tokenizer {tok_s}")));
+    assert_eq!((header_entry(&ckpt, 3), header_entry(&ckpt, 7)), (300, 384), "V and Vp of the checkpoint");
+    assert_eq!(header_entry(&ckpt, 23), tok.digest(), "the checkpoint records the tokenizer");
+    assert_eq!((header_entry(&llmc, 3), header_entry(&llmc, 8)), (300, tok.digest()));
+
+    // resuming without the tokenizer is refused, naming what to do
+    let mut args = vec!["train", "--resume", ckpt_s, "--train-data", &train, "--steps", "3", "--no-save"];
+    args.extend(common);
+    let err = cli_error(&args);
+    assert!(err.contains("trained with a tokenizer with digest") && err.contains("--tokenizer"), "{err}");
+    args.extend(["--tokenizer", tok_s]);
+    ok(&args);
+
+    // sample: decodes with the trained tokenizer; refused without it
+    let sample = ["sample", "--init", ckpt_s, "--tokens", "20", "--prompt", "KING"];
+    let err = cli_error(&sample);
+    assert!(err.contains("but the tokenizer given is GPT-2's"), "{err}");
+    let out = ok(&[&sample[..], &["--tokenizer", tok_s]].concat());
+    assert!(stdout_of(&out).starts_with("KING"));
+
+    // eval: the model's validation loss on the tokenizer's shards; refused without it
+    let eval = ["eval", "--init", llmc_s, "--val-data", &val, "--device", "cpu", "--seq", "8", "--val-batches", "2"];
+    assert!(cli_error(&eval).contains("--tokenizer"));
+    ok(&[&eval[..], &["--tokenizer", tok_s]].concat());
+
+    // export: the HF directory holds this tokenizer's files; the llm.c file keeps the digest
+    let hf = dir.path().join("hf");
+    let llmc2 = dir.path().join("model2.bin");
+    let export = ["export", "--init", ckpt_s, "--hf", hf.to_str().unwrap(), "--llmc", llmc2.to_str().unwrap()];
+    assert!(cli_error(&export).contains("--tokenizer"));
+    ok(&[&export[..], &["--tokenizer", tok_s]].concat());
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(hf.join("vocab.json")), read(tok_dir.join("encoder.json")));
+    assert_eq!(read(hf.join("merges.txt")), read(tok_dir.join("vocab.bpe")));
+    assert_eq!(read(hf.join("tokenizer.json")), read(tok_dir.join("tokenizer.json")));
+    let config: serde_json::Value = serde_json::from_str(&read(hf.join("config.json"))).unwrap();
+    assert_eq!((config["vocab_size"].as_u64(), config["eos_token_id"].as_u64()), (Some(300), Some(256)));
+    assert_eq!(header_entry(&llmc2, 8), tok.digest());
+    // the HF directory, loaded back, knows its tokenizer from its vocab.json and merges.txt
+    let hf_s = hf.to_str().unwrap();
+    assert!(cli_error(&["sample", "--init", hf_s, "--tokens", "5"]).contains("--tokenizer"));
+    ok(&["sample", "--init", hf_s, "--tokens", "5", "--tokenizer", tok_s]);
+}
+
+#[test]
+fn train_encodes_the_shipped_text_with_the_tokenizer_into_its_own_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tok_dir, _, tok) = trained_tokenizer(dir.path());
+    let cache = dir.path().join("cache").join("shakespeare");
+    let output = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["train", "--device", "cpu", "--model", "L2H2C16", "--batch", "2", "--seq", "8", "--steps", "1"])
+        .args(["--val-every", "0", "--no-save", "--tokenizer", tok_dir.to_str().unwrap()])
+        .env("GPT2_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let own = dir.path().join("cache").join(format!("shakespeare-tok{}", tok.digest()));
+    let val = std::fs::read(own.join("val_000000.bin")).expect("the tokenizer's own cache directory");
+    let first: Vec<u16> = val[1024..1034].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    assert_eq!(first[0], 256);
+    assert!(first.iter().all(|&id| id < 300));
+    assert!(!cache.exists(), "GPT-2's cache is not touched");
+}
+
+#[test]
+fn serve_uses_the_tokenizer_given() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (tok_dir, text, _) = trained_tokenizer(dir.path());
+    let (tok_s, text_s) = (tok_dir.to_str().unwrap(), text.to_str().unwrap());
+    let shards = dir.path().join("shards");
+    ok(&[
+        "prepare",
+        "--input",
+        text_s,
+        "--out",
+        shards.to_str().unwrap(),
+        "--val-tokens",
+        "1000",
+        "--tokenizer",
+        tok_s,
+    ]);
+    let ckpt = dir.path().join("ckpt.bin");
+    let train = shards.join("train_*.bin").display().to_string();
+    ok(&[
+        "train",
+        "--device",
+        "cpu",
+        "--model",
+        "L2H2C16",
+        "--batch",
+        "2",
+        "--seq",
+        "8",
+        "--steps",
+        "1",
+        "--val-every",
+        "0",
+    ]
+    .iter()
+    .copied()
+    .chain(["--train-data", &train, "--save", ckpt.to_str().unwrap(), "--tokenizer", tok_s])
+    .collect::<Vec<_>>());
+    let ckpt_s = ckpt.to_str().unwrap();
+    assert!(cli_error(&["serve", "--init", ckpt_s, "--port", "0"]).contains("--tokenizer"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["serve", "--init", ckpt_s, "--port", "0", "--tokenizer", tok_s])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("serving on http://").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+        line.clear();
+    }
+    let addr = addr.expect("the server says where it listens");
+    let body = r#"{"prompt": "KING", "max_tokens": 5, "temperature": 0}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"prompt_tokens\""), "{response}");
+}
+
+#[test]
+fn checkpoints_without_a_tokenizer_are_written_byte_for_byte_as_before() {
+    use gpt2::config::ModelConfig;
+    use gpt2::model::checkpoint::{self, TrainState};
+    let cfg = ModelConfig::from_name("L2H2C16").unwrap();
+    let n = cfg.num_parameters();
+    let params: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+    let state = TrainState { step: 3, b: 2, t: 8, ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, digest) = (dir.path().join("old.bin"), dir.path().join("new.bin"), dir.path().join("d.bin"));
+    checkpoint::save_checkpoint(&old, &cfg, &params, &params, &params, &state).unwrap();
+    checkpoint::save_checkpoint_with_tokenizer(&new, &cfg, &params, &params, &params, &state, 0).unwrap();
+    assert_eq!(std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap());
+    assert_eq!(checkpoint::load(&old).unwrap().tokenizer_digest, 0);
+    checkpoint::save_checkpoint_with_tokenizer(&digest, &cfg, &params, &params, &params, &state, 12345).unwrap();
+    let loaded = checkpoint::load(&digest).unwrap(); // the checksum covers the digest
+    assert_eq!(loaded.tokenizer_digest, 12345);
+    let err = loaded.check_tokenizer(&digest, &Tokenizer::gpt2()).unwrap_err().to_string();
+    assert!(err.contains("digest 12345") && err.contains("GPT-2's"), "{err}");
+    assert!(checkpoint::load(&old).unwrap().check_tokenizer(&old, &Tokenizer::gpt2()).is_ok());
+}

@@ -43,6 +43,10 @@ pub struct Args {
     /// On the GPU, which kernels do the matrix multiplies.
     #[arg(long, value_enum, default_value = "handwritten")]
     pub matmul: Matmul,
+    /// The tokenizer the model was trained with (a directory from `tokenizer train`) [default: GPT-2's];
+    /// a model whose file records another is refused.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -50,6 +54,8 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("nothing to evaluate: give --val-data and/or --hellaswag");
     }
     let ckpt = crate::model::load_model(&args.init)?;
+    let tokenizer = crate::tokenizer::Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
+    ckpt.check_tokenizer(&args.init, &tokenizer)?;
     let config = ckpt.config;
     let device = select_device(args.device)?;
     let on_gpu = device == Device::Cuda;
@@ -60,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
     // HellaSwag first: read and check the file before the model is put anywhere
     let examples = match &args.hellaswag {
         Some(path) => {
-            if config.vocab_size != crate::config::GPT2_VOCAB_SIZE {
+            if config.vocab_size != crate::config::GPT2_VOCAB_SIZE || args.tokenizer.is_some() {
                 bail!("HellaSwag is tokenized with GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
             }
             let mut examples = hellaswag::read(path)?;

@@ -3,7 +3,7 @@
 
 use crate::commands::sample::print_sample;
 use crate::config::ModelConfig;
-use crate::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
+use crate::config::GPT2_VOCAB_SIZE;
 use crate::cpu::backend::CpuBackend;
 use crate::cpu::gpt2::CpuKernels;
 use crate::cuda::{CudaBackend, Matmul};
@@ -60,6 +60,11 @@ pub struct Args {
     /// Validation token shards, a path or glob [default: with the shipped text, its val shard].
     #[arg(long)]
     pub val_data: Option<String>,
+    /// The tokenizer of the data (a directory from `tokenizer train`) [default: GPT-2's]: a fresh model's
+    /// vocabulary is its size (padded to a multiple of 128), the shipped text is encoded with it, and
+    /// saved files record it; a model to --init or --resume must have been trained with it.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Sequences per micro-batch [default: 8 on the CPU; on a GPU the largest batch up to 64 that fits].
     #[arg(long)]
     pub batch: Option<usize>,
@@ -207,25 +212,33 @@ fn apply_recipe(args: &Args) -> Args {
 pub fn run(args: &Args) -> Result<()> {
     let args = &apply_recipe(args);
     let device = select_device(args.device)?;
+    let tokenizer = Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
     // the model: a checkpoint to resume, weights to start from, or a fresh init
     let (config, params, resume) = if let Some(path) = &args.resume {
         let ckpt = checkpoint::load(path)?;
+        ckpt.check_tokenizer(path, &tokenizer)?;
         let Some((m, v, state)) = ckpt.optimizer else {
             bail!("{}: is an llm.c model file without optimizer state; use --init to start from it", path.display());
         };
         (ckpt.config, ckpt.params, Some((m, v, state)))
     } else if let Some(path) = &args.init {
         let ckpt = crate::model::load_model(path)?;
+        ckpt.check_tokenizer(path, &tokenizer)?;
         (ckpt.config, ckpt.params, None)
     } else {
         let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
-        let config =
+        let mut config =
             ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
+        // the vocabulary follows the tokenizer, padded to a multiple of 128 (GPT-2's 50257 -> 50304)
+        config.vocab_size = tokenizer.vocab_size();
+        config.padded_vocab_size = tokenizer.vocab_size().div_ceil(128) * 128;
         (config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None)
     };
     let kernels = cpu_kernels(args.kernels, device)?;
     let (precision, precision_note) = choose_precision(args.precision, device)?;
-    let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config, precision)?;
+    let custom_tokenizer = args.tokenizer.as_ref().map(|_| &tokenizer);
+    let mut cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config, precision, custom_tokenizer)?;
+    cfg.tokenizer_digest = if args.tokenizer.is_some() { tokenizer.digest() } else { 0 };
     let mut backend = make_backend(device, args.matmul, kernels, precision, precision_note, config, params, &cfg)?;
     let state: Option<TrainState> = match resume {
         Some((m, v, state)) => {
@@ -247,12 +260,12 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("\nCtrl-C: stopping after this step (press again to quit now)");
     });
     // every --sample-every steps: 64 tokens of a new document, to watch the model learn to write
-    let tokenizer = Tokenizer::gpt2();
-    let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
+    let can_sample = config.vocab_size == tokenizer.vocab_size();
+    let eot = tokenizer.eot_token();
     let mut sample_hook = |backend: &mut dyn Backend, rng: &mut Rng| -> Result<()> {
         println!("---- sample ----");
         backend.with_state(&mut |params, _, _| {
-            print_sample(kernels, &config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
+            print_sample(kernels, &config, params, &tokenizer, &[eot], 64, 1.0, 40, rng)
         })?;
         println!("\n----------------");
         Ok(())
@@ -273,8 +286,9 @@ pub fn run(args: &Args) -> Result<()> {
         summary.tokens_per_second,
         cfg.save.as_ref().map_or(String::new(), |p| format!(", saved to {}", p.display()))
     );
-    if let (Some(path), true) = (&cfg.save, config.vocab_size == GPT2_VOCAB_SIZE) {
-        eprintln!("generate text with it: cargo run --release -- sample --init {}", path.display());
+    if let (Some(path), true) = (&cfg.save, can_sample) {
+        let tok = args.tokenizer.as_ref().map_or(String::new(), |d| format!(" --tokenizer {}", d.display()));
+        eprintln!("generate text with it: cargo run --release -- sample --init {}{tok}", path.display());
     }
     Ok(())
 }
@@ -288,7 +302,7 @@ fn hellaswag_hook<'a>(
     cfg: &TrainConfig,
     device: Device,
 ) -> Result<EvalHook<'a>> {
-    if config.vocab_size != GPT2_VOCAB_SIZE {
+    if config.vocab_size != GPT2_VOCAB_SIZE || args.tokenizer.is_some() {
         bail!("--hellaswag needs GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
     }
     let mut examples = crate::hellaswag::read(path)?;
@@ -496,6 +510,7 @@ fn resolve(
     device: Device,
     model_cfg: &ModelConfig,
     precision: Precision,
+    tokenizer: Option<&Tokenizer>,
 ) -> Result<TrainConfig> {
     let on_gpu = device == Device::Cuda;
     let default_seq = if on_gpu { model_cfg.max_seq_len.min(1024) } else { 64.min(model_cfg.max_seq_len) };
@@ -527,7 +542,7 @@ fn resolve(
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
         None => {
-            let (train, val) = crate::prepare::default_training_data()?;
+            let (train, val) = crate::prepare::default_training_data_with(tokenizer)?;
             (train, Some(args.val_data.clone().unwrap_or(val)))
         }
     };
@@ -565,6 +580,7 @@ fn resolve(
         print_every: args.print_every,
         stop_at: None,
         quiet: false,
+        tokenizer_digest: 0,
     })
 }
 

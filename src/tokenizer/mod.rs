@@ -107,6 +107,12 @@ pub fn bytes_to_unicode() -> [char; 256] {
     map
 }
 
+/// `Tokenizer::gpt2().digest()`, computed once.
+pub fn gpt2_digest() -> i32 {
+    static DIGEST: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *DIGEST.get_or_init(|| Tokenizer::gpt2().digest())
+}
+
 /// A loaded byte-level BPE vocabulary.
 #[derive(Clone)]
 pub struct Tokenizer {
