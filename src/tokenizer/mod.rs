@@ -20,6 +20,11 @@
 //! assert_eq!(tok.decode(&ids).unwrap(), "Hello world");
 //! ```
 //!
+//! Your own vocabulary: `train.rs` learns merges from text (the lesson version; `train_fast.rs` is its
+//! fast twin), `save.rs` writes them as encoder.json + vocab.bpe (and Hugging Face's tokenizer.json),
+//! and `Tokenizer::from_dir` loads them like GPT-2's. Tokens that no merge makes and that are not a
+//! byte are special tokens (`<|endoftext|>`, ...): `encode` never produces them.
+//!
 //! The twin of this module is tiktoken's `gpt2` encoding: `tests/tokenizer.rs` checks we produce the
 //! same ids on a varied corpus (`reference/tiktoken_golden.py` writes the expected ids).
 
