@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The exercise mechanism, both ways (EXERCISES.md): with every blank of exercises/ swapped in
-# (`--features exercises`), each layer's gradient check and the AdamW check must fail, naming the
+# (`--features exercises`), each layer's gradient check, the AdamW check and the BPE merge check must fail, naming the
 # exercise and its file; the plain `cargo test` of .ci/run checks that the reference passes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +25,11 @@ if grep -q "exercise adamw_update: write it in exercises/adamw.rs" <<<"$out"; th
     echo "check-exercises: the blank adamw_update fails its check, naming exercises/adamw.rs"
 else
     echo "check-exercises: the blank adamw_update did not fail with its message"; failed=1
+fi
+out="$(cargo test --features exercises --test tokenizer_train 2>&1)"
+if grep -q "exercise merge_and_update: write it in exercises/bpe_merge.rs" <<<"$out"; then
+    echo "check-exercises: the blank merge_and_update fails its check, naming exercises/bpe_merge.rs"
+else
+    echo "check-exercises: the blank merge_and_update did not fail with its message"; failed=1
 fi
 exit $failed

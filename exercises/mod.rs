@@ -14,6 +14,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod bpe_merge;
 pub mod encoder;
 pub mod gelu;
 pub mod layernorm;

@@ -21,7 +21,8 @@ pub mod device;
     feature = "exercise-layernorm",
     feature = "exercise-softmax_crossentropy",
     feature = "exercise-attention",
-    feature = "exercise-adamw"
+    feature = "exercise-adamw",
+    feature = "exercise-bpe_merge"
 ))]
 #[path = "../exercises/mod.rs"]
 pub mod exercises;

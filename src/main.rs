@@ -22,6 +22,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Print the GPT-2 token ids of a text file (or stdin), or decode ids back to text.
     Tokenize(commands::tokenize::Args),
+    /// Train your own byte-level BPE tokenizer (`tokenizer train`), for every command's --tokenizer.
+    Tokenizer(commands::tokenizer::Args),
     /// A model's validation loss and HellaSwag accuracy; the last line is JSON.
     Eval(commands::eval::Args),
     /// Write a model as a Hugging Face directory (transformers, vLLM) and/or an llm.c model file.
@@ -43,6 +45,7 @@ fn main() {
         Command::Sample(a) => commands::sample::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Tokenizer(a) => commands::tokenizer::run(a),
         Command::Prepare(a) => commands::prepare::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Plot(a) => commands::plot::run(a),

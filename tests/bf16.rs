@@ -301,6 +301,7 @@ fn train_config(dir: &Path, steps: usize, batch: usize, seq: usize) -> TrainConf
         print_every: 0,
         stop_at: None,
         quiet: true,
+        tokenizer_digest: 0,
     }
 }
 

@@ -132,6 +132,7 @@ fn setup(dir: &Path, steps: usize) -> TrainConfig {
         print_every: 0,
         stop_at: None,
         quiet: true,
+        tokenizer_digest: 0,
     }
 }
 

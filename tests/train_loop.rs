@@ -123,6 +123,7 @@ fn config(dir: &Path, steps: usize, total_batch: usize, grad_clip: f32) -> Train
         print_every: 0,
         stop_at: None,
         quiet: true,
+        tokenizer_digest: 0,
     }
 }
 

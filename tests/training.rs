@@ -56,6 +56,7 @@ fn train_config(dir: &Path, steps: usize) -> TrainConfig {
         print_every: 0,
         stop_at: None,
         quiet: true,
+        tokenizer_digest: 0,
     }
 }
 

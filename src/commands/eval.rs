@@ -45,10 +45,16 @@ pub struct Args {
     /// On the GPU, which kernels do the matrix multiplies.
     #[arg(long, default_value = "handwritten", value_parser = super::choice::<Matmul>())]
     pub matmul: Matmul,
+    /// The tokenizer the model was trained with (a directory from `tokenizer train`) [default: GPT-2's];
+    /// a model whose file records another is refused.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let ckpt = gpt2::model::load_model(&args.init)?;
+    let tokenizer = gpt2::tokenizer::Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
+    ckpt.check_tokenizer(&args.init, &tokenizer)?;
     let config = ckpt.config;
     let args = &Args { val_data: val_data(args, &config)?, ..args.clone() };
     let device = select_device(args.device)?;
@@ -121,7 +127,7 @@ fn val_data(args: &Args, config: &gpt2::config::ModelConfig) -> Result<Option<St
 /// The --hellaswag examples (the first --hellaswag-examples of them), checked to fit the model.
 fn hellaswag_examples(args: &Args, config: &gpt2::config::ModelConfig) -> Result<Vec<hellaswag::Example>> {
     let Some(path) = &args.hellaswag else { return Ok(Vec::new()) };
-    if config.vocab_size != gpt2::config::GPT2_VOCAB_SIZE {
+    if config.vocab_size != gpt2::config::GPT2_VOCAB_SIZE || args.tokenizer.is_some() {
         bail!("HellaSwag is tokenized with GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
     }
     let mut examples = hellaswag::read(path)?;

@@ -20,6 +20,10 @@ pub struct Args {
     /// Write llm.c's model file (version 3, fp32) here.
     #[arg(long)]
     pub llmc: Option<PathBuf>,
+    /// The tokenizer the model was trained with (a directory from `tokenizer train`) [default: GPT-2's]:
+    /// checked against the model, and its files written into the --hf directory.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -27,13 +31,16 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("nothing to write: give --hf DIR and/or --llmc FILE");
     }
     let ckpt = gpt2::model::load_model(&args.init)?;
+    let tokenizer = gpt2::tokenizer::Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
+    ckpt.check_tokenizer(&args.init, &tokenizer)?;
     if let Some(dir) = &args.hf {
-        for path in hf::save_dir(dir, &ckpt.config, &ckpt.params, args.dtype)? {
+        let tok_dir = args.tokenizer.as_deref();
+        for path in hf::save_dir_with_tokenizer(dir, &ckpt.config, &ckpt.params, args.dtype, tok_dir)? {
             eprintln!("wrote {}", path.display());
         }
     }
     if let Some(path) = &args.llmc {
-        gpt2::model::checkpoint::save_llmc(path, &ckpt.config, &ckpt.params)?;
+        gpt2::model::checkpoint::save_llmc_with_tokenizer(path, &ckpt.config, &ckpt.params, ckpt.tokenizer_digest)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod sample;
 pub mod serve;
 pub mod tokenize;
+pub mod tokenizer;
 pub mod train;
 
 /// The command line's parser for a library enum (`gpt2::choice::Choice`): its names and help,

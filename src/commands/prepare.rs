@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use gpt2::prepare::{prepare, Input, Options};
+use gpt2::tokenizer::Tokenizer;
 
 /// Arguments of `prepare`.
 #[derive(clap::Args, Debug)]
@@ -20,11 +21,15 @@ pub struct Args {
     /// Most tokens in one training shard.
     #[arg(long, default_value_t = 100_000_000)]
     pub shard_tokens: usize,
+    /// Encode with this tokenizer (a directory from `tokenizer train`) [default: GPT-2's].
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let inputs: Vec<Input> = args.input.iter().cloned().map(Input::File).collect();
-    let options = Options { val_tokens: args.val_tokens, shard_tokens: args.shard_tokens, progress: true };
+    let tokenizer = args.tokenizer.as_deref().map(Tokenizer::from_dir).transpose()?;
+    let options = Options { val_tokens: args.val_tokens, shard_tokens: args.shard_tokens, progress: true, tokenizer };
     let summary = prepare(&inputs, &args.out, &options)?;
     println!(
         "prepared {} documents, {} tokens ({} validation, {} training in {} shard{}) in {} in {:.1} s ({:.1} MB/s)",

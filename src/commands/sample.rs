@@ -1,7 +1,7 @@
 //! `sample`: generate text from a trained model, printing it as it comes.
 
 use anyhow::{bail, Result};
-use gpt2::config::{ModelConfig, EOT_TOKEN, GPT2_VOCAB_SIZE};
+use gpt2::config::ModelConfig;
 use gpt2::cpu::gpt2::CpuKernels;
 use gpt2::rng::Rng;
 use gpt2::sample::generate_with;
@@ -33,6 +33,10 @@ pub struct Args {
     /// debugger steps into the code you read).
     #[arg(long, default_value = "fast", value_parser = super::choice::<CpuKernels>())]
     pub kernels: CpuKernels,
+    /// The tokenizer the model was trained with (a directory from `tokenizer train`) [default: GPT-2's];
+    /// a model whose file records another is refused.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -40,10 +44,11 @@ pub fn run(args: &Args) -> Result<()> {
     if args.temperature.is_nan() || args.temperature < 0.0 {
         bail!("--temperature must be 0 or more, got {}", args.temperature);
     }
-    let tokenizer = Tokenizer::gpt2();
+    let tokenizer = Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
+    ckpt.check_tokenizer(&args.init, &tokenizer)?;
     let prompt = match &args.prompt {
         Some(text) if !text.is_empty() => tokenizer.encode(text),
-        _ => vec![EOT_TOKEN],
+        _ => vec![tokenizer.eot_token()],
     };
     if let Some(text) = &args.prompt {
         print!("{text}");
@@ -76,9 +81,14 @@ pub fn print_sample(
     top_k: usize,
     rng: &mut Rng,
 ) -> Result<()> {
-    if config.vocab_size != GPT2_VOCAB_SIZE {
-        bail!("the model has a vocabulary of {} tokens, not GPT-2's {GPT2_VOCAB_SIZE}: the GPT-2 tokenizer cannot decode it", config.vocab_size);
+    if config.vocab_size != tokenizer.vocab_size() {
+        bail!(
+            "the model has a vocabulary of {} tokens, the tokenizer {}: give the --tokenizer it was trained with",
+            config.vocab_size,
+            tokenizer.vocab_size()
+        );
     }
+    let eot = tokenizer.eot_token();
     let mut decoder = tokenizer.stream_decoder();
     let mut stdout = std::io::stdout();
     let mut result = Ok(());
@@ -87,7 +97,7 @@ pub fn print_sample(
             return;
         }
         // at a document boundary, first print what the decoder holds back of an unfinished character
-        let text = if token == EOT_TOKEN { Ok(decoder.finish() + "\n<|endoftext|>\n") } else { decoder.push(token) };
+        let text = if token == eot { Ok(decoder.finish() + "\n<|endoftext|>\n") } else { decoder.push(token) };
         result = text.map_err(anyhow::Error::from).and_then(|t| {
             stdout.write_all(t.as_bytes())?;
             stdout.flush()?;

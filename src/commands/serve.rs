@@ -40,6 +40,9 @@ pub struct Args {
     /// Seconds a connection may take to send a request head (or a body) before it is closed.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// The tokenizer the model was trained with (a directory from `tokenizer train`) [default: GPT-2's].
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -49,9 +52,11 @@ pub fn run(args: &Args) -> Result<()> {
     if args.timeout == 0 {
         bail!("--timeout must be at least 1 second");
     }
+    let tokenizer = gpt2::tokenizer::Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
     let model = match &args.init {
         Some(path) => {
             let ckpt = gpt2::model::load_model(path)?;
+            ckpt.check_tokenizer(path, &tokenizer)?;
             let id = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
             eprintln!("model {id}: {} ({} parameters)", ckpt.config, ckpt.config.num_parameters_unpadded());
             Some((id, ckpt))
@@ -65,7 +70,7 @@ pub fn run(args: &Args) -> Result<()> {
         header_timeout: Duration::from_secs(args.timeout),
         body_timeout: Duration::from_secs(args.timeout),
     };
-    let state = AppState::new(model, args.log.clone(), options)?;
+    let state = AppState::new_with_tokenizer(model, args.log.clone(), options, tokenizer)?;
     let addr = format!("{}:{}", args.host, args.port);
     let server = Server::start(&addr, state)?;
     eprintln!(

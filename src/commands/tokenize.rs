@@ -26,12 +26,15 @@ pub struct Args {
     /// Read token ids (decimal, separated by white space) and print the text they stand for.
     #[arg(long)]
     pub decode: bool,
+    /// Use this tokenizer (a directory from `tokenizer train`) [default: GPT-2's].
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let (name, bytes) = read_input(args.file.as_ref())?;
     let text = utf8(&name, bytes)?;
-    let tok = Tokenizer::gpt2();
+    let tok = Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
     let mut stdout = std::io::stdout().lock();
     let result = if args.decode {
         // `parse_ids` checks every id against the vocabulary, so decoding cannot fail.

@@ -4,7 +4,7 @@
 use crate::commands::sample::print_sample;
 use anyhow::{bail, Result};
 use gpt2::config::ModelConfig;
-use gpt2::config::{EOT_TOKEN, GPT2_VOCAB_SIZE};
+use gpt2::config::GPT2_VOCAB_SIZE;
 use gpt2::cpu::gpt2::CpuKernels;
 use gpt2::cuda::Matmul;
 use gpt2::device::{choose_precision, cpu_kernels, make_backend, select_device, Compute, Device};
@@ -52,6 +52,11 @@ pub struct Args {
     /// Validation token shards, a path or glob [default: with the shipped text, its val shard].
     #[arg(long)]
     pub val_data: Option<String>,
+    /// The tokenizer of the data (a directory from `tokenizer train`) [default: GPT-2's]: a fresh model's
+    /// vocabulary is its size (padded to a multiple of 128), the shipped text is encoded with it, and
+    /// saved files record it; a model to --init or --resume must have been trained with it.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Sequences per micro-batch [default: 8 on the CPU; on a GPU the largest batch up to 64 that fits].
     #[arg(long)]
     pub batch: Option<usize>,
@@ -208,10 +213,13 @@ pub fn run(args: &Args) -> Result<()> {
     let args = &apply_recipe(args);
     check_recipe_data(args)?;
     let device = select_device(args.device)?;
-    let (config, params, resume) = load_or_init(args, device)?;
+    let tokenizer = Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
+    let (config, params, resume) = load_or_init(args, device, &tokenizer)?;
     let kernels = cpu_kernels(args.kernels, device)?;
     let (precision, precision_note) = choose_precision(args.precision, device)?;
-    let cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config, precision)?;
+    let custom_tokenizer = args.tokenizer.as_ref().map(|_| &tokenizer);
+    let mut cfg = resolve(args, resume.as_ref().map(|r| &r.2), device, &config, precision, custom_tokenizer)?;
+    cfg.tokenizer_digest = if args.tokenizer.is_some() { tokenizer.digest() } else { 0 };
     let compute = Compute { device, matmul: args.matmul, kernels, precision, precision_note };
     let mut backend = make_backend(&compute, config, params, cfg.batch, cfg.seq)?;
     let state: Option<TrainState> = match resume {
@@ -234,12 +242,12 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("\nCtrl-C: stopping after this step (press again to quit now)");
     });
     // every --sample-every steps: 64 tokens of a new document, to watch the model learn to write
-    let tokenizer = Tokenizer::gpt2();
-    let can_sample = config.vocab_size == GPT2_VOCAB_SIZE;
+    let can_sample = config.vocab_size == tokenizer.vocab_size();
+    let eot = tokenizer.eot_token();
     let mut sample_hook = |backend: &mut dyn Backend, step: usize, rng: &mut Rng| -> Result<()> {
         println!("---- sample after step {step} ----");
         backend.with_state(&mut |params, _, _| {
-            print_sample(kernels, &config, params, &tokenizer, &[EOT_TOKEN], 64, 1.0, 40, rng)
+            print_sample(kernels, &config, params, &tokenizer, &[eot], 64, 1.0, 40, rng)
         })?;
         println!("\n----------------");
         Ok(())
@@ -253,7 +261,8 @@ pub fn run(args: &Args) -> Result<()> {
         print_plan(&config, &cfg, precision, backend.describe());
     }
     let summary = train_with_eval(backend.as_mut(), &cfg, state, hook, hellaswag.as_mut())?;
-    print_summary(&summary, &cfg, &config);
+    let tokenizer_flag = args.tokenizer.as_ref().map_or(String::new(), |d| format!(" --tokenizer {}", d.display()));
+    print_summary(&summary, &cfg, can_sample, &tokenizer_flag);
     if summary.interrupted {
         // stopped by Ctrl-C: saved, but not finished, which a script running `train && ...` must see
         std::process::exit(130);
@@ -267,26 +276,34 @@ pub fn run(args: &Args) -> Result<()> {
 fn load_or_init(
     args: &Args,
     device: Device,
+    tokenizer: &Tokenizer,
 ) -> Result<(ModelConfig, Vec<f32>, Option<(Vec<f32>, Vec<f32>, TrainState)>)> {
     if let Some(path) = &args.resume {
         let ckpt = checkpoint::load(path)?;
+        ckpt.check_tokenizer(path, tokenizer)?;
         let Some((m, v, state)) = ckpt.optimizer else {
             bail!("{}: is an llm.c model file without optimizer state; use --init to start from it", path.display());
         };
         Ok((ckpt.config, ckpt.params, Some((m, v, state))))
     } else if let Some(path) = &args.init {
         let ckpt = gpt2::model::load_model(path)?;
+        ckpt.check_tokenizer(path, tokenizer)?;
         Ok((ckpt.config, ckpt.params, None))
     } else {
         let default_model = if device == Device::Cuda { "d12" } else { "tiny" };
-        let config =
+        let mut config =
             ModelConfig::from_name(args.model.as_deref().unwrap_or(default_model)).map_err(anyhow::Error::msg)?;
+        // the vocabulary follows the tokenizer, padded to a multiple of 128 (GPT-2's 50257 -> 50304)
+        config.vocab_size = tokenizer.vocab_size();
+        config.padded_vocab_size = tokenizer.vocab_size().div_ceil(128) * 128;
         Ok((config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None))
     }
 }
 
 /// The last lines of a run: speed, what was saved (or that nothing was, and why), and what to run next.
-fn print_summary(summary: &TrainSummary, cfg: &TrainConfig, config: &ModelConfig) {
+/// `can_sample`: the model's vocabulary is its tokenizer's; `tokenizer_flag`: the `--tokenizer DIR`
+/// the next commands need ("" for GPT-2's).
+fn print_summary(summary: &TrainSummary, cfg: &TrainConfig, can_sample: bool, tokenizer_flag: &str) {
     let ran = summary.train_losses.len();
     if ran == 0 {
         eprintln!(
@@ -313,14 +330,14 @@ fn print_summary(summary: &TrainSummary, cfg: &TrainConfig, config: &ModelConfig
     let Some(path) = &summary.saved else { return };
     if summary.steps_done < cfg.steps {
         eprintln!(
-            "continue it (step {} of {}): cargo run --release -- train --resume {} (with the same data flags)",
+            "continue it (step {} of {}): cargo run --release -- train --resume {}{tokenizer_flag} (with the same data flags)",
             summary.steps_done,
             cfg.steps,
             path.display()
         );
     }
-    if config.vocab_size == GPT2_VOCAB_SIZE {
-        eprintln!("generate text with it: cargo run --release -- sample --init {}", path.display());
+    if can_sample {
+        eprintln!("generate text with it: cargo run --release -- sample --init {}{tokenizer_flag}", path.display());
     }
 }
 
@@ -348,7 +365,7 @@ fn hellaswag_hook<'a>(
     cfg: &TrainConfig,
     device: Device,
 ) -> Result<EvalHook<'a>> {
-    if config.vocab_size != GPT2_VOCAB_SIZE {
+    if config.vocab_size != GPT2_VOCAB_SIZE || args.tokenizer.is_some() {
         bail!("--hellaswag needs GPT-2's vocabulary; this model has {} tokens", config.vocab_size);
     }
     let mut examples = gpt2::hellaswag::read(path)?;
@@ -520,6 +537,7 @@ fn resolve(
     device: Device,
     model_cfg: &ModelConfig,
     precision: Precision,
+    tokenizer: Option<&Tokenizer>,
 ) -> Result<TrainConfig> {
     let on_gpu = device == Device::Cuda;
     let default_seq = if on_gpu { model_cfg.max_seq_len.min(1024) } else { 64.min(model_cfg.max_seq_len) };
@@ -554,7 +572,7 @@ fn resolve(
     let (train_data, val_data) = match &args.train_data {
         Some(train) => (train.clone(), args.val_data.clone()),
         None => {
-            let (train, val) = gpt2::prepare::default_training_data()?;
+            let (train, val) = gpt2::prepare::default_training_data_with(tokenizer)?;
             (train, Some(args.val_data.clone().unwrap_or(val)))
         }
     };
@@ -592,5 +610,6 @@ fn resolve(
         print_every: args.print_every,
         stop_at: None,
         quiet: false,
+        tokenizer_digest: 0,
     })
 }

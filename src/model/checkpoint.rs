@@ -5,11 +5,16 @@
 //! * Our training checkpoint: the same parameters plus AdamW's two moments and where training was
 //!   (step, data position, RNG state), so a resumed run continues bit for bit. Header
 //!   `[20261127, 1, maxT, V, L, NH, C, Vp, step (2 ints), epoch, shard, batch, rng (2 ints), B, T,
-//!   total batch (2 ints), seed (2 ints), shuffle, checksum, 0...]`,
+//!   total batch (2 ints), seed (2 ints), shuffle, checksum, tokenizer digest, 0...]`,
 //!   then params, m, v as f32. The checksum (header[22], since version 2) is the CRC-32C of the
 //!   whole file with that entry set to 0, so a bit flipped anywhere after the write is caught on load:
 //!   "corrupted: checksum mismatch". `GPT2_IGNORE_CHECKSUM=1` loads such a file anyway, for forensics.
 //!   Version 1 checkpoints (no checksum) still load, unverified, with a note.
+//!
+//! The tokenizer a model was trained with is recorded as its digest (`Tokenizer::digest`) in a spare
+//! header entry: `[23]` of a checkpoint, `[8]` of an llm.c model file (llm.c reads neither). 0, as in
+//! every file written before (and every llm.c file), means GPT-2's tokenizer, so those files read
+//! as they always did; `check_tokenizer` turns a mismatch into a clear error.
 //!
 //! Every write is atomic (`files::write_atomic`).
 
@@ -24,6 +29,10 @@ pub const CHECKPOINT_MAGIC: i32 = 20261127;
 pub const CHECKPOINT_VERSION: i32 = 2;
 /// The header entry holding the checksum: the CRC-32C of the file with this entry set to 0.
 pub const CHECKSUM_INDEX: usize = 22;
+/// The header entry of a checkpoint holding the tokenizer digest (0: GPT-2's).
+pub const TOKENIZER_INDEX: usize = 23;
+/// The header entry of an llm.c model file holding the tokenizer digest (0: GPT-2's).
+pub const LLMC_TOKENIZER_INDEX: usize = 8;
 /// Set this environment variable to 1 to load a checkpoint whose checksum does not match.
 pub const IGNORE_CHECKSUM_ENV: &str = "GPT2_IGNORE_CHECKSUM";
 
@@ -53,6 +62,32 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     /// AdamW moments and the training position: only in our checkpoints, not in llm.c model files.
     pub optimizer: Option<(Vec<f32>, Vec<f32>, TrainState)>,
+    /// The digest of the tokenizer the model was trained with; 0: not recorded, GPT-2's.
+    pub tokenizer_digest: i32,
+}
+
+impl Checkpoint {
+    /// Checks that `tokenizer` is the one this model was trained with (GPT-2's when the file records
+    /// none); `path` names the model in the error.
+    pub fn check_tokenizer(&self, path: &Path, tokenizer: &crate::tokenizer::Tokenizer) -> Result<(), FileError> {
+        let gpt2 = crate::tokenizer::gpt2_digest;
+        let (expected, which) = match self.tokenizer_digest {
+            0 => (gpt2(), "GPT-2's tokenizer (the file records no other)".to_string()),
+            d => (d, format!("a tokenizer with digest {d}")),
+        };
+        let given = tokenizer.digest();
+        if given != expected {
+            let given_name = if given == gpt2() { "GPT-2's".to_string() } else { format!("digest {given}") };
+            return Err(FileError::new(
+                path,
+                format!(
+                    "the model was trained with {which}, but the tokenizer given is {given_name}: pass the \
+                     --tokenizer DIR it was trained with"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn config_from_header(path: &Path, h: &[i32]) -> Result<ModelConfig, FileError> {
@@ -176,7 +211,7 @@ pub fn parse(path: &Path, bytes: &[u8], ignore_checksum: bool) -> Result<Checkpo
                 ))
             }
         };
-        return Ok(Checkpoint { config, params, optimizer: None });
+        return Ok(Checkpoint { config, params, optimizer: None, tokenizer_digest: h[LLMC_TOKENIZER_INDEX] });
     }
     match h[1] {
         CHECKPOINT_VERSION => verify_checksum(path, bytes, &h, ignore_checksum)?,
@@ -226,13 +261,31 @@ pub fn parse(path: &Path, bytes: &[u8], ignore_checksum: bool) -> Result<Checkpo
         LittleEndian::read_f32_into(&body[4 * n * i..4 * n * (i + 1)], &mut values);
         values
     };
-    Ok(Checkpoint { config, params: section(0), optimizer: Some((section(1), section(2), state)) })
+    Ok(Checkpoint {
+        config,
+        params: section(0),
+        optimizer: Some((section(1), section(2), state)),
+        tokenizer_digest: h[TOKENIZER_INDEX],
+    })
 }
 
 /// Writes an llm.c version 3 (fp32) model file that llm.c and this project both read.
 pub fn save_llmc(path: &Path, config: &ModelConfig, params: &[f32]) -> Result<(), FileError> {
+    save_llmc_with_tokenizer(path, config, params, 0)
+}
+
+/// `save_llmc`, recording the digest of the tokenizer the model was trained with (0: GPT-2's).
+pub fn save_llmc_with_tokenizer(
+    path: &Path,
+    config: &ModelConfig,
+    params: &[f32],
+    tokenizer_digest: i32,
+) -> Result<(), FileError> {
     assert_eq!(params.len(), config.num_parameters());
-    let header = header_bytes(&config_header(LLMC_MODEL_MAGIC, 3, config));
+    let mut h = config_header(LLMC_MODEL_MAGIC, 3, config);
+    h.push(tokenizer_digest);
+    assert_eq!(h.len(), LLMC_TOKENIZER_INDEX + 1);
+    let header = header_bytes(&h);
     write_atomic(path, |w| {
         w.write_all(&header)?;
         write_f32s(w, params)
@@ -248,6 +301,20 @@ pub fn save_checkpoint(
     v: &[f32],
     state: &TrainState,
 ) -> Result<(), FileError> {
+    save_checkpoint_with_tokenizer(path, config, params, m, v, state, 0)
+}
+
+/// `save_checkpoint`, recording the digest of the tokenizer the model is trained with (0: GPT-2's,
+/// which writes exactly the bytes `save_checkpoint` always wrote).
+pub fn save_checkpoint_with_tokenizer(
+    path: &Path,
+    config: &ModelConfig,
+    params: &[f32],
+    m: &[f32],
+    v: &[f32],
+    state: &TrainState,
+    tokenizer_digest: i32,
+) -> Result<(), FileError> {
     let n = config.num_parameters();
     assert!(params.len() == n && m.len() == n && v.len() == n);
     let mut h = config_header(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, config);
@@ -260,12 +327,15 @@ pub fn save_checkpoint(
     h.extend(split(state.seed));
     h.push(state.shuffle as i32);
     assert_eq!(h.len(), CHECKSUM_INDEX);
+    h.push(0); // the checksum's place
+    h.push(tokenizer_digest);
+    assert_eq!(h.len(), TOKENIZER_INDEX + 1);
     // the checksum covers the header with its own entry still 0, then the three tensors
     let mut crc = crc32c::crc32c(&header_bytes(&h));
     for values in [params, m, v] {
         crc = crc32c_f32s(crc, values);
     }
-    h.push(crc as i32);
+    h[CHECKSUM_INDEX] = crc as i32;
     let header = header_bytes(&h);
     write_atomic(path, |w| {
         w.write_all(&header)?;

@@ -212,7 +212,18 @@ pub fn load(path: &Path) -> Result<Checkpoint, FileError> {
         FileError::new(&weights, format!("not a valid safetensors file: {e}{which}"))
     })?;
     let params = from_tensors(&weights, &tensors, config)?;
-    Ok(Checkpoint { config: params.0, params: params.1, optimizer: None })
+    // the tokenizer: the vocab.json + merges.txt beside the weights, when they are not GPT-2's
+    let dir = weights.parent().unwrap_or(Path::new("."));
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    let tokenizer_digest = match std::fs::read_to_string(&vocab) {
+        Ok(text) if text != crate::tokenizer::GPT2_ENCODER_JSON && merges.exists() => {
+            crate::tokenizer::Tokenizer::from_files(&vocab, &merges)
+                .map_err(|e| FileError::new(&vocab, format!("cannot read the tokenizer beside the model: {e}")))?
+                .digest()
+        }
+        _ => 0,
+    };
+    Ok(Checkpoint { config: params.0, params: params.1, optimizer: None, tokenizer_digest })
 }
 
 /// When the crate rejects a header, the first tensor whose shape and dtype disagree with its byte range,
@@ -561,6 +572,19 @@ pub fn save_dir(
     params: &[f32],
     dtype: ExportDtype,
 ) -> Result<Vec<std::path::PathBuf>, FileError> {
+    save_dir_with_tokenizer(dir, cfg, params, dtype, None)
+}
+
+/// `save_dir` with the model's tokenizer: `tokenizer_dir` is a directory from `gpt2 tokenizer train`
+/// (None: GPT-2's). Its files go in as transformers names them: vocab.json (= encoder.json), merges.txt
+/// (= vocab.bpe) and tokenizer.json, so that `AutoTokenizer` loads it and gives our ids.
+pub fn save_dir_with_tokenizer(
+    dir: &Path,
+    cfg: &ModelConfig,
+    params: &[f32],
+    dtype: ExportDtype,
+    tokenizer_dir: Option<&Path>,
+) -> Result<Vec<std::path::PathBuf>, FileError> {
     std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, format!("cannot create the directory: {e}")))?;
     let mut written = Vec::new();
     let mut text_file = |name: &str, text: &str| -> Result<(), FileError> {
@@ -570,8 +594,38 @@ pub fn save_dir(
         Ok(())
     };
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("a JSON value serializes") + "\n";
-    text_file(CONFIG_FILE, &pretty(&config_json(cfg, dtype)))?;
-    if cfg.vocab_size == crate::config::GPT2_VOCAB_SIZE {
+    if let Some(tok_dir) = tokenizer_dir {
+        use crate::tokenizer::{save, Tokenizer};
+        let tok = Tokenizer::from_dir(tok_dir).map_err(|e| FileError::new(tok_dir, e.to_string()))?;
+        let eot = tok.eot_token();
+        let mut config = config_json(cfg, dtype);
+        config["bos_token_id"] = json!(eot);
+        config["eos_token_id"] = json!(eot);
+        text_file(CONFIG_FILE, &pretty(&config))?;
+        for (from, to) in [
+            (save::ENCODER_JSON, "vocab.json"),
+            (save::VOCAB_BPE, "merges.txt"),
+            (save::TOKENIZER_JSON, "tokenizer.json"),
+        ] {
+            let path = tok_dir.join(from);
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| FileError::new(&path, format!("cannot read: {e}")))?;
+            text_file(to, &text)?;
+        }
+        let tokenizer_config = json!({
+            "tokenizer_class": "GPT2Tokenizer",
+            "model_max_length": cfg.max_seq_len,
+            "bos_token": crate::tokenizer::EOT_TEXT,
+            "eos_token": crate::tokenizer::EOT_TEXT,
+            "unk_token": crate::tokenizer::EOT_TEXT,
+            "add_prefix_space": false,
+        });
+        text_file("tokenizer_config.json", &pretty(&tokenizer_config))?;
+        text_file("generation_config.json", &pretty(&json!({"bos_token_id": eot, "eos_token_id": eot})))?;
+    } else {
+        text_file(CONFIG_FILE, &pretty(&config_json(cfg, dtype)))?;
+    }
+    if tokenizer_dir.is_none() && cfg.vocab_size == crate::config::GPT2_VOCAB_SIZE {
         text_file("vocab.json", crate::tokenizer::GPT2_ENCODER_JSON)?;
         text_file("merges.txt", crate::tokenizer::GPT2_VOCAB_BPE)?;
         let tokenizer_config = json!({
@@ -585,9 +639,9 @@ pub fn save_dir(
         text_file("tokenizer_config.json", &pretty(&tokenizer_config))?;
         let generation = json!({"bos_token_id": crate::config::EOT_TOKEN, "eos_token_id": crate::config::EOT_TOKEN});
         text_file("generation_config.json", &pretty(&generation))?;
-    } else {
+    } else if tokenizer_dir.is_none() {
         eprintln!(
-            "note: vocabulary of {} tokens is not GPT-2's {}: no tokenizer files written",
+            "note: vocabulary of {} tokens is not GPT-2's {}: no tokenizer files written (give --tokenizer)",
             cfg.vocab_size,
             crate::config::GPT2_VOCAB_SIZE
         );

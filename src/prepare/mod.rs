@@ -39,7 +39,9 @@ mod shakespeare;
 mod shards;
 
 pub use input::Input;
-pub use shakespeare::{default_training_data, default_training_data_in, DEFAULT_VAL_TOKENS, SHAKESPEARE};
+pub use shakespeare::{
+    default_training_data, default_training_data_in, default_training_data_with, DEFAULT_VAL_TOKENS, SHAKESPEARE,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,6 +53,8 @@ pub struct Options {
     pub val_tokens: usize,
     pub shard_tokens: usize,
     pub progress: bool,
+    /// The tokenizer to encode with (`--tokenizer DIR`); None: GPT-2's.
+    pub tokenizer: Option<crate::tokenizer::Tokenizer>,
 }
 
 /// What `prepare` did.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{lock_dir, prepare_locked, Input, Options};
+use crate::tokenizer::Tokenizer;
 
 /// The shipped Shakespeare text (data/shakespeare, embedded in the binary): (file name, text), one
 /// document each, in file-name order.
@@ -68,15 +69,34 @@ const CACHE_MARKER: &str = "READY";
 /// (`$GPT2_CACHE_DIR` if set, else `cache/shakespeare` in the current directory) and prints one line
 /// naming it; later calls find the shards there and return at once.
 pub fn default_training_data() -> anyhow::Result<(String, String)> {
+    default_training_data_with(None)
+}
+
+/// `default_training_data` encoded with `tokenizer` (None: GPT-2's). Another tokenizer's shards go to
+/// a cache directory of their own, named after its digest (`cache/shakespeare-tok<digest>`).
+pub fn default_training_data_with(tokenizer: Option<&Tokenizer>) -> anyhow::Result<(String, String)> {
     let dir = std::env::var_os("GPT2_CACHE_DIR").map_or_else(|| PathBuf::from("cache/shakespeare"), PathBuf::from);
-    default_training_data_in(&dir)
+    match tokenizer {
+        None => default_training_data_in(&dir),
+        Some(tok) => {
+            let mut name = dir.file_name().unwrap_or_default().to_os_string();
+            name.push(format!("-tok{}", tok.digest()));
+            default_training_data_in_with(&dir.with_file_name(name), Some(tok))
+        }
+    }
 }
 
 /// `default_training_data` with the cache directory given.
 pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> {
+    default_training_data_in_with(dir, None)
+}
+
+/// `default_training_data_in` encoded with `tokenizer` (None: GPT-2's).
+fn default_training_data_in_with(dir: &Path, tokenizer: Option<&Tokenizer>) -> anyhow::Result<(String, String)> {
+    let key = cache_key(tokenizer);
     let globs = (dir.join("train_*.bin").display().to_string(), dir.join("val_*.bin").display().to_string());
     let marker = dir.join(CACHE_MARKER);
-    let cached = || std::fs::read_to_string(&marker).is_ok_and(|contents| cache_is_valid(dir, &contents));
+    let cached = || std::fs::read_to_string(&marker).is_ok_and(|contents| cache_is_valid(dir, &contents, &key));
     if cached() {
         return Ok(globs);
     }
@@ -94,9 +114,14 @@ pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> 
         _ => {}
     }
     let inputs: Vec<Input> = SHAKESPEARE.iter().map(|&(name, text)| Input::Embedded(name, text)).collect();
-    let options = Options { val_tokens: DEFAULT_VAL_TOKENS, shard_tokens: 100_000_000, progress: false };
+    let options = Options {
+        val_tokens: DEFAULT_VAL_TOKENS,
+        shard_tokens: 100_000_000,
+        progress: false,
+        tokenizer: tokenizer.cloned(),
+    };
     let summary = prepare_locked(&inputs, dir, &options, &lock)?;
-    let mut contents = format!("{}\n", cache_key());
+    let mut contents = format!("{key}\n");
     for file in &summary.files {
         let size = std::fs::metadata(file).with_context(|| format!("{}: cannot read back", file.display()))?.len();
         let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -113,16 +138,21 @@ pub fn default_training_data_in(dir: &Path) -> anyhow::Result<(String, String)> 
     Ok(globs)
 }
 
-/// What the cache was made from: the text's size and the split. A change to either remakes it.
-fn cache_key() -> String {
+/// What the cache was made from: the text's size, the split and the tokenizer (GPT-2's keeps the key
+/// it always had). A change to any remakes it.
+fn cache_key(tokenizer: Option<&Tokenizer>) -> String {
     let bytes: usize = SHAKESPEARE.iter().map(|(_, text)| text.len()).sum();
-    format!("gpt2 shakespeare cache v1: {} files, {bytes} bytes, val {DEFAULT_VAL_TOKENS} tokens", SHAKESPEARE.len())
+    let tok = tokenizer.map_or(String::new(), |t| format!(", tokenizer {}", t.digest()));
+    format!(
+        "gpt2 shakespeare cache v1: {} files, {bytes} bytes, val {DEFAULT_VAL_TOKENS} tokens{tok}",
+        SHAKESPEARE.len()
+    )
 }
 
 /// The marker matches `cache_key` and every file it lists is there with its size.
-fn cache_is_valid(dir: &Path, marker: &str) -> bool {
+fn cache_is_valid(dir: &Path, marker: &str, key: &str) -> bool {
     let mut lines = marker.lines();
-    if lines.next() != Some(cache_key().as_str()) {
+    if lines.next() != Some(key) {
         return false;
     }
     lines.all(|line| match line.split_once(' ') {

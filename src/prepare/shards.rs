@@ -16,14 +16,22 @@ use crate::tokenizer::{split_for_parallel, Tokenizer};
 
 /// Encodes `inputs` into shards and `tokenizer.bin` in `dir`; the summary lists the files in `dir`.
 pub(super) fn write_files(inputs: &[Input], dir: &Path, options: &Options, start: Instant) -> anyhow::Result<Summary> {
-    let tok = Tokenizer::gpt2();
+    let gpt2;
+    let tok = match &options.tokenizer {
+        Some(tok) => tok,
+        None => {
+            gpt2 = Tokenizer::gpt2();
+            &gpt2
+        }
+    };
     // Token ids are stored as u16.
-    assert!(tok.vocab_size() <= 1 << 16, "GPT-2's vocabulary fits in u16");
+    if tok.vocab_size() > 1 << 16 {
+        bail!("the tokenizer has {} tokens: shards store ids as u16, so at most 65536", tok.vocab_size());
+    }
     let total_bytes: u64 = inputs.iter().map(Input::size).sum();
     let progress = Progress { enabled: options.progress, tty: std::io::stderr().is_terminal(), total_bytes, start };
     let shards = ShardSink::new(dir, options.val_tokens, options.shard_tokens);
-    let mut batch =
-        Batch { tok: &tok, pending: Vec::new(), pending_bytes: 0, shards, documents: 0, text_bytes: 0, progress };
+    let mut batch = Batch { tok, pending: Vec::new(), pending_bytes: 0, shards, documents: 0, text_bytes: 0, progress };
     for input in inputs {
         input.for_each_document(|doc| batch.add(doc))?;
     }

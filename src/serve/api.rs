@@ -5,7 +5,7 @@
 
 use super::batcher::{Event, GenRequest, SubmitError};
 use super::AppState;
-use crate::config::{ModelConfig, EOT_TOKEN};
+use crate::config::ModelConfig;
 use crate::tokenizer::Tokenizer;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -142,7 +142,7 @@ pub fn parse_completion(body: &[u8], config: &ModelConfig, tokenizer: &Tokenizer
         Some(v) => return Err(wrong_type("prompt", "a string", v)),
     };
     // an empty prompt starts a new document, as `sample` does
-    let prompt = if text.is_empty() { vec![EOT_TOKEN] } else { tokenizer.encode(&text) };
+    let prompt = if text.is_empty() { vec![tokenizer.eot_token()] } else { tokenizer.encode(&text) };
     if prompt.len() >= context {
         return Err(ApiError::invalid(
             Some("prompt"),

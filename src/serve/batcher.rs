@@ -9,7 +9,7 @@
 //! come back on each request's channel.
 
 use super::metrics::Metrics;
-use crate::config::{ModelConfig, EOT_TOKEN};
+use crate::config::ModelConfig;
 use crate::cpu::decode::{Decoder, KvCache};
 use crate::rng::Rng;
 use crate::sample::sample_token;
@@ -326,7 +326,7 @@ fn run(
                 Some(t) => metrics.time_per_token.observe((now - t).as_secs_f64()),
             }
             s.last_token_at = Some(now);
-            if token == EOT_TOKEN {
+            if token == tokenizer.eot_token() {
                 s.finish(FinishReason::Stop, metrics);
                 finished.push(i);
                 continue;

@@ -78,7 +78,17 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and starts the engine when there is a model.
     pub fn new(model: Option<(String, Checkpoint)>, log: Option<PathBuf>, options: ServeOptions) -> Result<AppState> {
-        let tokenizer = Arc::new(Tokenizer::gpt2());
+        AppState::new_with_tokenizer(model, log, options, Tokenizer::gpt2())
+    }
+
+    /// `new`, serving with `tokenizer` (the model's: `serve --tokenizer DIR`).
+    pub fn new_with_tokenizer(
+        model: Option<(String, Checkpoint)>,
+        log: Option<PathBuf>,
+        options: ServeOptions,
+        tokenizer: Tokenizer,
+    ) -> Result<AppState> {
+        let tokenizer = Arc::new(tokenizer);
         let metrics = Arc::new(Metrics::new());
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if options.engine.max_batch == 0 || options.engine.queue == 0 {
@@ -86,10 +96,13 @@ impl AppState {
         }
         let (engine, model_id) = match model {
             Some((id, ckpt)) => {
-                if ckpt.config.vocab_size != GPT2_VOCAB_SIZE {
+                if ckpt.config.vocab_size != tokenizer.vocab_size() {
+                    let which = if tokenizer.vocab_size() == GPT2_VOCAB_SIZE { "GPT-2's" } else { "the tokenizer's" };
                     bail!(
-                        "the model has a vocabulary of {} tokens, not GPT-2's {GPT2_VOCAB_SIZE}: the GPT-2 tokenizer cannot serve it",
-                        ckpt.config.vocab_size
+                        "the model has a vocabulary of {} tokens, not {which} {}: the tokenizer cannot serve it \
+                         (give the --tokenizer it was trained with)",
+                        ckpt.config.vocab_size,
+                        tokenizer.vocab_size()
                     );
                 }
                 let engine =

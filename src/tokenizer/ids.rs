@@ -33,8 +33,9 @@ pub fn parse_ids(name: &str, text: &str, vocab_size: usize) -> anyhow::Result<Ve
             match word.parse::<u32>() {
                 Ok(id) if (id as usize) < vocab_size => ids.push(id),
                 _ => bail!(
-                    "{name}:{line_no}: token id {word} (number {number} in the input) is out of range: GPT-2's ids \
+                    "{name}:{line_no}: token id {word} (number {number} in the input) is out of range: {} ids \
                      are 0..{}",
+                    if vocab_size == crate::config::GPT2_VOCAB_SIZE { "GPT-2's" } else { "the tokenizer's" },
                     vocab_size - 1
                 ),
             }

@@ -20,13 +20,21 @@
 //! assert_eq!(tok.decode(&ids).unwrap(), "Hello world");
 //! ```
 //!
+//! Your own vocabulary: `train.rs` learns merges from text (the lesson version; `train_fast.rs` is its
+//! fast twin), `save.rs` writes them as encoder.json + vocab.bpe (and Hugging Face's tokenizer.json),
+//! and `Tokenizer::from_dir` loads them like GPT-2's. Tokens that no merge makes and that are not a
+//! byte are special tokens (`<|endoftext|>`, ...): `encode` never produces them.
+//!
 //! The twin of this module is tiktoken's `gpt2` encoding: `tests/tokenizer.rs` checks we produce the
 //! same ids on a varied corpus (`reference/tiktoken_golden.py` writes the expected ids).
 
 mod bpe;
 pub mod ids;
 mod pretokenize;
+pub mod save;
 mod stream;
+pub mod train;
+pub mod train_fast;
 mod unicode_tables;
 
 pub use bpe::{FxHashMap, FxHasher};
@@ -105,6 +113,12 @@ pub fn bytes_to_unicode() -> [char; 256] {
     map
 }
 
+/// `Tokenizer::gpt2().digest()`, computed once.
+pub fn gpt2_digest() -> i32 {
+    static DIGEST: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *DIGEST.get_or_init(|| Tokenizer::gpt2().digest())
+}
+
 /// A loaded byte-level BPE vocabulary.
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -158,14 +172,14 @@ impl Tokenizer {
         let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab_size];
         let mut eot = None;
         for (text, &id) in &json {
+            let mapped = text.chars().map(|c| unicode_to_byte.get(&c).copied()).collect::<Option<Vec<u8>>>();
             let bytes = if text == EOT_TEXT {
                 eot = Some(id);
                 text.as_bytes().to_vec()
             } else {
-                text.chars()
-                    .map(|c| unicode_to_byte.get(&c).copied())
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or_else(|| enc_err(0, format!("token {text:?} has a character outside GPT-2's byte map")))?
+                // A special token of a trained tokenizer is written as its own text, which may hold
+                // characters outside the byte map ("<|im start|>"): its bytes are then its UTF-8.
+                mapped.unwrap_or_else(|| text.as_bytes().to_vec())
             };
             let slot = tokens.get_mut(id as usize).ok_or_else(|| {
                 enc_err(0, format!("token {text:?} has id {id}, but ids must be 0..{vocab_size} (one per token)"))
@@ -219,7 +233,56 @@ impl Tokenizer {
             merges.entry(key).or_insert(Merge { rank, merged });
             rank += 1;
         }
+        // Tokens that are neither a byte nor made by a merge are special tokens (`<|endoftext|>`, and
+        // those of a trained tokenizer): `encode` never produces them from text.
+        let mut made = vec![false; vocab_size];
+        for id in byte_ids.iter().chain(merges.values().map(|m| &m.merged)) {
+            made[*id as usize] = true;
+        }
+        encoder.retain(|_, id| made[*id as usize]);
         Ok(Tokenizer { tokens, encoder, byte_ids, merges, eot })
+    }
+
+    /// Loads a tokenizer directory as `gpt2 tokenizer train` writes it: encoder.json and vocab.bpe.
+    pub fn from_dir(dir: &Path) -> Result<Tokenizer, TokenizerError> {
+        if !dir.is_dir() {
+            return Err(TokenizerError::Format {
+                file: dir.display().to_string(),
+                line: 0,
+                message: "not a directory: expected a tokenizer directory with encoder.json and vocab.bpe \
+                          (as `gpt2 tokenizer train --out DIR` writes)"
+                    .into(),
+            });
+        }
+        Tokenizer::from_files(&dir.join(save::ENCODER_JSON), &dir.join(save::VOCAB_BPE))
+    }
+
+    /// GPT-2's tokenizer, or the one in `dir` when given (the `--tokenizer DIR` of every command).
+    pub fn gpt2_or_dir(dir: Option<&Path>) -> Result<Tokenizer, TokenizerError> {
+        match dir {
+            Some(dir) => Tokenizer::from_dir(dir),
+            None => Ok(Tokenizer::gpt2()),
+        }
+    }
+
+    /// A digest of the vocabulary (every token's bytes by id, and the merges by rank), as a positive
+    /// i32 for a checkpoint header slot: two tokenizers with the same digest encode alike.
+    /// CRC-32C, with its top bit cleared (and 0 made 1, so that 0 can mean "not recorded").
+    pub fn digest(&self) -> i32 {
+        let mut crc = 0u32;
+        for t in &self.tokens {
+            crc = crc32c::crc32c_append(crc, &(t.len() as u32).to_le_bytes());
+            crc = crc32c::crc32c_append(crc, t);
+        }
+        let mut merges: Vec<(u32, u64, u32)> = self.merges.iter().map(|(&k, m)| (m.rank, k, m.merged)).collect();
+        merges.sort_unstable();
+        for (rank, key, merged) in merges {
+            crc = crc32c::crc32c_append(crc, &rank.to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &key.to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &merged.to_le_bytes());
+        }
+        crc32c::crc32c_append(crc, &self.eot.to_le_bytes());
+        ((crc & 0x7fff_ffff) as i32).max(1)
     }
 
     /// Number of tokens, including `<|endoftext|>` (50257 for GPT-2).

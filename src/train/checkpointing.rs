@@ -5,7 +5,7 @@ use super::TrainConfig;
 use crate::backend::Backend;
 use crate::config::ModelConfig;
 use crate::data::{DataLoader, Position};
-use crate::model::checkpoint::{save_checkpoint, save_llmc, TrainState};
+use crate::model::checkpoint::{save_checkpoint_with_tokenizer, save_llmc_with_tokenizer, TrainState};
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -30,10 +30,11 @@ pub fn save(
             );
         }
         if let Some(path) = &cfg.save {
-            save_checkpoint(path, &model_cfg, params, m, v, &train_state(cfg, step, position, rng))?;
+            let state = train_state(cfg, step, position, rng);
+            save_checkpoint_with_tokenizer(path, &model_cfg, params, m, v, &state, cfg.tokenizer_digest)?;
         }
         if let Some(path) = &cfg.export_llmc {
-            save_llmc(path, &model_cfg, params)?;
+            save_llmc_with_tokenizer(path, &model_cfg, params, cfg.tokenizer_digest)?;
         }
         Ok(())
     })?;

@@ -51,6 +51,9 @@ pub struct TrainConfig {
     /// End this run after this many steps, as if interrupted (the schedule still spans `steps`).
     pub stop_at: Option<usize>,
     pub quiet: bool,
+    /// The digest of the tokenizer of the training data (`Tokenizer::digest`), recorded in every
+    /// saved file; 0: GPT-2's.
+    pub tokenizer_digest: i32,
 }
 
 /// Set by Ctrl-C (see the `train` command): the loop finishes the step it is in, saves, and returns.
