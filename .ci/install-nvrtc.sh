@@ -5,7 +5,7 @@
 # the library in the venv's site-packages (nvidia/cu13/lib) when that venv's python3 comes first on
 # PATH, as in an activated venv; no LD_LIBRARY_PATH:
 #
-#   PATH="$(dirname "$(.ci/install-nvrtc.sh --python)"):$PATH" GPT_REQUIRE_NVRTC=1 cargo test --test kernels_compile
+#   PATH="$(dirname "$(.ci/install-nvrtc.sh --python)"):$PATH" GPT_REQUIRE_NVRTC=1 cargo test --release --test kernels_compile
 #
 # Prints the folder that holds libnvrtc.so.13 (for LD_LIBRARY_PATH, if wanted), or with --python the
 # venv's python3.

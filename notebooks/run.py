@@ -7,6 +7,8 @@
     notebooks/run.py notebooks/2_sizes.ipynb   # just these
     notebooks/run.py --lab           # opens them in Jupyter Lab, with the same environment
 
+It runs itself with the Python of the venv notebooks/setup.sh made (in its cache outside the checkout).
+
 Why not `jupyter nbconvert --execute`: evcxr reports a compile error or a panic as an `error`
 output, but an `Err` from `?` only as a line on stderr, and nbconvert exits 0 on it. This runner
 looks at every output of every executed cell itself: an `error` output fails the cell, and so does any
@@ -36,6 +38,22 @@ import time
 import uuid
 from pathlib import Path
 
+
+def tools_venv():
+    """The venv notebooks/setup.sh installed Jupyter into: in its per-machine cache outside the
+    checkout, which `setup.sh --print-dir` names (the folder is keyed by the pinned versions)."""
+    setup = Path(__file__).resolve().parent / "setup.sh"
+    folder = subprocess.run([str(setup), "--print-dir"], check=True, capture_output=True, text=True).stdout.strip()
+    return Path(folder) / "venv"
+
+
+# Run with any python3: if this is not the tools' venv, run again with its Python (it has nbclient).
+if __name__ == "__main__" and Path(sys.prefix).resolve() != tools_venv().resolve():
+    python = tools_venv() / "bin" / "python"
+    if not python.exists():
+        sys.exit(f"notebooks/run.py: no Jupyter venv at {python.parent.parent}: run notebooks/setup.sh first")
+    os.execv(python, [str(python), __file__, *sys.argv[1:]])
+
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionComplete
@@ -53,7 +71,7 @@ OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")  # the iopu
 # never run, and every cell is optimized although its own code only calls the crate. Cargo reads
 # `.cargo/config.toml` from the build directory's parents too, and its profile wins over evcxr's
 # Cargo.toml: this one builds the cells and the dependencies unoptimized and optimizes only what the
-# notebooks' loops run (the crate and rayon, as `cargo test`'s profile does: opt-level 3 with debug
+# notebooks' loops run (the crate and rayon, as the dev profile does: opt-level 3 with debug
 # assertions; a rustc command line caught during the build showed `-C opt-level=3` for gpt2).
 CARGO_PROFILE = """\
 # Written by notebooks/run.py: the profile of evcxr's build directory below this folder.

@@ -6,7 +6,7 @@
 //!
 //! The model is tiny (2 layers, 16 channels, a 64-token vocabulary: a 96 KB checkpoint), so a run of
 //! 40 steps with 40 saves takes a fraction of a second after start-up.
-//! `cargo test --test crash -- --nocapture` prints what each round found; the `#[ignore]`d test runs
+//! `cargo test --release --test crash -- --nocapture` prints what each round found; the `#[ignore]`d test runs
 //! 200 rounds.
 
 use gpt2::config::ModelConfig;

@@ -4,9 +4,10 @@
 //! precision (`src/precision.rs`): every bf16 kernel against the CPU's bf16 layers, and ten bf16
 //! steps against the CPU in bf16 (tight) and in fp32 (loose); the tolerances are explained there.
 //!
-//! Without a usable GPU (libcuda, libnvrtc and a device) each test prints why it skips and passes;
-//! with GPT_REQUIRE_CUDA=1 set, a missing GPU makes them fail. `cargo test --test cuda -- --nocapture`
-//! prints, for each comparison, the largest difference found and the tolerance.
+//! Without a usable GPU (libcuda, libnvrtc and a device) each test is reported as ignored, with the
+//! reason (this file's harness, `fn main` at the end: tests/common/harness.rs); with GPT_REQUIRE_CUDA=1
+//! set, a missing GPU makes them fail. `cargo test --release --test cuda` prints, for each comparison,
+//! the largest difference found and the tolerance (this harness does not capture the output).
 //!
 //! Tolerances: everything is f32 (relative precision 6e-8). The GPU sums in a different order than
 //! the CPU (tree reductions, tiles, atomics) and uses its own expf/tanhf/logf (a few ulp apart), so
@@ -16,6 +17,8 @@
 //! reductions. A real bug (a wrong index, a missing term) gives differences of order 1.
 
 mod common;
+#[path = "common/harness.rs"]
+mod harness;
 use common::*;
 use gpt2::config::ModelConfig;
 use gpt2::cpu::backend::CpuBackend;
@@ -90,7 +93,6 @@ fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tol: f32) {
 
 // ---------------------------------------------------------------------------------------- layers
 
-#[test]
 fn encoder_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
     let (b, t, c, v, vp, maxt) = (3, 7, 37, 50, 53, 9);
@@ -120,7 +122,6 @@ fn encoder_forward_and_backward_match_the_cpu() {
     assert_close("encoder dwpe", &host(&g, d_dwpe.all()), &dwpe, 1e-6);
 }
 
-#[test]
 fn layernorm_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
     // 67 rows of 95 (neither a multiple of 32), and 5003 rows: more rows than the backward's warps,
@@ -221,12 +222,10 @@ fn check_matmul(matmul: Matmul) {
     assert_close(&format!("{matmul:?} matmul dbias untouched"), &host(&g, d_dbias.all()), &dbias, 1e-4);
 }
 
-#[test]
 fn matmul_version1_naive_matches_the_cpu() {
     check_matmul(Matmul::Naive);
 }
 
-#[test]
 fn matmul_version3_tiled_matches_the_cpu() {
     check_matmul(Matmul::Handwritten);
 }
@@ -237,7 +236,6 @@ fn matmul_version3_tiled_matches_the_cpu() {
 /// partials are added in a fixed order, without atomics). Sizes: 2567 rows (the last slice shorter
 /// than the others) with odd C and OC (number-by-number loads), and 1100 rows with C and OC
 /// multiples of 4 (the 128-bit loads).
-#[test]
 fn matmul_split_k_weight_gradient_matches_the_cpu_and_repeats_bit_for_bit() {
     let Some(mut g) = gpu(Matmul::Handwritten) else { return };
     g.reserve_matmul_scratch(1 << 20).unwrap();
@@ -303,12 +301,10 @@ fn matmul_split_k_weight_gradient_matches_the_cpu_and_repeats_bit_for_bit() {
     }
 }
 
-#[test]
 fn matmul_cublas_matches_the_cpu() {
     check_matmul(Matmul::Cublas);
 }
 
-#[test]
 fn matmul_tiled_and_cublas_agree_on_gpt2_sized_layers() {
     let Some(mut g) = gpu(Matmul::Handwritten) else { return };
     g.enable_cublas().expect("cuBLAS");
@@ -345,7 +341,6 @@ fn matmul_tiled_and_cublas_agree_on_gpt2_sized_layers() {
     }
 }
 
-#[test]
 fn attention_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
     // 3 heads of 8 channels at T = 13 (less than one 32-wide tile), one GPT-2 head (64) at T = 71
@@ -387,7 +382,6 @@ fn attention_forward_and_backward_match_the_cpu() {
     }
 }
 
-#[test]
 fn gelu_and_residual_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
     let n = 1000 + 7;
@@ -419,7 +413,6 @@ fn gelu_and_residual_forward_and_backward_match_the_cpu() {
     assert_close("residual dinp2", &host(&g, d_d2.all()), &d2, 0.0);
 }
 
-#[test]
 fn softmax_crossentropy_forward_and_backward_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
     let (bt, v, vp) = (5, 1000, 1031);
@@ -504,7 +497,6 @@ fn random_bf16(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     v
 }
 
-#[test]
 fn bf16_layers_match_the_cpu_bf16_layers() {
     let Some(mut g) = gpu(Matmul::Handwritten) else { return };
     let mut rng = Rng::new(21);
@@ -692,7 +684,6 @@ fn bf16_layers_match_the_cpu_bf16_layers() {
 /// its own order, maybe split over k); fp32 dweight and dbias to 1e-4 of their scale (the sums'
 /// rounding, as `check_matmul`). cuBLASLt's GELU is its own fp32 code for the tanh approximation:
 /// one bf16 step, in at most 5% of the values, is allowed there.
-#[test]
 fn cublaslt_layers_match_the_cpu_layers_in_bf16() {
     let Some(g) = gpu(Matmul::Cublas) else { return };
     let mut rng = Rng::new(23);
@@ -765,7 +756,6 @@ fn small_config() -> ModelConfig {
     ModelConfig { max_seq_len: 16, vocab_size: 61, padded_vocab_size: 64, num_layers: 2, num_heads: 3, channels: 24 }
 }
 
-#[test]
 fn memory_plan_is_what_the_gpu_model_allocates() {
     for precision in [Precision::Fp32, Precision::Bf16] {
         let Some(g) = gpu(Matmul::Handwritten) else { return };
@@ -781,7 +771,6 @@ fn memory_plan_is_what_the_gpu_model_allocates() {
     }
 }
 
-#[test]
 fn adamw_and_global_norm_match_the_cpu() {
     let Some(g) = gpu(Matmul::Handwritten) else { return };
     let config = small_config();
@@ -897,17 +886,14 @@ fn check_training_step(matmul: Matmul) {
     assert!((final_cpu - final_gpu).abs() <= 1e-3 * final_cpu, "after 10 steps: cpu {final_cpu} gpu {final_gpu}");
 }
 
-#[test]
 fn training_steps_match_the_cpu_with_the_tiled_matmul() {
     check_training_step(Matmul::Handwritten);
 }
 
-#[test]
 fn training_steps_match_the_cpu_with_the_naive_matmul() {
     check_training_step(Matmul::Naive);
 }
 
-#[test]
 fn training_steps_match_the_cpu_with_cublas() {
     check_training_step(Matmul::Cublas);
 }
@@ -1044,12 +1030,10 @@ fn check_bf16_steps(matmul: Matmul) {
     assert!(final_gpu < first_loss, "the GPU's bf16 loss did not fall: {first_loss} -> {final_gpu}");
 }
 
-#[test]
 fn bf16_steps_match_the_cpu_with_the_tiled_matmul() {
     check_bf16_steps(Matmul::Handwritten);
 }
 
-#[test]
 fn bf16_steps_match_the_cpu_with_the_naive_matmul() {
     check_bf16_steps(Matmul::Naive);
 }
@@ -1058,14 +1042,12 @@ fn bf16_steps_match_the_cpu_with_the_naive_matmul() {
 /// reads the fp32 sums where the CPU's bf16 layers round the pre-GELU first, so against the CPU's
 /// bf16 reference layers it is not exact even on the stand-ins (dev/cuda_mock), and its lines say
 /// "vs CPU bf16 ref. layers (GELU fused)"; the tolerances are those of the other bf16 steps.
-#[test]
 fn cublaslt_steps_match_the_cpu_in_bf16() {
     check_bf16_steps(Matmul::Cublas);
 }
 
 /// cuBLASLt's epilogues read the bias and write the pre-GELU at 16-byte aligned addresses, which
 /// GPT-2's layout gives when C is a multiple of 8: otherwise a clear error before anything runs.
-#[test]
 fn cublaslt_with_channels_not_a_multiple_of_8_is_a_clear_error() {
     let config = ModelConfig {
         max_seq_len: 16,
@@ -1084,7 +1066,6 @@ fn cublaslt_with_channels_not_a_multiple_of_8_is_a_clear_error() {
     assert!(format!("{err:#}").contains("multiple of 8"), "{err:#}");
 }
 
-#[test]
 fn checkpoints_move_between_gpu_and_cpu() {
     let config = small_config();
     let (b, t) = (2, 9);
@@ -1148,7 +1129,6 @@ fn train_command(args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-#[test]
 fn without_a_gpu_device_cuda_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     if gpt2::cuda::availability().is_ok() {
         println!("skipping: this machine has a GPU");
@@ -1171,4 +1151,45 @@ fn without_a_gpu_device_cuda_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     let first = stderr.lines().next().unwrap_or_default();
     assert!(first.starts_with("device: CPU (--device auto found no usable GPU: ") && first.ends_with(')'), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+// ----------------------------------------------------------------------------------- harness
+
+/// The tests of this file. Without a usable GPU those that need one are reported as ignored, with
+/// the reason, and counted as ignored (not as passed); GPT_REQUIRE_CUDA=1 makes that a failure.
+fn main() {
+    use harness::Needs::{It as Gpu, ItsAbsence as NoGpu};
+    let present = gpt2::cuda::why_unavailable().map(|_| ()).map_err(|why| format!("no usable GPU: {}", why.short()));
+    let requirement = harness::Requirement { what: "a usable GPU", present, require_var: "GPT_REQUIRE_CUDA" };
+    harness::run(
+        include_str!("cuda.rs"),
+        requirement,
+        harness::tests![
+            Gpu => [
+                encoder_forward_and_backward_match_the_cpu,
+                layernorm_forward_and_backward_match_the_cpu,
+                matmul_version1_naive_matches_the_cpu,
+                matmul_version3_tiled_matches_the_cpu,
+                matmul_split_k_weight_gradient_matches_the_cpu_and_repeats_bit_for_bit,
+                matmul_cublas_matches_the_cpu,
+                matmul_tiled_and_cublas_agree_on_gpt2_sized_layers,
+                attention_forward_and_backward_match_the_cpu,
+                gelu_and_residual_forward_and_backward_match_the_cpu,
+                softmax_crossentropy_forward_and_backward_match_the_cpu,
+                bf16_layers_match_the_cpu_bf16_layers,
+                cublaslt_layers_match_the_cpu_layers_in_bf16,
+                memory_plan_is_what_the_gpu_model_allocates,
+                adamw_and_global_norm_match_the_cpu,
+                training_steps_match_the_cpu_with_the_tiled_matmul,
+                training_steps_match_the_cpu_with_the_naive_matmul,
+                training_steps_match_the_cpu_with_cublas,
+                bf16_steps_match_the_cpu_with_the_tiled_matmul,
+                bf16_steps_match_the_cpu_with_the_naive_matmul,
+                cublaslt_steps_match_the_cpu_in_bf16,
+                cublaslt_with_channels_not_a_multiple_of_8_is_a_clear_error,
+                checkpoints_move_between_gpu_and_cpu,
+            ];
+            NoGpu => [without_a_gpu_device_cuda_is_a_clear_error_and_auto_falls_back_to_the_cpu];
+        ],
+    )
 }

@@ -1,6 +1,6 @@
 //! Gradient checks: every layer's backward pass (the readable one in `src/cpu/` and, where there is
 //! one, the fast one in `src/cpu/fast/`), and the whole model's, against central finite
-//! differences. Run `cargo test --test gradcheck -- --nocapture` to see, for each tensor, the
+//! differences. Run `cargo test --release --test gradcheck -- --nocapture` to see, for each tensor, the
 //! largest analytic and numeric gradient, how far apart they are, and the tolerance.
 //!
 //! How it works: to check a layer y = f(x, w), take the scalar loss L = sum(y * r) for fixed

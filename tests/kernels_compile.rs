@@ -3,10 +3,13 @@
 //! CI gets libnvrtc from NVIDIA's pinned PyPI wheel (`.ci/install-nvrtc.sh`, into a Python venv), and
 //! `src/cuda/libs.rs` finds it there with no LD_LIBRARY_PATH:
 //!
-//!   PATH=$(dirname $(.ci/install-nvrtc.sh --python)):$PATH GPT_REQUIRE_NVRTC=1 cargo test --test kernels_compile -- --nocapture
+//!   PATH=$(dirname $(.ci/install-nvrtc.sh --python)):$PATH GPT_REQUIRE_NVRTC=1 cargo test --release --test kernels_compile
 //!
-//! Without libnvrtc the NVRTC test prints why it skips and passes, unless GPT_REQUIRE_NVRTC=1.
+//! Without libnvrtc the tests that need it are reported as ignored, with the reason (this file's
+//! harness, `fn main` at the end: tests/common/harness.rs), unless GPT_REQUIRE_NVRTC=1 makes that a failure.
 
+#[path = "common/harness.rs"]
+mod harness;
 use gpt2::cuda::kernels::{compile, SOURCES};
 
 /// The architectures the kernels must compile for: Ampere (A100) and Hopper (H100, H200).
@@ -39,7 +42,6 @@ fn kernels_defined_in(source: &str) -> Vec<String> {
     names
 }
 
-#[test]
 fn every_kernel_file_and_kernel_is_listed_in_sources() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -64,7 +66,6 @@ fn has_symbol(bytes: &[u8], name: &str) -> bool {
     bytes.windows(needle.len()).any(|w| w == needle.as_slice())
 }
 
-#[test]
 fn every_kernel_compiles_with_nvrtc_to_a_cubin_for_sm_80_and_sm_90() {
     if !nvrtc_or_skip() {
         return;
@@ -109,7 +110,6 @@ fn every_kernel_compiles_with_nvrtc_to_a_cubin_for_sm_80_and_sm_90() {
     }
 }
 
-#[test]
 fn a_virtual_architecture_is_refused_with_a_message_not_loaded_as_ptx() {
     if !nvrtc_or_skip() {
         return;
@@ -124,7 +124,6 @@ fn a_virtual_architecture_is_refused_with_a_message_not_loaded_as_ptx() {
 /// Where libnvrtc was found: printed so that CI's log shows that the search (`src/cuda/libs.rs`)
 /// found the wheel without LD_LIBRARY_PATH. With GPT_REQUIRE_NVRTC=1 and LD_LIBRARY_PATH not naming
 /// it, CI checks that it was found by the search, not by the dynamic linker by name.
-#[test]
 fn libnvrtc_is_found_where_it_is_installed_without_ld_library_path() {
     if !nvrtc_or_skip() {
         return;
@@ -136,4 +135,26 @@ fn libnvrtc_is_found_where_it_is_installed_without_ld_library_path() {
         assert!(!ld.contains("nvidia"), "GPT_EXPECT_NVRTC_SEARCH=1 wants LD_LIBRARY_PATH without the wheel: {ld}");
         assert!(matches!(found, gpt2::cuda::libs::Found::At(_)), "found by name, not by the search: {found:?}");
     }
+}
+
+/// The tests of this file. Without libnvrtc those that need it are reported as ignored, with the
+/// reason, and counted as ignored (not as passed); GPT_REQUIRE_NVRTC=1 makes that a failure.
+fn main() {
+    use harness::Needs::{It as Nvrtc, Nothing};
+    let present = gpt2::cuda::libs::load(gpt2::cuda::libs::CudaLib::Nvrtc)
+        .map(|_| ())
+        .map_err(|e| format!("no libnvrtc: {} (.ci/install-nvrtc.sh installs it)", e.short()));
+    let requirement = harness::Requirement { what: "libnvrtc", present, require_var: "GPT_REQUIRE_NVRTC" };
+    harness::run(
+        include_str!("kernels_compile.rs"),
+        requirement,
+        harness::tests![
+            Nothing => [every_kernel_file_and_kernel_is_listed_in_sources];
+            Nvrtc => [
+                every_kernel_compiles_with_nvrtc_to_a_cubin_for_sm_80_and_sm_90,
+                a_virtual_architecture_is_refused_with_a_message_not_loaded_as_ptx,
+                libnvrtc_is_found_where_it_is_installed_without_ld_library_path,
+            ];
+        ],
+    )
 }

@@ -12,7 +12,7 @@
 //! may read a file into memory and then decode it into f32s, which are twice as large as bf16). So a
 //! header that claims 2^40 tokens or a model of 2^36 parameters must be refused before allocating.
 //!
-//! Run `cargo test --test mutation -- --nocapture` to see the counts per parser, with
+//! Run `cargo test --release --test library mutation:: -- --nocapture` to see the counts per parser, with
 //! `MUTATION_VERBOSE=1` to list every changed mutant a parser accepted.
 //!
 //! Covered: our checkpoint, llm.c model files v3 and v5, token shards (and the loader on them),

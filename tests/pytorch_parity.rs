@@ -97,7 +97,7 @@ impl Report {
     fn assert_ok(self, kernels: CpuKernels) {
         let hint = "the backward runs from the loss back (lnf, then each block from its MLP to its attention, \
                     the last block first, then wte and wpe), so gradients that still match were computed \
-                    before the bug; run `cargo test --test gradcheck`: a layer whose own check fails is the culprit";
+                    before the bug; run `cargo test --release --test gradcheck`: a layer whose own check fails is the culprit";
         assert!(
             self.failed.is_empty(),
             "{kernels:?} layers differ from PyTorch in {}: {}\n{:>23} | {:>12} | {:>10} | {:>10}\n{}hint: {hint}",

@@ -3,7 +3,7 @@
 //! against each other, the files read back by our `Tokenizer`, and every flag of the command.
 //!
 //! Also the judge of the exercise `exercises/bpe_merge.rs`:
-//! `cargo test --features exercise-bpe_merge --test tokenizer_train -- --nocapture`.
+//! `cargo test --release --features exercise-bpe_merge --test commands tokenizer_train:: -- --nocapture`.
 
 #[path = "common/parquet.rs"]
 mod parquet_writer;

@@ -2,7 +2,7 @@
 use anyhow::Result;
 use std::marker::PhantomData;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Matmul {
     Handwritten,
     Naive,

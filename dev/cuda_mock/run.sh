@@ -1,30 +1,28 @@
 #!/usr/bin/env bash
-# Checks src/cuda/gpt2.rs and src/cuda/backend.rs without a GPU: in a scratch copy of the repository,
-# src/cuda/context.rs and the whole src/cuda/kernels/ folder are replaced by the stand-ins of this
-# folder (kernels.rs becomes src/cuda/kernels/mod.rs), which keep
-# "device" buffers in host memory and make each launch wrapper call its CPU twin. tests/cuda.rs then
-# runs against the CPU path, and the whole-model tests must agree to rounding (bit for bit when
-# CpuBackend uses the same reference layers): a larger difference is a mistake in how
-# src/cuda/gpt2.rs composes the layers, slices the buffers, or drives AdamW. (The kernels themselves are checked by dev/cuda_emu and, on a GPU, by tests/cuda.rs.)
+# Checks src/cuda/gpt2.rs and src/cuda/backend.rs without a GPU: built with `--cfg gpt2_cuda_mock`,
+# src/cuda/mod.rs takes src/cuda/context.rs and the whole src/cuda/kernels/ folder from the stand-ins
+# of this folder (context.rs, and kernels.rs for kernels/), which keep "device" buffers in host memory
+# and make each launch wrapper call its CPU twin, and its availability functions report the stand-in
+# GPU. tests/cuda.rs then runs against the CPU path, and the whole-model tests must agree to rounding
+# (bit for bit when CpuBackend uses the same reference layers): a larger difference is a mistake in how
+# src/cuda/gpt2.rs composes the layers, slices the buffers, or drives AdamW. (The kernels themselves
+# are checked by dev/cuda_emu and, on a GPU, by tests/cuda.rs.)
 #
-#   dev/cuda_mock/run.sh      (builds into target/cuda_mock; a few minutes the first time)
+#   dev/cuda_mock/run.sh      (builds into target/cuda_mock, since the --cfg changes every crate's
+#                              build: the first time about as long as `cargo test --release` from nothing)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 cd "$root"
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$scratch"
-cp dev/cuda_mock/context.rs "$scratch/src/cuda/"
-rm -rf "$scratch/src/cuda/kernels"
-mkdir "$scratch/src/cuda/kernels"
-cp dev/cuda_mock/kernels.rs "$scratch/src/cuda/kernels/mod.rs"
-# the stand-in "GPU" is always there
-sed -i 's/^pub fn availability() -> Result<usize, String> {/&\n    return Ok(1);/' "$scratch/src/cuda/mod.rs"
-sed -i 's/^pub fn why_unavailable() -> Result<usize, Unavailable> {/&\n    return Ok(1);/' "$scratch/src/cuda/mod.rs"
-sed -i 's/^pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {/&\n    return Ok((80 << 30, 80 << 30));/' "$scratch/src/cuda/mod.rs"
-cd "$scratch"
-CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \
-    training_steps checkpoints memory_plan 2>&1 | grep -E "loss|max diff|^test " | tee "$scratch/log"
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg gpt2_cuda_mock" CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1
+# cuda_tests FILTER...: tests/cuda.rs's tests matching each filter (its harness takes one at a time)
+cuda_tests() {
+    for filter in "$@"; do
+        cargo test --release --test cuda -- --test-threads=1 "$filter"
+    done
+}
+cuda_tests training_steps checkpoints memory_plan 2>&1 | grep -E "loss|max diff|^test |allocated" | tee "$scratch/log"
 # The stand-ins call the reference layers of src/cpu/: against a CpuBackend on the same layers every
 # difference is exactly 0. If CpuBackend uses faster layers (other summation orders), gradients
 # differ at rounding level (below 1e-6) and AdamW can turn a rounding-level difference of a
@@ -45,8 +43,7 @@ echo "cuda_mock: src/cuda/gpt2.rs reproduces the CPU path (largest differences: 
 # bf16 with the same layers every difference is exactly 0 (the lines "vs CPU bf16 reference"); the
 # tests also check the tolerances meant for a real GPU (against the CPU's fast bf16 layers, which sum
 # in other orders, and against fp32).
-CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \
-    bf16_ 2>&1 | grep -E "loss|max diff|differ|^test |allocated" | tee "$scratch/log_bf16"
+cuda_tests bf16_ 2>&1 | grep -E "loss|max diff|differ|^test |allocated" | tee "$scratch/log_bf16"
 worst_bf16=$(grep -E "vs CPU bf16 reference" "$scratch/log_bf16" | grep -oE "max diff +[0-9.e+-]+" \
     | awk '{ if ($3 + 0 > w) w = $3 + 0 } END { print w + 0 }')
 if awk -v w="$worst_bf16" 'BEGIN { exit !(w > 0) }'; then
@@ -60,8 +57,7 @@ echo "cuda_mock: src/cuda/gpt2.rs in bf16 reproduces the CPU's bf16 path exactly
 # the fp32 sums, as cuBLASLt's epilogue does) against the CPU's bf16 layers, which round the pre-GELU
 # first: not exact, so these tests check their own tolerances (those of the bf16 steps) and print
 # "vs CPU bf16 ref. layers (GELU fused)".
-CARGO_TARGET_DIR="$root/target/cuda_mock" GPT_REQUIRE_CUDA=1 cargo test --test cuda -- --nocapture --test-threads=1 \
-    cublaslt_ 2>&1 | grep -E "loss|max diff|differ|^test |error" | tee "$scratch/log_lt"
+cuda_tests cublaslt_ 2>&1 | grep -E "loss|max diff|differ|^test |error" | tee "$scratch/log_lt"
 worst_lt=$(grep -E "GELU fused" "$scratch/log_lt" | grep -v "params after" | grep -oE "relative +[0-9.e+-]+" \
     | awk '{ if ($2 + 0 > w) w = $2 + 0 } END { print w + 0 }')
 grep -q "test result: ok" "$scratch/log_lt" || { echo "cuda_mock: cuBLASLt (bf16) tests failed"; exit 1; }

@@ -22,15 +22,29 @@
 
 pub mod backend;
 pub mod buffer;
+#[cfg(not(gpt2_cuda_mock))]
 pub mod context;
 pub mod cublaslt_handle;
 pub mod gpt2;
+#[cfg(not(gpt2_cuda_mock))]
 pub mod kernels;
 pub mod libs;
 pub mod peak;
 pub mod storage;
 
 pub use crate::backend::{sum_by_name, KernelTime};
+// dev/cuda_mock/run.sh builds with `--cfg gpt2_cuda_mock`: its stand-ins of context.rs and of the
+// kernels (host memory, each launch calling the CPU twin) replace the real ones, so that gpt2.rs and
+// backend.rs run on the CPU (they are laid out as a table, one wrapper a line: rustfmt::skip)
+#[cfg(gpt2_cuda_mock)]
+#[path = "../../dev/cuda_mock/context.rs"]
+#[rustfmt::skip]
+pub mod context;
+#[cfg(gpt2_cuda_mock)]
+#[path = "../../dev/cuda_mock/kernels.rs"]
+#[rustfmt::skip]
+pub mod kernels;
+
 pub use backend::CudaBackend;
 pub use context::{Dev, DeviceBuffer, Gpu, Matmul};
 pub use gpt2::CudaGpt2;
@@ -47,6 +61,9 @@ pub fn availability() -> Result<usize, String> {
 /// Why CUDA cannot be used here, as `availability`, but keeping a missing library's details:
 /// `--device auto` prints `NotFound::short`, `--device cuda` the whole list.
 pub fn why_unavailable() -> Result<usize, Unavailable> {
+    if cfg!(gpt2_cuda_mock) {
+        return Ok(1); // dev/cuda_mock's stand-in GPU is always there
+    }
     libs::load(libs::CudaLib::Driver).map_err(Unavailable::Missing)?;
     libs::load(libs::CudaLib::Nvrtc).map_err(Unavailable::Missing)?;
     match cudarc::driver::CudaContext::device_count() {
@@ -87,6 +104,9 @@ impl std::fmt::Display for Unavailable {
 /// Free and total memory of GPU `ordinal`, in bytes. Call `availability()` first.
 pub fn free_memory(ordinal: usize) -> anyhow::Result<(usize, usize)> {
     use anyhow::Context;
+    if cfg!(gpt2_cuda_mock) {
+        return Ok((80 << 30, 80 << 30)); // dev/cuda_mock's stand-in: an 80 GiB card
+    }
     let ctx =
         cudarc::driver::CudaContext::new(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))?;
     ctx.mem_get_info().context("cannot read the free GPU memory")

@@ -198,7 +198,7 @@ fn layer_hint(layer: &str, tensor: &str) -> String {
     } else if l.starts_with("residual") {
         "an addition passes dout unchanged to both inputs (+=)"
     } else {
-        "run the per-layer checks (cargo test --test gradcheck): the layer that fails there is the bug; \
+        "run the per-layer checks (cargo test --release --test gradcheck): the layer that fails there is the bug; \
          if all pass, look at how gpt2.rs wires them (which buffer each backward reads and writes)"
     };
     hint.to_string()
