@@ -347,7 +347,7 @@ fn check_recipe_data(args: &Args) -> Result<()> {
     if args.recipe.is_some() && args.train_data.is_none() {
         bail!(
             "--recipe gpt2-124m trains on FineWeb (10B tokens); give its token shards with --train-data and \
-             --val-data. To make them (README, \"GPT-2 small with llm.c's recipe\"):\n  \
+             --val-data. To make them (README, \"Reproducing GPT-2 small (124M)\"):\n  \
              huggingface-cli download HuggingFaceFW/fineweb --repo-type dataset --include \"sample/10BT/*\" --local-dir fineweb\n  \
              cargo run --release -- prepare -i fineweb/sample/10BT/*.parquet -o data/fineweb10B --val-tokens 100000000\n  \
              cargo run --release -- train --recipe gpt2-124m --train-data 'data/fineweb10B/train_*.bin' --val-data data/fineweb10B/val_000000.bin"
