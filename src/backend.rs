@@ -43,14 +43,10 @@ pub trait Backend {
         let (m, v) = self.optimizer_state()?;
         f(&params, &m, &v)
     }
-    /// The device's peak FLOP/s for the precision it trains in, when known: the console then shows
-    /// MFU (model FLOPs utilization, `ModelConfig::flops_per_token` x tokens/s over this peak).
-    fn peak_flops(&self) -> Option<f64> {
-        None
-    }
-    /// What `peak_flops` is the peak of (card, precision and path: "H200 bf16 dense 989 TFLOP/s"),
-    /// written beside MFU in the log.
-    fn peak_name(&self) -> Option<String> {
+    /// The device's peak FLOP/s for the precision and path it runs, when known: the console then
+    /// shows MFU (model FLOPs utilization, `ModelConfig::flops_per_token` x tokens/s over this peak),
+    /// and the log names the peak beside it.
+    fn mfu_peak(&self) -> Option<Peak> {
         None
     }
     /// Starts timing each kernel launch (a GPU's; `bench --device cuda` prints the table). The CPU
@@ -61,6 +57,14 @@ pub trait Backend {
     fn finish_profile(&mut self) -> Result<Option<Vec<KernelTime>>> {
         Ok(None)
     }
+}
+
+/// The peak a run's MFU is measured against, and what it is the peak of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peak {
+    pub flops: f64,
+    /// The card, precision and path, e.g. "H200 bf16 dense 989 TFLOP/s".
+    pub name: String,
 }
 
 /// One row of a kernel profile: a kernel (or cuBLAS call), how often it ran, its total time.

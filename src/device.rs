@@ -30,32 +30,6 @@ impl Choice for Device {
     ];
 }
 
-impl Choice for Matmul {
-    const WHAT: &'static str = "matmul";
-    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
-        (
-            Matmul::Handwritten,
-            "handwritten",
-            "kernels/matmul.cu version 3: shared-memory tiles, 8x8 register blocks, wide loads, double \
-             buffering, split-K weight gradient",
-        ),
-        (Matmul::Naive, "naive", "kernels/matmul.cu version 1: one thread per output (slow; the GPU's reference)"),
-        (
-            Matmul::Cublas,
-            "cublas",
-            "cuBLAS: SGEMM in fp32; in bf16 cuBLASLt with the bias, GELU and bias gradient fused",
-        ),
-    ];
-}
-
-impl Choice for CpuKernels {
-    const WHAT: &'static str = "CPU layers";
-    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
-        (CpuKernels::Reference, "reference", "the readable layers of src/cpu/*.rs (a debugger steps into them)"),
-        (CpuKernels::Fast, "fast", "the fast layers of src/cpu/fast/, tested against the reference"),
-    ];
-}
-
 /// Which device `device` means on this machine: Cpu or Cuda, saying which and why in one line,
 /// the first the command prints. `Cuda` that cannot start is an error naming the missing library
 /// and every place it was looked for (`src/cuda/libs.rs`); `Auto` then runs on the CPU and says so,

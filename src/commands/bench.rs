@@ -115,7 +115,7 @@ pub fn run(args: &Args) -> Result<()> {
             kernel_table(&rows, ms_per_step);
         }
     }
-    let mfu = backend.peak_flops().map(|peak| gflops * 1e9 / peak);
+    let mfu = backend.mfu_peak().map(|peak| gflops * 1e9 / peak.flops);
     let mfu_text = mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m));
     println!("step: {ms_per_step:.1} ms, {tok_per_s:.0} tok/s, {gflops:.1} GFLOP/s{mfu_text} (model FLOPs 6N + 6LTC per token)");
     let mut result = serde_json::json!({"ms_per_step": ms_per_step, "tok_per_s": tok_per_s, "gflops": gflops});

@@ -317,9 +317,9 @@ fn print_summary(summary: &TrainSummary, cfg: &TrainConfig, can_sample: bool, to
         );
         return;
     }
-    let saved = match (&summary.saved, &cfg.save) {
-        (Some(path), _) => format!(", saved to {}", path.display()),
-        (None, _) => ", not saved (--no-save)".to_string(),
+    let saved = match &summary.saved {
+        Some(path) => format!(", saved to {}", path.display()),
+        None => ", not saved (--no-save)".to_string(),
     };
     eprintln!(
         "{}: {ran} steps, {:.1} ms/step, {:.0} tok/s{saved}",

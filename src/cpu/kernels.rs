@@ -24,6 +24,14 @@ pub type GeluBackward = fn(&mut [f32], &[f32], &[f32]);
 pub type AttentionForward = fn(&mut [f32], &mut [f32], &[f32], usize, usize, usize, usize);
 pub type AttentionBackward = fn(&mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], usize, usize, usize, usize);
 
+impl crate::choice::Choice for CpuKernels {
+    const WHAT: &'static str = "CPU layers";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (CpuKernels::Reference, "reference", "the readable layers of src/cpu/*.rs (a debugger steps into them)"),
+        (CpuKernels::Fast, "fast", "the fast layers of src/cpu/fast/, tested against the reference"),
+    ];
+}
+
 impl CpuKernels {
     /// The matmul forward and backward of this implementation.
     pub fn matmul(self) -> (MatmulForward, MatmulBackward) {

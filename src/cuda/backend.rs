@@ -100,11 +100,8 @@ impl Backend for CudaBackend {
     fn set_optimizer_state(&mut self, m: &[f32], v: &[f32]) -> Result<()> {
         self.model.set_optimizer_state(m, v).context("copying AdamW's state to the GPU")
     }
-    fn peak_name(&self) -> Option<String> {
-        self.peak().ok().map(|p| p.name)
-    }
-    fn peak_flops(&self) -> Option<f64> {
-        self.peak().ok().map(|p| p.flops)
+    fn mfu_peak(&self) -> Option<crate::backend::Peak> {
+        self.peak().ok()
     }
     fn start_profile(&mut self) {
         self.model.gpu.start_profile();

@@ -50,6 +50,26 @@ pub use context::{Dev, DeviceBuffer, Gpu, Matmul};
 pub use gpt2::CudaGpt2;
 pub use storage::{Bf16, Storage};
 
+// Here rather than beside the enum in context.rs, because dev/cuda_mock swaps context.rs for its
+// stand-in (with its own Matmul) and the names must be the same for both.
+impl crate::choice::Choice for Matmul {
+    const WHAT: &'static str = "matmul";
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Matmul::Handwritten,
+            "handwritten",
+            "kernels/matmul.cu version 3: shared-memory tiles, 8x8 register blocks, wide loads, double \
+             buffering, split-K weight gradient",
+        ),
+        (Matmul::Naive, "naive", "kernels/matmul.cu version 1: one thread per output (slow; the GPU's reference)"),
+        (
+            Matmul::Cublas,
+            "cublas",
+            "cuBLAS: SGEMM in fp32; in bf16 cuBLASLt with the bias, GELU and bias gradient fused",
+        ),
+    ];
+}
+
 /// Whether CUDA can be used here: `Ok(n)` with the number of devices, or why not. Finds and opens
 /// libcuda and libnvrtc (`libs::load`: where CUDA installs them, no LD_LIBRARY_PATH needed) before
 /// any other cudarc call, because cudarc panics (rather than returning an error) when a library is

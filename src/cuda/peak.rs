@@ -78,13 +78,7 @@ pub const CARDS: [Card; 13] = [
     card("RTX 3090", &["RTX", "3090"], &["TI"], (8, 6), 82, 71.0, 35.6, "NVIDIA Ampere GA102 GPU architecture whitepaper (RTX 3090: BF16 with FP32 accumulate 71, FP32 35.6)"),
 ];
 
-/// The peak a run is measured against, and its name for the MFU line.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Peak {
-    pub flops: f64,
-    /// e.g. "H200 bf16 dense 989 TFLOP/s"
-    pub name: String,
-}
+pub use crate::backend::Peak;
 
 /// The row of `CARDS` for this card, with the share of its SMs this device has (1 for a whole card,
 /// less for a MIG slice); or why there is none.

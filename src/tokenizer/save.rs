@@ -20,14 +20,21 @@ pub const ENCODER_JSON: &str = "encoder.json";
 pub const VOCAB_BPE: &str = "vocab.bpe";
 pub const TOKENIZER_JSON: &str = "tokenizer.json";
 
-/// A token's bytes as GPT-2's printable string (b" the" -> "Ġthe").
-pub fn to_unicode(bytes: &[u8]) -> String {
-    let map = bytes_to_unicode();
+/// A token's bytes as GPT-2's printable string (b" the" -> "Ġthe"), through `map` = `bytes_to_unicode()`.
+fn to_unicode(map: &[char; 256], bytes: &[u8]) -> String {
     bytes.iter().map(|&b| map[b as usize]).collect()
+}
+
+/// Each merge as vocab.bpe and tokenizer.json write it, "left right", earliest learned first.
+fn merge_lines(vocab: &BpeVocab) -> Vec<String> {
+    let map = bytes_to_unicode();
+    let text = |id| to_unicode(&map, vocab.token_bytes(id));
+    vocab.merges.iter().map(|&(l, r)| format!("{} {}", text(l), text(r))).collect()
 }
 
 /// Each token's string as the files store it, by id: specials as their text, others mapped.
 fn token_strings(vocab: &BpeVocab) -> Vec<String> {
+    let map = bytes_to_unicode();
     let first_special = 256;
     let specials = first_special..first_special + vocab.specials.len();
     (0..vocab.vocab_size())
@@ -35,7 +42,7 @@ fn token_strings(vocab: &BpeVocab) -> Vec<String> {
             if specials.contains(&id) {
                 vocab.specials[id - first_special].clone()
             } else {
-                to_unicode(&vocab.tokens[id])
+                to_unicode(&map, &vocab.tokens[id])
             }
         })
         .collect()
@@ -58,10 +65,8 @@ pub fn encoder_json(vocab: &BpeVocab) -> String {
 /// vocab.bpe: "#version: 0.2", then a merge a line, "left right", earliest learned first.
 pub fn vocab_bpe(vocab: &BpeVocab) -> String {
     let mut out = String::from("#version: 0.2\n");
-    for &(l, r) in &vocab.merges {
-        out.push_str(&to_unicode(vocab.token_bytes(l)));
-        out.push(' ');
-        out.push_str(&to_unicode(vocab.token_bytes(r)));
+    for line in merge_lines(vocab) {
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -72,11 +77,7 @@ pub fn tokenizer_json(vocab: &BpeVocab) -> Value {
     let strings = token_strings(vocab);
     let model_vocab: serde_json::Map<String, Value> =
         strings.iter().enumerate().map(|(id, s)| (s.clone(), json!(id))).collect();
-    let merges: Vec<String> = vocab
-        .merges
-        .iter()
-        .map(|&(l, r)| format!("{} {}", to_unicode(vocab.token_bytes(l)), to_unicode(vocab.token_bytes(r))))
-        .collect();
+    let merges = merge_lines(vocab);
     let added: Vec<Value> = vocab
         .specials
         .iter()

@@ -133,10 +133,11 @@ pub fn train_with_eval(
         val.describe(cfg.val_every),
     ));
     let mut batch = Batch::new(cfg.batch, cfg.seq);
+    let peak = backend.mfu_peak();
     let mut summary = TrainSummary { steps_done: start_step, ..Default::default() };
     // step 0: the model before training, so that the curve starts where the model did
     if start_step == 0 && end_step > 0 {
-        let (val_loss, scores) = evaluate(backend, &mut val, eval.as_deref_mut(), &mut batch, cfg, 0, true)?;
+        let (val_loss, scores) = evaluate(backend, &mut val, eval.as_deref_mut(), &mut batch, cfg, 0, true)?; // always validated
         val_loss.iter().for_each(|&v| summary.val_losses.push((0, v)));
         report.before_training(val_loss, &scores)?;
     }
@@ -154,9 +155,7 @@ pub fn train_with_eval(
         let (val_loss, scores) = evaluate(backend, &mut val, eval.as_deref_mut(), &mut batch, cfg, n, last)?;
         val_loss.iter().for_each(|&v| summary.val_losses.push((n, v)));
         let tok_per_s = cfg.total_batch as f64 / (ms / 1e3);
-        let mfu = backend.peak_flops().map(|peak| {
-            (model_cfg.flops_per_token(cfg.seq) * tok_per_s / peak, backend.peak_name().unwrap_or_default())
-        });
+        let mfu = peak.as_ref().map(|p| (model_cfg.flops_per_token(cfg.seq) * tok_per_s / p.flops, p.name.as_str()));
         report.step(&StepLine { step: n, stats, ms, tok_per_s, mfu, val_loss, scores: &scores })?;
         // sample before saving, so the saved RNG state is the one the next step starts with
         if let Some(hook) = sample.as_mut().filter(|_| cfg.sample_every > 0 && n % cfg.sample_every == 0) {
@@ -240,8 +239,8 @@ impl Validation {
 /// Named evaluation scores (HellaSwag's), as an `EvalHook` returns them.
 type Scores = Vec<(&'static str, f64)>;
 
-/// After step `n` (0: before training): the validation loss every `val_every` steps and at the
-/// `last` step, and the hook's scores every `hook.every` steps.
+/// After step `n` (0: before training): the validation loss every `val_every` steps and whenever
+/// `always` (before training and after the last step), and the hook's scores every `hook.every` steps.
 fn evaluate(
     backend: &mut dyn Backend,
     val: &mut Validation,
@@ -249,11 +248,11 @@ fn evaluate(
     batch: &mut Batch,
     cfg: &TrainConfig,
     n: usize,
-    last: bool,
+    always: bool,
 ) -> Result<(Option<f32>, Scores)> {
     let val_loss = match cfg.val_every {
         0 => None,
-        every if n.is_multiple_of(every) || last => val.loss(backend, batch)?,
+        every if n.is_multiple_of(every) || always => val.loss(backend, batch)?,
         _ => None,
     };
     let scores = match hook {

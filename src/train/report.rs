@@ -33,7 +33,7 @@ pub struct StepLine<'a> {
     pub ms: f64,
     pub tok_per_s: f64,
     /// Model FLOPs utilization, and the peak it is a fraction of.
-    pub mfu: Option<(f64, String)>,
+    pub mfu: Option<(f64, &'a str)>,
     pub val_loss: Option<f32>,
     pub scores: &'a [(&'static str, f64)],
 }
