@@ -56,6 +56,7 @@ pub fn run(args: &Args) -> Result<()> {
     let tokenizer = gpt2::tokenizer::Tokenizer::gpt2_or_dir(args.tokenizer.as_deref())?;
     ckpt.check_tokenizer(&args.init, &tokenizer)?;
     let config = ckpt.config;
+    // the same arguments, with the validation data resolved (--val-data, or train's default)
     let args = &Args { val_data: val_data(args, &config)?, ..args.clone() };
     let device = select_device(args.device)?;
     let on_gpu = device == Device::Cuda;
