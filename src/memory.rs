@@ -24,7 +24,10 @@
 //! fp32; the weight copy, every stored activation and every activation gradient are bf16.
 
 use crate::config::ModelConfig;
-use crate::model::{checked_activation_sizes, checked_gradient_sizes, ACTIVATION_NAMES, GRADIENT_NAMES};
+use crate::model::{
+    checked_activation_sizes, checked_gradient_sizes, ActivationRole, GradientRole, ACTIVATION_NAMES, ACTIVATION_ROLES,
+    ACTIVATION_STORED, GRADIENT_NAMES, GRADIENT_ROLES, GRADIENT_STORED,
+};
 use anyhow::{bail, Result};
 
 pub use crate::precision::Precision;
@@ -105,17 +108,16 @@ pub fn matmul_scratch_floats(config: &ModelConfig) -> Option<usize> {
     config.channels.checked_mul(config.channels)?.checked_mul(8)
 }
 
-/// Where an activation is counted, and whether it is a statistic (fp32 in every precision).
-fn activation_group(name: &str) -> (&'static str, bool) {
-    match name {
-        "encoded" | "residual2" | "residual3" => (GROUPS[5], false),
-        "ln1" | "ln2" | "lnf" => (GROUPS[6], false),
-        "qkv" | "atty" => (GROUPS[7], false),
-        "fch" | "fch_gelu" => (GROUPS[8], false),
-        "attproj" | "fcproj" => (GROUPS[9], false),
-        "logits" => (GROUPS[11], false),
-        // ln1_mean, ln1_rstd, ..., att_lse, logits_lse, losses
-        _ => (GROUPS[10], true),
+/// The row of the table an activation is counted in, by its role in `model::Activations`.
+fn activation_group(role: ActivationRole) -> &'static str {
+    match role {
+        ActivationRole::Residual => GROUPS[5],
+        ActivationRole::Layernorm => GROUPS[6],
+        ActivationRole::Attention => GROUPS[7],
+        ActivationRole::Mlp => GROUPS[8],
+        ActivationRole::Projection => GROUPS[9],
+        ActivationRole::Statistic => GROUPS[10],
+        ActivationRole::Logits => GROUPS[11],
     }
 }
 
@@ -140,16 +142,20 @@ impl MemoryPlan {
                 narrowed: true,
             });
         }
-        for (name, elements) in ACTIVATION_NAMES.iter().zip(checked_activation_sizes(config, b, t)?) {
-            let (group, statistic) = activation_group(name);
-            let width = if statistic { 4 } else { wide };
-            entries.push(Entry { group, name, buffer: Buffer::Acts, elements, width, narrowed: !statistic });
+        // every tensor of model/mod.rs's lists: a stored one in the precision's width, else fp32
+        let sizes = checked_activation_sizes(config, b, t)?;
+        for (i, (name, elements)) in ACTIVATION_NAMES.iter().zip(sizes).enumerate() {
+            let (group, narrowed) = (activation_group(ACTIVATION_ROLES[i]), ACTIVATION_STORED[i]);
+            let width = if narrowed { wide } else { 4 };
+            entries.push(Entry { group, name, buffer: Buffer::Acts, elements, width, narrowed });
         }
-        for (name, elements) in GRADIENT_NAMES.iter().zip(checked_gradient_sizes(config, b, t)?) {
+        let sizes = checked_gradient_sizes(config, b, t)?;
+        for (i, (name, elements)) in GRADIENT_NAMES.iter().zip(sizes).enumerate() {
             // attention's delta (a row statistic) and the losses' gradients are fp32 scratch
-            let scratch = matches!(*name, "att_delta" | "losses");
-            let (group, width) = if scratch { (GROUPS[13], 4) } else { (GROUPS[12], wide) };
-            entries.push(Entry { group, name, buffer: Buffer::GradActs, elements, width, narrowed: !scratch });
+            let scratch = GRADIENT_ROLES[i] == GradientRole::Scratch;
+            let (group, narrowed) = (if scratch { GROUPS[13] } else { GROUPS[12] }, GRADIENT_STORED[i]);
+            let width = if narrowed { wide } else { 4 };
+            entries.push(Entry { group, name, buffer: Buffer::GradActs, elements, width, narrowed });
         }
         let bt = b.checked_mul(t)?;
         entries.push(Entry {

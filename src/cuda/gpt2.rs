@@ -20,175 +20,80 @@ use super::context::{Dev, DeviceBuffer, Gpu, Matmul};
 use super::storage::{to_f32s, Bf16, Storage};
 use crate::config::ModelConfig;
 use crate::memory::{largest_gpu_batch, Buffer, MemoryPlan, Precision, GPU_MEMORY_RESERVE};
-use crate::model::{activation_sizes, gradient_sizes, ParamLayout};
+use crate::model::{activation_sizes, gradient_sizes, Activations, Cut, Gradients, ParamLayout, Params};
 use crate::optim::AdamWConfig;
 use anyhow::{bail, Result};
 
-/// The 16 parameter tensors (or their gradients) on the device, stored as `T`: the device version
-/// of `ParamViews` in `src/model/mod.rs`, cut in order from one view.
-#[derive(Clone, Copy)]
-pub struct DevParams<T> {
-    pub wte: Dev<T>,
-    pub wpe: Dev<T>,
-    pub ln1w: Dev<T>,
-    pub ln1b: Dev<T>,
-    pub qkvw: Dev<T>,
-    pub qkvb: Dev<T>,
-    pub attprojw: Dev<T>,
-    pub attprojb: Dev<T>,
-    pub ln2w: Dev<T>,
-    pub ln2b: Dev<T>,
-    pub fcw: Dev<T>,
-    pub fcb: Dev<T>,
-    pub fcprojw: Dev<T>,
-    pub fcprojb: Dev<T>,
-    pub lnfw: Dev<T>,
-    pub lnfb: Dev<T>,
+/// The front of a device buffer, cut off tensor by tensor: the device side of `model::Cut`.
+struct Rest<T> {
+    buf: Dev<T>,
+    at: usize,
 }
+
+impl<T> Rest<T> {
+    fn new(buf: Dev<T>) -> Self {
+        Rest { buf, at: 0 }
+    }
+    fn next(&mut self, len: usize) -> Dev<T> {
+        self.at += len;
+        self.buf.slice(self.at - len, len)
+    }
+}
+
+impl<T> Cut<Dev<T>> for Rest<T> {
+    fn stored(&mut self, len: usize) -> Dev<T> {
+        self.next(len)
+    }
+    fn fp32(&mut self, len: usize) -> Dev<T> {
+        self.next(len)
+    }
+}
+
+/// Cuts the tensors of a list from two device buffers: those stored as `T` from one, the fp32
+/// statistics and scratch from the other (the `F` tensors of `src/model/mod.rs`'s lists).
+struct Cutter<T> {
+    stored: Rest<T>,
+    fp32: Rest<f32>,
+}
+
+impl<T> Cut<Dev<T>, Dev<f32>> for Cutter<T> {
+    fn stored(&mut self, len: usize) -> Dev<T> {
+        self.stored.next(len)
+    }
+    fn fp32(&mut self, len: usize) -> Dev<f32> {
+        self.fp32.next(len)
+    }
+}
+
+/// The 16 parameter tensors (or their gradients) on the device, stored as `T`: `model::Params`
+/// of device views, cut in order from one buffer.
+pub type DevParams<T> = Params<Dev<T>>;
 
 impl<T> DevParams<T> {
     pub fn new(flat: Dev<T>, sizes: &[usize; 16]) -> Self {
-        let [wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb] =
-            flat.split(sizes);
-        DevParams {
-            wte,
-            wpe,
-            ln1w,
-            ln1b,
-            qkvw,
-            qkvb,
-            attprojw,
-            attprojb,
-            ln2w,
-            ln2b,
-            fcw,
-            fcb,
-            fcprojw,
-            fcprojb,
-            lnfw,
-            lnfb,
-        }
+        Params::cut(sizes, &mut Rest::new(flat))
     }
 }
 
-/// Cuts consecutive views from two device buffers: the tensors stored as `T` from one, the fp32
-/// statistics and scratch from the other (see `DevActivations::new`).
-struct Cutter<T> {
-    stored: Dev<T>,
-    fp32: Dev<f32>,
-    stored_at: usize,
-    fp32_at: usize,
-}
-
-impl<T> Cutter<T> {
-    fn stored(&mut self, len: usize) -> Dev<T> {
-        self.stored_at += len;
-        self.stored.slice(self.stored_at - len, len)
-    }
-    fn fp32(&mut self, len: usize) -> Dev<f32> {
-        self.fp32_at += len;
-        self.fp32.slice(self.fp32_at - len, len)
-    }
-}
-
-/// The 22 activation tensors on the device (`ActivationViews`): what the forward stores, as `T`,
-/// and the statistics, fp32 (the `narrowed` entries of `src/memory.rs`'s plan, and the others).
-#[derive(Clone, Copy)]
-pub struct DevActivations<T> {
-    pub encoded: Dev<T>,
-    pub ln1: Dev<T>,
-    pub ln1_mean: Dev<f32>,
-    pub ln1_rstd: Dev<f32>,
-    pub qkv: Dev<T>,
-    pub atty: Dev<T>,
-    pub att_lse: Dev<f32>,
-    pub attproj: Dev<T>,
-    pub residual2: Dev<T>,
-    pub ln2: Dev<T>,
-    pub ln2_mean: Dev<f32>,
-    pub ln2_rstd: Dev<f32>,
-    pub fch: Dev<T>,
-    pub fch_gelu: Dev<T>,
-    pub fcproj: Dev<T>,
-    pub residual3: Dev<T>,
-    pub lnf: Dev<T>,
-    pub lnf_mean: Dev<f32>,
-    pub lnf_rstd: Dev<f32>,
-    pub logits: Dev<T>,
-    pub logits_lse: Dev<f32>,
-    pub losses: Dev<f32>,
-}
+/// The 22 activation tensors on the device (`model::Activations`): what the forward stores, as
+/// `T`, and the statistics, fp32 (the `narrowed` entries of `src/memory.rs`'s plan, and the others).
+pub type DevActivations<T> = Activations<Dev<T>, Dev<f32>>;
 
 impl<T> DevActivations<T> {
     /// The views, in `ACTIVATION_NAMES` order, each cut from `stored` or `fp32` by its kind.
-    pub fn new(stored: Dev<T>, fp32: Dev<f32>, s: &[usize; 22]) -> Self {
-        let mut c = Cutter { stored, fp32, stored_at: 0, fp32_at: 0 };
-        // struct fields are evaluated in the order written: ACTIVATION_NAMES' order
-        DevActivations {
-            encoded: c.stored(s[0]),
-            ln1: c.stored(s[1]),
-            ln1_mean: c.fp32(s[2]),
-            ln1_rstd: c.fp32(s[3]),
-            qkv: c.stored(s[4]),
-            atty: c.stored(s[5]),
-            att_lse: c.fp32(s[6]),
-            attproj: c.stored(s[7]),
-            residual2: c.stored(s[8]),
-            ln2: c.stored(s[9]),
-            ln2_mean: c.fp32(s[10]),
-            ln2_rstd: c.fp32(s[11]),
-            fch: c.stored(s[12]),
-            fch_gelu: c.stored(s[13]),
-            fcproj: c.stored(s[14]),
-            residual3: c.stored(s[15]),
-            lnf: c.stored(s[16]),
-            lnf_mean: c.fp32(s[17]),
-            lnf_rstd: c.fp32(s[18]),
-            logits: c.stored(s[19]),
-            logits_lse: c.fp32(s[20]),
-            losses: c.fp32(s[21]),
-        }
+    pub fn new(stored: Dev<T>, fp32: Dev<f32>, sizes: &[usize; 22]) -> Self {
+        Activations::cut(sizes, &mut Cutter { stored: Rest::new(stored), fp32: Rest::new(fp32) })
     }
 }
 
-/// The 13 activation gradients on the device, the head's and one block's (`GradientViews`): stored
-/// as `T`, but for the fp32 scratch (the losses' gradients and attention's delta).
-#[derive(Clone, Copy)]
-pub struct DevGradients<T> {
-    pub residual: Dev<T>,
-    pub lnf: Dev<T>,
-    pub losses: Dev<f32>,
-    pub ln1: Dev<T>,
-    pub qkv: Dev<T>,
-    pub atty: Dev<T>,
-    pub att_delta: Dev<f32>,
-    pub attproj: Dev<T>,
-    pub residual2: Dev<T>,
-    pub ln2: Dev<T>,
-    pub fch: Dev<T>,
-    pub fch_gelu: Dev<T>,
-    pub fcproj: Dev<T>,
-}
+/// The 13 activation gradients on the device, the head's and one block's (`model::Gradients`):
+/// stored as `T`, but for the fp32 scratch (the losses' gradients and attention's delta).
+pub type DevGradients<T> = Gradients<Dev<T>, Dev<f32>>;
 
 impl<T> DevGradients<T> {
     /// The views, in `GRADIENT_NAMES` order, each cut from `stored` or `fp32` by its kind.
-    pub fn new(stored: Dev<T>, fp32: Dev<f32>, s: &[usize; 13]) -> Self {
-        let mut c = Cutter { stored, fp32, stored_at: 0, fp32_at: 0 };
-        DevGradients {
-            residual: c.stored(s[0]),
-            lnf: c.stored(s[1]),
-            losses: c.fp32(s[2]),
-            ln1: c.stored(s[3]),
-            qkv: c.stored(s[4]),
-            atty: c.stored(s[5]),
-            att_delta: c.fp32(s[6]),
-            attproj: c.stored(s[7]),
-            residual2: c.stored(s[8]),
-            ln2: c.stored(s[9]),
-            fch: c.stored(s[10]),
-            fch_gelu: c.stored(s[11]),
-            fcproj: c.stored(s[12]),
-        }
+    pub fn new(stored: Dev<T>, fp32: Dev<f32>, sizes: &[usize; 13]) -> Self {
+        Gradients::cut(sizes, &mut Cutter { stored: Rest::new(stored), fp32: Rest::new(fp32) })
     }
 }
 
