@@ -149,8 +149,6 @@ fn kernel_table(rows: &[KernelTime], step_ms: f64) {
 
 /// Times each layer kind alone at one step's shapes and call counts, and prints a table.
 fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, precision: Precision, step_ms: f64) {
-    let (l, nh, c, v, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
-    let bt = b * t;
     let mut rng = Rng::new(2);
     // in bf16 the layers read bf16 numbers: give them bf16 inputs
     let bf16 = precision == Precision::Bf16;
@@ -159,12 +157,32 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, preci
     };
     // the functions the model calls for these kernels at this precision
     let layers = Layers::new(kernels, precision);
+    let mut rows = time_block_layers(cfg, b, t, &layers, &mut rand);
+    rows.extend(time_head_and_update(cfg, b, t, &layers, bf16, &mut rand));
+    print_layer_rows(&rows, step_ms);
+}
+
+/// One row of the layer table: the layer kind, its forward and backward milliseconds in a step.
+type LayerRow = (&'static str, f64, f64);
+
+/// Repetitions of each timed call (the table takes the mean).
+const LAYER_REPS: usize = 2;
+
+/// The layers inside the blocks: matmul, attention, layernorm, GELU, residual, each timed at one
+/// step's shapes and multiplied by its calls in a step.
+fn time_block_layers(
+    cfg: &ModelConfig,
+    b: usize,
+    t: usize,
+    layers: &Layers,
+    rand: &mut impl FnMut(usize) -> Vec<f32>,
+) -> Vec<LayerRow> {
+    let (l, nh, c, vp) = (cfg.num_layers, cfg.num_heads, cfg.channels, cfg.padded_vocab_size);
+    let (bt, reps) = (b * t, LAYER_REPS);
     let (mm_fwd, mm_bwd) = (layers.matmul_forward, layers.matmul_backward);
     let (gelu_fwd, gelu_bwd) = (layers.gelu_forward, layers.gelu_backward);
     let (att_fwd, att_bwd) = (layers.attention_forward, layers.attention_backward);
-    let (xent_fwd, xent_bwd) = (layers.crossentropy_forward, layers.crossentropy_softmax_backward);
-    let reps = 2;
-    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    let mut rows: Vec<LayerRow> = Vec::new();
 
     // matmuls: 4 per layer plus the LM head, as (C_in, C_out, count)
     let shapes = [(c, 3 * c, l), (c, c, l), (c, 4 * c, l), (4 * c, c, l), (c, vp, 1)];
@@ -211,6 +229,24 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, preci
     let bwd = 2.0 * l as f64 * time_ms(reps, || (layers.residual_backward)(&mut d1, &mut d2, &x1));
     rows.push(("residual", fwd, bwd));
 
+    rows
+}
+
+/// The layers outside the blocks (softmax + cross-entropy, the embeddings) and the update (AdamW,
+/// and in bf16 the weight copy's refresh).
+fn time_head_and_update(
+    cfg: &ModelConfig,
+    b: usize,
+    t: usize,
+    layers: &Layers,
+    bf16: bool,
+    rand: &mut impl FnMut(usize) -> Vec<f32>,
+) -> Vec<LayerRow> {
+    let (c, v, vp) = (cfg.channels, cfg.vocab_size, cfg.padded_vocab_size);
+    let (bt, reps) = (b * t, LAYER_REPS);
+    let (xent_fwd, xent_bwd) = (layers.crossentropy_forward, layers.crossentropy_softmax_backward);
+    let mut rows: Vec<LayerRow> = Vec::new();
+
     // softmax + cross-entropy over the vocabulary (the backward writes over a copy of the logits)
     let logits = rand(bt * vp);
     let targets: Vec<u32> = (0..bt).map(|i| (i * 7 % v) as u32).collect();
@@ -246,9 +282,14 @@ fn layer_table(cfg: &ModelConfig, b: usize, t: usize, kernels: CpuKernels, preci
         rows.push(("bf16 weights", refresh, 0.0));
     }
 
+    rows
+}
+
+/// Prints the rows with each one's share of the measured step, and what they leave over.
+fn print_layer_rows(rows: &[LayerRow], step_ms: f64) {
     println!("{:<14} {:>10} {:>10} {:>10} {:>7}", "layer", "fwd ms", "bwd ms", "total ms", "share");
     let sum: f64 = rows.iter().map(|r| r.1 + r.2).sum();
-    for (name, f, bw) in &rows {
+    for (name, f, bw) in rows {
         println!("{name:<14} {f:>10.1} {bw:>10.1} {:>10.1} {:>6.1}%", f + bw, 100.0 * (f + bw) / step_ms);
     }
     println!(

@@ -87,6 +87,85 @@ impl Progress {
     }
 }
 
+/// The pairs of adjacent tokens in the words: each pair's count (over the words, times each word's
+/// count) and the words it occurs in (each word once, in order; a list may keep words that no
+/// longer hold the pair: the merge finds none there).
+struct PairIndex {
+    counts: FxHashMap<(u32, u32), i64>,
+    words: FxHashMap<(u32, u32), Vec<u32>>,
+}
+
+impl PairIndex {
+    fn new(tokens: &[Vec<u32>], counts: &[u64]) -> Self {
+        let mut index = PairIndex { counts: FxHashMap::default(), words: FxHashMap::default() };
+        for (i, (word, &count)) in tokens.iter().zip(counts).enumerate() {
+            for w in word.windows(2) {
+                let pair = (w[0], w[1]);
+                *index.counts.entry(pair).or_insert(0) += count as i64;
+                index.note_word(pair, i as u32);
+            }
+        }
+        index
+    }
+
+    /// Records that word `wi` holds `pair` (once: words are visited in order).
+    fn note_word(&mut self, pair: (u32, u32), wi: u32) {
+        let list = self.words.entry(pair).or_default();
+        if list.last() != Some(&wi) {
+            list.push(wi);
+        }
+    }
+
+    /// Merges `pair` into `new_id` everywhere in word `wi` (which occurs `count` times), updating
+    /// the counts of the pairs around each merged place; the pairs with the new token go to `grown`.
+    fn merge_in_word(
+        &mut self,
+        word: &mut Vec<u32>,
+        wi: u32,
+        count: i64,
+        pair: (u32, u32),
+        new_id: u32,
+        grown: &mut Vec<(u32, u32)>,
+    ) {
+        let (left, right) = pair;
+        let mut add = |pair: (u32, u32), delta: i64| *self.counts.entry(pair).or_insert(0) += delta;
+        let mut out: Vec<u32> = Vec::with_capacity(word.len());
+        let mut i = 0;
+        let mut changed = false;
+        while i < word.len() {
+            if i + 1 < word.len() && word[i] == left && word[i + 1] == right {
+                // x a b y -> x X y
+                if let Some(&x) = out.last() {
+                    add((x, left), -count);
+                    add((x, new_id), count);
+                    grown.push((x, new_id));
+                }
+                add((left, right), -count);
+                if let Some(&y) = word.get(i + 2) {
+                    add((right, y), -count);
+                    add((new_id, y), count);
+                    grown.push((new_id, y));
+                }
+                out.push(new_id);
+                i += 2;
+                changed = true;
+            } else {
+                out.push(word[i]);
+                i += 1;
+            }
+        }
+        if changed {
+            *word = out;
+            // The word now holds the pairs with the new token.
+            for w in word.windows(2) {
+                if w[0] == new_id || w[1] == new_id {
+                    self.note_word((w[0], w[1]), wi);
+                }
+            }
+        }
+    }
+}
+
 /// Learns the same merges as `train::train_bpe` on the same `words`, fast. `progress` prints a
 /// progress line on stderr.
 pub fn train_bpe_fast(
@@ -100,21 +179,9 @@ pub fn train_bpe_fast(
     let mut tokens: Vec<Vec<u32>> = words.iter().map(|(w, _)| w.iter().map(|&b| b as u32).collect()).collect();
     let counts: Vec<u64> = words.iter().map(|(_, n)| *n).collect();
 
-    // Pair counts and, for each pair, the words it occurs in (each word once, in order).
-    let mut pair_counts: FxHashMap<(u32, u32), i64> = FxHashMap::default();
-    let mut where_: FxHashMap<(u32, u32), Vec<u32>> = FxHashMap::default();
-    for (i, (word, &count)) in tokens.iter().zip(&counts).enumerate() {
-        for w in word.windows(2) {
-            let pair = (w[0], w[1]);
-            *pair_counts.entry(pair).or_insert(0) += count as i64;
-            let list = where_.entry(pair).or_default();
-            if list.last() != Some(&(i as u32)) {
-                list.push(i as u32);
-            }
-        }
-    }
+    let mut index = PairIndex::new(&tokens, &counts);
     let mut heap: BinaryHeap<Candidate> =
-        pair_counts.iter().map(|(&pair, &n)| candidate(&vocab, pair, n as u64)).collect();
+        index.counts.iter().map(|(&pair, &n)| candidate(&vocab, pair, n as u64)).collect();
 
     let mut progress = Progress {
         enabled: progress,
@@ -127,7 +194,7 @@ pub fn train_bpe_fast(
     while vocab.vocab_size() < vocab_size {
         // The best pair whose entry is up to date.
         let Some(top) = heap.pop() else { break };
-        let current = pair_counts.get(&top.pair).copied().unwrap_or(0).max(0) as u64;
+        let current = index.counts.get(&top.pair).copied().unwrap_or(0).max(0) as u64;
         if current != top.count {
             if current > 0 && current < top.count {
                 heap.push(Candidate { count: current, ..top });
@@ -139,57 +206,19 @@ pub fn train_bpe_fast(
         let new_id = vocab.push_merge(left, right);
 
         // Merge in every word that contains the pair; update the counts at the merged places.
-        let mut list = where_.remove(&top.pair).unwrap_or_default();
+        let mut list = index.words.remove(&top.pair).unwrap_or_default();
         list.sort_unstable();
         list.dedup();
         grown.clear();
         for &wi in &list {
-            let word = &mut tokens[wi as usize];
             let count = counts[wi as usize] as i64;
-            let mut add = |pair: (u32, u32), delta: i64| *pair_counts.entry(pair).or_insert(0) += delta;
-            let mut out: Vec<u32> = Vec::with_capacity(word.len());
-            let mut i = 0;
-            let mut changed = false;
-            while i < word.len() {
-                if i + 1 < word.len() && word[i] == left && word[i + 1] == right {
-                    // x a b y -> x X y
-                    if let Some(&x) = out.last() {
-                        add((x, left), -count);
-                        add((x, new_id), count);
-                        grown.push((x, new_id));
-                    }
-                    add((left, right), -count);
-                    if let Some(&y) = word.get(i + 2) {
-                        add((right, y), -count);
-                        add((new_id, y), count);
-                        grown.push((new_id, y));
-                    }
-                    out.push(new_id);
-                    i += 2;
-                    changed = true;
-                } else {
-                    out.push(word[i]);
-                    i += 1;
-                }
-            }
-            if changed {
-                *word = out;
-                // The word now holds the pairs with the new token.
-                for w in word.windows(2) {
-                    if w[0] == new_id || w[1] == new_id {
-                        let l = where_.entry((w[0], w[1])).or_default();
-                        if l.last() != Some(&wi) {
-                            l.push(wi);
-                        }
-                    }
-                }
-            }
+            index.merge_in_word(&mut tokens[wi as usize], wi, count, top.pair, new_id, &mut grown);
         }
-        pair_counts.remove(&top.pair);
+        index.counts.remove(&top.pair);
         grown.sort_unstable();
         grown.dedup();
         for &pair in &grown {
-            let n = pair_counts.get(&pair).copied().unwrap_or(0);
+            let n = index.counts.get(&pair).copied().unwrap_or(0);
             if n > 0 {
                 heap.push(candidate(&vocab, pair, n as u64));
             }

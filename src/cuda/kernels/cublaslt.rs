@@ -357,39 +357,7 @@ impl Gpu {
         // int64 for the aux leading dimension, size_t for the workspace size); the device addresses
         // are views whose lengths the callers checked against m, n, k and the leading dimensions.
         unsafe {
-            let desc =
-                lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, sys::cudaDataType_t::CUDA_R_32F)
-                    .map_err(|e| anyhow!("cannot create a cuBLASLt matmul descriptor: {e}"))?;
-            d.desc = Some(desc);
-            let op =
-                |t: bool| if t { cublasOperation_t::CUBLAS_OP_T as i32 } else { cublasOperation_t::CUBLAS_OP_N as i32 };
-            set_desc(desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA, &op(g.transa))?;
-            set_desc(desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB, &op(g.transb))?;
-            use sys::cublasLtEpilogue_t as E;
-            use sys::cublasLtMatmulDescAttributes_t as A;
-            let (epilogue, bias) = match g.epilogue {
-                Epilogue::Default => (E::CUBLASLT_EPILOGUE_DEFAULT, None),
-                Epilogue::Bias { bias } => (E::CUBLASLT_EPILOGUE_BIAS, Some(bias)),
-                Epilogue::GeluAux { bias, aux, ld } => {
-                    let aux_ptr = aux as *const c_void;
-                    set_desc(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr)?;
-                    set_desc(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld)?;
-                    match bias {
-                        Some(bias) => (E::CUBLASLT_EPILOGUE_GELU_AUX_BIAS, Some(bias)),
-                        None => (E::CUBLASLT_EPILOGUE_GELU_AUX, None),
-                    }
-                }
-                Epilogue::BgradB { dbias } => (E::CUBLASLT_EPILOGUE_BGRADB, Some(dbias)),
-            };
-            set_desc(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue)?;
-            if let Some(bias) = bias {
-                // the bias (or bias gradient) in D's type: the bf16 bias of the weight copy, the
-                // fp32 parameter gradient
-                let bias_ptr = bias as *const c_void;
-                set_desc(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr)?;
-                set_desc(desc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &g.d_type)?;
-            }
-
+            let desc = matmul_desc(&g, &mut d)?;
             // the layouts: column-major, rows x columns as stored (before op)
             let (a_rows, a_cols) = if g.transa { (g.k, g.m) } else { (g.m, g.k) };
             let (b_rows, b_cols) = if g.transb { (g.n, g.k) } else { (g.k, g.n) };
@@ -403,15 +371,7 @@ impl Gpu {
             let b_layout = layout(g.ab, b_rows, b_cols, g.ldb)?;
             let d_layout = layout(g.d_type, g.m, g.n, g.ldd)?;
 
-            // what the algorithm may assume: the workspace we have, the alignments we have
-            let pref = lt::create_matmul_pref().map_err(|e| anyhow!("cannot create a cuBLASLt preference: {e}"))?;
-            d.pref = Some(pref);
-            use sys::cublasLtMatmulPreferenceAttributes_t as P;
-            set_pref(pref, P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &CUBLASLT_WORKSPACE_BYTES)?;
-            set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignment(g.a))?;
-            set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alignment(g.b))?;
-            set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alignment(g.d))?;
-            set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignment(g.d))?;
+            let pref = preference(&g, &mut d)?;
 
             // C is D (beta = 1 adds into it; beta = 0 ignores it)
             let heuristic =
@@ -450,6 +410,64 @@ impl Gpu {
             })
         }
     }
+}
+
+/// The matmul descriptor of `g` (kept in `d`, which destroys it): fp32 accumulation, the transposes
+/// and the epilogue with its bias and aux pointers.
+///
+/// # Safety
+/// The attribute values have the types cuBLASLt documents (int32 for the transposes and the data
+/// type, uint32 for the epilogue, a pointer for the device addresses, int64 for the aux leading
+/// dimension); the device addresses are views the callers checked.
+unsafe fn matmul_desc(g: &Gemm, d: &mut Descriptors) -> Result<sys::cublasLtMatmulDesc_t> {
+    let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, sys::cudaDataType_t::CUDA_R_32F)
+        .map_err(|e| anyhow!("cannot create a cuBLASLt matmul descriptor: {e}"))?;
+    d.desc = Some(desc);
+    let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T as i32 } else { cublasOperation_t::CUBLAS_OP_N as i32 };
+    set_desc(desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA, &op(g.transa))?;
+    set_desc(desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB, &op(g.transb))?;
+    use sys::cublasLtEpilogue_t as E;
+    use sys::cublasLtMatmulDescAttributes_t as A;
+    let (epilogue, bias) = match g.epilogue {
+        Epilogue::Default => (E::CUBLASLT_EPILOGUE_DEFAULT, None),
+        Epilogue::Bias { bias } => (E::CUBLASLT_EPILOGUE_BIAS, Some(bias)),
+        Epilogue::GeluAux { bias, aux, ld } => {
+            let aux_ptr = aux as *const c_void;
+            set_desc(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_ptr)?;
+            set_desc(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld)?;
+            match bias {
+                Some(bias) => (E::CUBLASLT_EPILOGUE_GELU_AUX_BIAS, Some(bias)),
+                None => (E::CUBLASLT_EPILOGUE_GELU_AUX, None),
+            }
+        }
+        Epilogue::BgradB { dbias } => (E::CUBLASLT_EPILOGUE_BGRADB, Some(dbias)),
+    };
+    set_desc(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue)?;
+    if let Some(bias) = bias {
+        // the bias (or bias gradient) in D's type: the bf16 bias of the weight copy, the fp32
+        // parameter gradient
+        let bias_ptr = bias as *const c_void;
+        set_desc(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr)?;
+        set_desc(desc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &g.d_type)?;
+    }
+    Ok(desc)
+}
+
+/// What the algorithm may assume (kept in `d`, which destroys it): the workspace we have, the
+/// alignments we have.
+///
+/// # Safety
+/// The values have the types cuBLASLt documents (size_t for the workspace, uint32 for alignments).
+unsafe fn preference(g: &Gemm, d: &mut Descriptors) -> Result<sys::cublasLtMatmulPreference_t> {
+    let pref = lt::create_matmul_pref().map_err(|e| anyhow!("cannot create a cuBLASLt preference: {e}"))?;
+    d.pref = Some(pref);
+    use sys::cublasLtMatmulPreferenceAttributes_t as P;
+    set_pref(pref, P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &CUBLASLT_WORKSPACE_BYTES)?;
+    set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignment(g.a))?;
+    set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alignment(g.b))?;
+    set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alignment(g.d))?;
+    set_pref(pref, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignment(g.d))?;
+    Ok(pref)
 }
 
 /// `ptr`, if it is 16-byte aligned (what cuBLASLt's epilogues read and write vectors at; llm.c asks

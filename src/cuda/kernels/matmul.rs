@@ -183,50 +183,7 @@ impl Gpu {
         let (dinp, dweight, dout, inp, weight) = (dinp.ptr(), dweight.ptr(), dout.ptr(), inp.ptr(), weight.ptr());
         let (bt_i, c_i, oc_i) = (int(bt, "BT")?, int(c, "C")?, int(oc, "OC")?);
         match self.matmul {
-            Matmul::Naive => {
-                // SAFETY (the three launches): lengths checked above; one thread per number of dinp
-                // (BT*C), of dweight (OC*C), and per column of dbias (OC).
-                unsafe {
-                    launch!(
-                        self,
-                        &T::kernel("matmul_backward_dinp1"),
-                        grid(bt * c, MATMUL_NAIVE_BLOCK),
-                        dinp,
-                        dout,
-                        weight,
-                        bt_i,
-                        c_i,
-                        oc_i
-                    )
-                }?;
-                unsafe {
-                    launch!(
-                        self,
-                        &T::kernel("matmul_backward_dweight1"),
-                        grid(oc * c, MATMUL_NAIVE_BLOCK),
-                        dweight,
-                        dout,
-                        inp,
-                        bt_i,
-                        c_i,
-                        oc_i
-                    )
-                }?;
-                if let Some(dbias) = dbias {
-                    let dbias = dbias.ptr();
-                    unsafe {
-                        launch!(
-                            self,
-                            &T::kernel("matmul_backward_dbias1"),
-                            grid(oc, MATMUL_NAIVE_BLOCK),
-                            dbias,
-                            dout,
-                            bt_i,
-                            oc_i
-                        )
-                    }?;
-                }
-            }
+            Matmul::Naive => self.matmul_backward_naive::<T>(dinp, dweight, dbias, dout, inp, weight, bt, c, oc)?,
             Matmul::Handwritten => {
                 // SAFETY: lengths checked above; the kernel guards rows and columns outside dinp
                 // (BT, C), reads K = OC within dout and weight, and loads 4 numbers at once only at
@@ -260,6 +217,67 @@ impl Gpu {
                     self.dbias2::<T>(dbias, dout, bt, oc)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `matmul_backward` on the naive kernels (the first rung): one thread per number of dinp, of
+    /// dweight and per column of dbias.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_backward_naive<T: Storage>(
+        &self,
+        dinp: u64,
+        dweight: u64,
+        dbias: Option<Dev<f32>>,
+        dout: u64,
+        inp: u64,
+        weight: u64,
+        bt: usize,
+        c: usize,
+        oc: usize,
+    ) -> Result<()> {
+        let (bt_i, c_i, oc_i) = (int(bt, "BT")?, int(c, "C")?, int(oc, "OC")?);
+        // SAFETY (the three launches): lengths checked by matmul_backward; one thread per number of dinp
+        // (BT*C), of dweight (OC*C), and per column of dbias (OC).
+        unsafe {
+            launch!(
+                self,
+                &T::kernel("matmul_backward_dinp1"),
+                grid(bt * c, MATMUL_NAIVE_BLOCK),
+                dinp,
+                dout,
+                weight,
+                bt_i,
+                c_i,
+                oc_i
+            )
+        }?;
+        unsafe {
+            launch!(
+                self,
+                &T::kernel("matmul_backward_dweight1"),
+                grid(oc * c, MATMUL_NAIVE_BLOCK),
+                dweight,
+                dout,
+                inp,
+                bt_i,
+                c_i,
+                oc_i
+            )
+        }?;
+        if let Some(dbias) = dbias {
+            let dbias = dbias.ptr();
+            unsafe {
+                launch!(
+                    self,
+                    &T::kernel("matmul_backward_dbias1"),
+                    grid(oc, MATMUL_NAIVE_BLOCK),
+                    dbias,
+                    dout,
+                    bt_i,
+                    oc_i
+                )
+            }?;
         }
         Ok(())
     }
