@@ -177,44 +177,35 @@ fn verify_checksum(path: &Path, bytes: &[u8], h: &[i32], ignore_checksum: bool) 
     Ok(())
 }
 
-/// Parses the bytes of a model file or checkpoint (`load` without the reading); `path` names it in errors.
-pub fn parse(path: &Path, bytes: &[u8], ignore_checksum: bool) -> Result<Checkpoint, FileError> {
-    let h = read_header(path, bytes)?;
-    let config = match h[0] {
-        LLMC_MODEL_MAGIC | CHECKPOINT_MAGIC => config_from_header(path, &h)?,
-        other => {
+/// The parameters of an llm.c model file of `version` (3: fp32, 5: bf16) holding `n` of them.
+fn llmc_params(path: &Path, bytes: &[u8], version: i32, n: usize) -> Result<Vec<f32>, FileError> {
+    let body = &bytes[HEADER_BYTES..];
+    let params = match version {
+        3 => {
+            expect_size(path, bytes, n, 4, "an fp32 model")?;
+            let mut params = vec![0.0f32; n];
+            LittleEndian::read_f32_into(body, &mut params);
+            params
+        }
+        5 => {
+            expect_size(path, bytes, n, 2, "a bf16 model")?;
+            // bf16 is the top half of an f32: shift it back into place
+            body.chunks_exact(2).map(|b| f32::from_bits((LittleEndian::read_u16(b) as u32) << 16)).collect()
+        }
+        v => {
             return Err(FileError::new(
                 path,
-                format!("bad magic number {other}: expected {LLMC_MODEL_MAGIC} (llm.c model) or {CHECKPOINT_MAGIC} (our checkpoint)"),
+                format!("unsupported llm.c model version {v}: expected 3 (fp32) or 5 (bf16)"),
             ))
         }
     };
-    let n = config.num_parameters();
-    let body = &bytes[HEADER_BYTES..];
-    if h[0] == LLMC_MODEL_MAGIC {
-        let params = match h[1] {
-            3 => {
-                expect_size(path, bytes, n, 4, "an fp32 model")?;
-                let mut params = vec![0.0f32; n];
-                LittleEndian::read_f32_into(body, &mut params);
-                params
-            }
-            5 => {
-                expect_size(path, bytes, n, 2, "a bf16 model")?;
-                // bf16 is the top half of an f32: shift it back into place
-                body.chunks_exact(2).map(|b| f32::from_bits((LittleEndian::read_u16(b) as u32) << 16)).collect()
-            }
-            v => {
-                return Err(FileError::new(
-                    path,
-                    format!("unsupported llm.c model version {v}: expected 3 (fp32) or 5 (bf16)"),
-                ))
-            }
-        };
-        return Ok(Checkpoint { config, params, optimizer: None, tokenizer_digest: h[LLMC_TOKENIZER_INDEX] });
-    }
+    Ok(params)
+}
+
+/// Checks a checkpoint's version, and its checksum where the version has one.
+fn check_version(path: &Path, bytes: &[u8], h: &[i32], ignore_checksum: bool) -> Result<(), FileError> {
     match h[1] {
-        CHECKPOINT_VERSION => verify_checksum(path, bytes, &h, ignore_checksum)?,
+        CHECKPOINT_VERSION => verify_checksum(path, bytes, h, ignore_checksum)?,
         // version 1 wrote 0 where version 2 keeps the checksum: a 1 there with a checksum is a version 2
         // file whose version number was damaged, not an old file to load unverified
         1 if h[CHECKSUM_INDEX] != 0 && !ignore_checksum => {
@@ -239,6 +230,28 @@ pub fn parse(path: &Path, bytes: &[u8], ignore_checksum: bool) -> Result<Checkpo
             ))
         }
     }
+    Ok(())
+}
+
+/// Parses the bytes of a model file or checkpoint (`load` without the reading); `path` names it in errors.
+pub fn parse(path: &Path, bytes: &[u8], ignore_checksum: bool) -> Result<Checkpoint, FileError> {
+    let h = read_header(path, bytes)?;
+    let config = match h[0] {
+        LLMC_MODEL_MAGIC | CHECKPOINT_MAGIC => config_from_header(path, &h)?,
+        other => {
+            return Err(FileError::new(
+                path,
+                format!("bad magic number {other}: expected {LLMC_MODEL_MAGIC} (llm.c model) or {CHECKPOINT_MAGIC} (our checkpoint)"),
+            ))
+        }
+    };
+    let n = config.num_parameters();
+    let body = &bytes[HEADER_BYTES..];
+    if h[0] == LLMC_MODEL_MAGIC {
+        let params = llmc_params(path, bytes, h[1], n)?;
+        return Ok(Checkpoint { config, params, optimizer: None, tokenizer_digest: h[LLMC_TOKENIZER_INDEX] });
+    }
+    check_version(path, bytes, &h, ignore_checksum)?;
     expect_size(path, bytes, 3 * n, 4, "a checkpoint (params, m, v)")?;
     let u64_at = |i: usize| (h[i] as u32 as u64) | ((h[i + 1] as u32 as u64) << 32);
     let state = TrainState {

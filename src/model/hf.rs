@@ -20,7 +20,7 @@
 //! Twin: `checkpoint.rs`, for llm.c's and our own files. `super::load_model` picks between them.
 
 use super::checkpoint::Checkpoint;
-use super::{ParamLayout, ParamViews, ParamViewsMut};
+use super::{ParamLayout, ParamViews};
 use crate::config::ModelConfig;
 use crate::files::{write_atomic, FileError};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
@@ -257,14 +257,12 @@ fn culprit(bytes: &[u8]) -> Option<String> {
         .cloned()
 }
 
-/// Our config and flat parameters from the tensors of a safetensors file.
-fn from_tensors(
+/// The tensors of a safetensors file by their names without the optional "transformer." prefix,
+/// less the causal-mask buffers; and `lm_head.weight` apart, if the file has it.
+fn tensors_by_name<'a>(
     path: &Path,
-    st: &SafeTensors,
-    config: Option<ModelConfig>,
-) -> Result<(ModelConfig, Vec<f32>), FileError> {
-    let err = |m: String| FileError::new(path, m);
-    // the names without the optional "transformer." prefix
+    st: &'a SafeTensors,
+) -> Result<(HashMap<String, TensorView<'a>>, Option<TensorView<'a>>), FileError> {
     let mut by_name: HashMap<String, TensorView> = HashMap::new();
     let mut lm_head = None;
     for (name, view) in st.iter() {
@@ -277,9 +275,41 @@ fn from_tensors(
             continue;
         }
         if by_name.insert(short.to_string(), view).is_some() {
-            return Err(err(format!("tensor {short} appears twice (with and without the transformer. prefix)")));
+            let message = format!("tensor {short} appears twice (with and without the transformer. prefix)");
+            return Err(FileError::new(path, message));
         }
     }
+    Ok((by_name, lm_head))
+}
+
+/// Checks that a file's `lm_head.weight` (of `shape`) is its token embedding, the first tensor of
+/// `params`: our LM head is always tied to it.
+fn check_tied_head(path: &Path, head: &TensorView, shape: &[usize], params: &[f32]) -> Result<(), FileError> {
+    check_tensor(path, "lm_head.weight", head, shape)?;
+    let mut values = vec![0.0f32; shape.iter().product()];
+    decode_into(head, &mut values, None);
+    let wte = &params[..values.len()];
+    let diff = values.iter().zip(wte).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    if diff > 0.0 {
+        return Err(FileError::new(
+            path,
+            format!(
+                "lm_head.weight differs from wte.weight (max abs difference {diff:e}): this model's LM head is not \
+                 tied to its token embedding, and ours always is"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Our config and flat parameters from the tensors of a safetensors file.
+fn from_tensors(
+    path: &Path,
+    st: &SafeTensors,
+    config: Option<ModelConfig>,
+) -> Result<(ModelConfig, Vec<f32>), FileError> {
+    let err = |m: String| FileError::new(path, m);
+    let (by_name, lm_head) = tensors_by_name(path, st)?;
     let config = match config {
         Some(c) => c,
         None => infer_config(path, &by_name)?,
@@ -311,50 +341,17 @@ fn from_tensors(
         check_tensor(path, name, view, &hf_shape(&layout, &config, *i))?;
     }
     let mut params = vec![0.0f32; layout.total];
-    {
-        let sizes = layout.sizes();
-        let views = ParamViewsMut::new(&sizes, &mut params);
-        let slots: [&mut [f32]; 16] = [
-            &mut *views.wte,
-            &mut *views.wpe,
-            &mut *views.ln1w,
-            &mut *views.ln1b,
-            &mut *views.qkvw,
-            &mut *views.qkvb,
-            &mut *views.attprojw,
-            &mut *views.attprojb,
-            &mut *views.ln2w,
-            &mut *views.ln2b,
-            &mut *views.fcw,
-            &mut *views.fcb,
-            &mut *views.fcprojw,
-            &mut *views.fcprojb,
-            &mut *views.lnfw,
-            &mut *views.lnfb,
-        ];
-        for (i, l, name) in &expected {
-            let view = by_name.get(name).ok_or_else(|| err(format!("tensor {name} is missing")))?;
-            let shape = hf_shape(&layout, &config, *i);
-            check_tensor(path, name, view, &shape)?;
-            let n: usize = shape.iter().product();
-            let out = &mut slots[*i][l * n..(l + 1) * n];
-            let transpose = HF_NAMES[*i].1.then(|| (shape[0], shape[1]));
-            decode_into(view, out, transpose);
-        }
+    for (i, l, name) in &expected {
+        let view = by_name.get(name).ok_or_else(|| err(format!("tensor {name} is missing")))?;
+        let shape = hf_shape(&layout, &config, *i);
+        let n: usize = shape.iter().product();
+        // layer l's part of our tensor i (HF keeps one tensor per layer, we stack them)
+        let out = &mut params[layout.range(*i)][l * n..(l + 1) * n];
+        let transpose = HF_NAMES[*i].1.then(|| (shape[0], shape[1]));
+        decode_into(view, out, transpose);
     }
     if let Some(head) = lm_head {
-        let shape = hf_shape(&layout, &config, 0);
-        check_tensor(path, "lm_head.weight", &head, &shape)?;
-        let mut values = vec![0.0f32; shape.iter().product()];
-        decode_into(&head, &mut values, None);
-        let wte = &params[..values.len()];
-        let diff = values.iter().zip(wte).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        if diff > 0.0 {
-            return Err(err(format!(
-                "lm_head.weight differs from wte.weight (max abs difference {diff:e}): this model's LM head is \
-                 not tied to its token embedding, and ours always is"
-            )));
-        }
+        check_tied_head(path, &head, &hf_shape(&layout, &config, 0), &params)?;
     }
     Ok((config, params))
 }

@@ -77,32 +77,37 @@ impl Input {
             if text.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                // serde_json's message ends "at line 1 column N"; its line is always 1 here, so keep the column.
-                let message = e.to_string();
-                let position = format!(" at line {} column {}", e.line(), e.column());
-                let message = message.strip_suffix(&position).unwrap_or(&message);
-                anyhow::anyhow!("{name}:{line_no}: not valid JSON (column {}): {message}", e.column())
-            })?;
-            let mut object = match value {
-                serde_json::Value::Object(object) => object,
-                other => bail!(
-                    "{name}:{line_no}: the line is not a JSON object but {}: expected one object a line, like \
-                     {{\"text\": \"...\"}}",
-                    json_kind(&other)
-                ),
-            };
-            match object.remove("text") {
-                Some(serde_json::Value::String(s)) => each(Cow::Owned(s))?,
-                Some(other) => bail!("{name}:{line_no}: the \"text\" field is not a string but {}", json_kind(&other)),
-                None => bail!("{name}:{line_no}: the JSON object has no \"text\" field"),
-            }
+            each(Cow::Owned(jsonl_document(&name, line_no, text)?))?;
             documents += 1;
         }
         if documents == 0 {
             bail!("{name}: no documents (every line is blank)");
         }
         Ok(())
+    }
+}
+
+/// The "text" field of one line of a .jsonl file (line `line_no` of `name`, for errors).
+fn jsonl_document(name: &impl std::fmt::Display, line_no: usize, text: &str) -> anyhow::Result<String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        // serde_json's message ends "at line 1 column N"; its line is always 1 here, so keep the column.
+        let message = e.to_string();
+        let position = format!(" at line {} column {}", e.line(), e.column());
+        let message = message.strip_suffix(&position).unwrap_or(&message);
+        anyhow::anyhow!("{name}:{line_no}: not valid JSON (column {}): {message}", e.column())
+    })?;
+    let mut object = match value {
+        serde_json::Value::Object(object) => object,
+        other => bail!(
+            "{name}:{line_no}: the line is not a JSON object but {}: expected one object a line, like \
+             {{\"text\": \"...\"}}",
+            json_kind(&other)
+        ),
+    };
+    match object.remove("text") {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(other) => bail!("{name}:{line_no}: the \"text\" field is not a string but {}", json_kind(&other)),
+        None => bail!("{name}:{line_no}: the JSON object has no \"text\" field"),
     }
 }
 

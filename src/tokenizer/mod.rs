@@ -157,42 +157,14 @@ impl Tokenizer {
         vocab_bpe: &str,
         bpe_name: &str,
     ) -> Result<Tokenizer, TokenizerError> {
-        let enc_err =
-            |line: usize, message: String| TokenizerError::Format { file: encoder_name.into(), line, message };
-        let bpe_err = |line: usize, message: String| TokenizerError::Format { file: bpe_name.into(), line, message };
-
-        // encoder.json: {"token": id, ...} with tokens written through bytes_to_unicode.
-        let json: std::collections::HashMap<String, u32> = serde_json::from_str(encoder_json)
-            .map_err(|e| enc_err(e.line(), format!("expected a JSON object of token -> id: {e}")))?;
         let mut unicode_to_byte = FxHashMap::default();
         for (b, c) in bytes_to_unicode().iter().enumerate() {
             unicode_to_byte.insert(*c, b as u8);
         }
-        let vocab_size = json.len();
-        let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab_size];
-        let mut eot = None;
-        for (text, &id) in &json {
-            let mapped = text.chars().map(|c| unicode_to_byte.get(&c).copied()).collect::<Option<Vec<u8>>>();
-            let bytes = if text == EOT_TEXT {
-                eot = Some(id);
-                text.as_bytes().to_vec()
-            } else {
-                // A special token of a trained tokenizer is written as its own text, which may hold
-                // characters outside the byte map ("<|im start|>"): its bytes are then its UTF-8.
-                mapped.unwrap_or_else(|| text.as_bytes().to_vec())
-            };
-            let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-                enc_err(0, format!("token {text:?} has id {id}, but ids must be 0..{vocab_size} (one per token)"))
-            })?;
-            if slot.is_some() {
-                return Err(enc_err(0, format!("id {id} is used by two tokens")));
-            }
-            *slot = Some(bytes);
-        }
-        // Every slot is filled: vocab_size distinct ids below vocab_size.
-        let tokens: Vec<Vec<u8>> = tokens.into_iter().map(Option::unwrap_or_default).collect();
-        let eot = eot.ok_or_else(|| enc_err(0, format!("no {EOT_TEXT} token")))?;
-
+        let (tokens, eot) = parse_encoder_json(encoder_json, encoder_name, &unicode_to_byte)?;
+        let vocab_size = tokens.len();
+        let enc_err =
+            |line: usize, message: String| TokenizerError::Format { file: encoder_name.into(), line, message };
         let mut encoder = FxHashMap::default();
         for (id, bytes) in tokens.iter().enumerate() {
             if id as u32 != eot {
@@ -203,36 +175,7 @@ impl Tokenizer {
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = *encoder.get(&vec![b as u8]).ok_or_else(|| enc_err(0, format!("no token for the byte {b}")))?;
         }
-
-        // vocab.bpe: "#version: 0.2", then one merge "left right" per line, earliest learned first.
-        let to_bytes = |line: usize, s: &str| -> Result<Vec<u8>, TokenizerError> {
-            s.chars()
-                .map(|c| unicode_to_byte.get(&c).copied())
-                .collect::<Option<Vec<u8>>>()
-                .ok_or_else(|| bpe_err(line, format!("{s:?} has a character outside GPT-2's byte map")))
-        };
-        let mut merges = FxHashMap::default();
-        let mut rank = 0u32;
-        for (i, line) in vocab_bpe.lines().enumerate() {
-            let line_no = i + 1;
-            if line.starts_with("#version") || line.trim().is_empty() {
-                continue;
-            }
-            let (left, right) = line
-                .split_once(' ')
-                .ok_or_else(|| bpe_err(line_no, format!("expected two tokens separated by a space, found {line:?}")))?;
-            let (left, right) = (to_bytes(line_no, left)?, to_bytes(line_no, right)?);
-            let id_of = |bytes: &[u8]| {
-                encoder.get(bytes).copied().ok_or_else(|| {
-                    bpe_err(line_no, format!("{:?} is not in the vocabulary", String::from_utf8_lossy(bytes)))
-                })
-            };
-            let merged = id_of(&[left.as_slice(), right.as_slice()].concat())?;
-            let key = pair_key(id_of(&left)?, id_of(&right)?);
-            // Keep the first (lowest) rank if a merge is listed twice.
-            merges.entry(key).or_insert(Merge { rank, merged });
-            rank += 1;
-        }
+        let merges = parse_merges(vocab_bpe, bpe_name, &unicode_to_byte, &encoder)?;
         // Tokens that are neither a byte nor made by a merge are special tokens (`<|endoftext|>`, and
         // those of a trained tokenizer): `encode` never produces them from text.
         let mut made = vec![false; vocab_size];
@@ -398,6 +341,84 @@ impl Tokenizer {
         })
         .map_err(io_err)
     }
+}
+
+/// encoder.json's tokens, as bytes indexed by id, and the id of `<|endoftext|>`; `name` is for errors.
+fn parse_encoder_json(
+    encoder_json: &str,
+    name: &str,
+    unicode_to_byte: &FxHashMap<char, u8>,
+) -> Result<(Vec<Vec<u8>>, u32), TokenizerError> {
+    let enc_err = |line: usize, message: String| TokenizerError::Format { file: name.into(), line, message };
+    // encoder.json: {"token": id, ...} with tokens written through bytes_to_unicode.
+    let json: std::collections::HashMap<String, u32> = serde_json::from_str(encoder_json)
+        .map_err(|e| enc_err(e.line(), format!("expected a JSON object of token -> id: {e}")))?;
+    let vocab_size = json.len();
+    let mut tokens: Vec<Option<Vec<u8>>> = vec![None; vocab_size];
+    let mut eot = None;
+    for (text, &id) in &json {
+        let mapped = text.chars().map(|c| unicode_to_byte.get(&c).copied()).collect::<Option<Vec<u8>>>();
+        let bytes = if text == EOT_TEXT {
+            eot = Some(id);
+            text.as_bytes().to_vec()
+        } else {
+            // A special token of a trained tokenizer is written as its own text, which may hold
+            // characters outside the byte map ("<|im start|>"): its bytes are then its UTF-8.
+            mapped.unwrap_or_else(|| text.as_bytes().to_vec())
+        };
+        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
+            enc_err(0, format!("token {text:?} has id {id}, but ids must be 0..{vocab_size} (one per token)"))
+        })?;
+        if slot.is_some() {
+            return Err(enc_err(0, format!("id {id} is used by two tokens")));
+        }
+        *slot = Some(bytes);
+    }
+    // Every slot is filled: vocab_size distinct ids below vocab_size.
+    let tokens: Vec<Vec<u8>> = tokens.into_iter().map(Option::unwrap_or_default).collect();
+    let eot = eot.ok_or_else(|| enc_err(0, format!("no {EOT_TEXT} token")))?;
+
+    Ok((tokens, eot))
+}
+
+/// vocab.bpe's merges, keyed by the pair of ids they join, ranked by line; `name` is for errors.
+fn parse_merges(
+    vocab_bpe: &str,
+    name: &str,
+    unicode_to_byte: &FxHashMap<char, u8>,
+    encoder: &FxHashMap<Vec<u8>, u32>,
+) -> Result<FxHashMap<u64, Merge>, TokenizerError> {
+    let bpe_err = |line: usize, message: String| TokenizerError::Format { file: name.into(), line, message };
+    // vocab.bpe: "#version: 0.2", then one merge "left right" per line, earliest learned first.
+    let to_bytes = |line: usize, s: &str| -> Result<Vec<u8>, TokenizerError> {
+        s.chars()
+            .map(|c| unicode_to_byte.get(&c).copied())
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| bpe_err(line, format!("{s:?} has a character outside GPT-2's byte map")))
+    };
+    let mut merges = FxHashMap::default();
+    let mut rank = 0u32;
+    for (i, line) in vocab_bpe.lines().enumerate() {
+        let line_no = i + 1;
+        if line.starts_with("#version") || line.trim().is_empty() {
+            continue;
+        }
+        let (left, right) = line
+            .split_once(' ')
+            .ok_or_else(|| bpe_err(line_no, format!("expected two tokens separated by a space, found {line:?}")))?;
+        let (left, right) = (to_bytes(line_no, left)?, to_bytes(line_no, right)?);
+        let id_of = |bytes: &[u8]| {
+            encoder.get(bytes).copied().ok_or_else(|| {
+                bpe_err(line_no, format!("{:?} is not in the vocabulary", String::from_utf8_lossy(bytes)))
+            })
+        };
+        let merged = id_of(&[left.as_slice(), right.as_slice()].concat())?;
+        let key = pair_key(id_of(&left)?, id_of(&right)?);
+        // Keep the first (lowest) rank if a merge is listed twice.
+        merges.entry(key).or_insert(Merge { rank, merged });
+        rank += 1;
+    }
+    Ok(merges)
 }
 
 #[cfg(test)]
