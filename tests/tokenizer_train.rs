@@ -580,6 +580,28 @@ fn train_encodes_the_shipped_text_with_the_tokenizer_into_its_own_cache() {
     assert_eq!(first[0], 256);
     assert!(first.iter().all(|&id| id < 300));
     assert!(!cache.exists(), "GPT-2's cache is not touched");
+
+    // eval with --tokenizer and no data scores the same shards (the tokenizer's own cache)
+    let ckpt = dir.path().join("ckpt.bin");
+    let output = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["train", "--device", "cpu", "--model", "L2H2C16", "--batch", "2", "--seq", "8", "--steps", "1"])
+        .args(["--val-every", "0", "--save", ckpt.to_str().unwrap(), "--tokenizer", tok_dir.to_str().unwrap()])
+        .env("GPT2_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["eval", "--init", ckpt.to_str().unwrap(), "--device", "cpu", "--val-batches", "1"])
+        .args(["--tokenizer", tok_dir.to_str().unwrap()])
+        .env("GPT2_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&own.join("val_*.bin").display().to_string()), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(json["tokens"].as_u64(), Some(8 * 64));
+    assert!(!cache.exists(), "GPT-2's cache is not touched");
 }
 
 #[test]
