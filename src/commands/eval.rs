@@ -1,4 +1,5 @@
-//! `eval`: a model's validation loss on token shards (batched exactly as `train` validates) and its
+//! `eval`: a model's validation loss on token shards (batched exactly as `train` validates), per token
+//! and per byte of the text (`gpt2::train::per_byte`, the bytes decoded with --tokenizer), and its
 //! HellaSwag accuracy (`src/hellaswag.rs`, llm.c's completion-style scoring). The last line is JSON.
 
 use anyhow::{bail, Result};
