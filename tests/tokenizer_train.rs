@@ -580,6 +580,28 @@ fn train_encodes_the_shipped_text_with_the_tokenizer_into_its_own_cache() {
     assert_eq!(first[0], 256);
     assert!(first.iter().all(|&id| id < 300));
     assert!(!cache.exists(), "GPT-2's cache is not touched");
+
+    // eval with --tokenizer and no data scores the same shards (the tokenizer's own cache)
+    let ckpt = dir.path().join("ckpt.bin");
+    let output = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["train", "--device", "cpu", "--model", "L2H2C16", "--batch", "2", "--seq", "8", "--steps", "1"])
+        .args(["--val-every", "0", "--save", ckpt.to_str().unwrap(), "--tokenizer", tok_dir.to_str().unwrap()])
+        .env("GPT2_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(["eval", "--init", ckpt.to_str().unwrap(), "--device", "cpu", "--val-batches", "1"])
+        .args(["--tokenizer", tok_dir.to_str().unwrap()])
+        .env("GPT2_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&own.join("val_*.bin").display().to_string()), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(json["tokens"].as_u64(), Some(8 * 64));
+    assert!(!cache.exists(), "GPT-2's cache is not touched");
 }
 
 #[test]
@@ -676,4 +698,110 @@ fn checkpoints_without_a_tokenizer_are_written_byte_for_byte_as_before() {
     let err = loaded.check_tokenizer(&digest, &Tokenizer::gpt2()).unwrap_err().to_string();
     assert!(err.contains("digest 12345") && err.contains("GPT-2's"), "{err}");
     assert!(checkpoint::load(&old).unwrap().check_tokenizer(&old, &Tokenizer::gpt2()).is_ok());
+}
+
+// ---- validation loss per byte (src/train/per_byte.rs) ----
+
+/// Writes `tokens` as a token shard `name` in `dir`, returning its path as a string.
+fn shard(dir: &Path, name: &str, tokens: &[u16]) -> String {
+    let path = dir.join(name);
+    gpt2::data::write_shard(&path, tokens).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn val_text_counts_the_bytes_of_the_validation_targets() {
+    use gpt2::train::ValText;
+    let dir = tempfile::tempdir().unwrap();
+    // GPT-2's ids: <|endoftext|> 50256 (no text), "Hello" 15496 (5 bytes), " world" 995 (6), "!" 0 (1), "," 11 (1)
+    let (eot, hello, world, bang, comma) = (50256, 15496, 995, 0, 11);
+    let path = shard(dir.path(), "val.bin", &[eot, hello, world, bang, eot, hello, comma, world, bang]);
+    let gpt2 = Tokenizer::gpt2();
+    let measure = |b, t, batches| ValText::measure(&path, b, t, batches, &gpt2).unwrap();
+    // B=1, T=4: batch 1's targets "Hello", " world", "!", EOT = 12 bytes; batch 2's "Hello , world!" = 13
+    assert_eq!(measure(1, 4, 1), ValText { tokens: 4, bytes: 12 });
+    assert_eq!(measure(1, 4, 2), ValText { tokens: 8, bytes: 25 });
+    assert_eq!(measure(1, 4, 9), ValText { tokens: 8, bytes: 25 }, "at most the batches the shard holds");
+    // B=1, T=2: the first batch's targets are "Hello", " world"; B=2, T=2 adds "!", EOT
+    assert_eq!(measure(1, 2, 1), ValText { tokens: 2, bytes: 11 });
+    assert_eq!(measure(2, 2, 1), ValText { tokens: 4, bytes: 12 });
+    // loss per byte = loss per token * tokens / bytes
+    let text = measure(1, 4, 1);
+    assert!((text.nats_per_byte(3.0) - 1.0).abs() < 1e-12);
+    assert!((text.bits_per_byte(3.0) - 1.0 / std::f64::consts::LN_2).abs() < 1e-12);
+    // a shard of EOTs only has no text to divide by: an error naming the shard
+    let empty = shard(dir.path(), "eot.bin", &[eot; 9]);
+    let err = ValText::measure(&empty, 1, 4, 1, &gpt2).unwrap_err().to_string();
+    assert!(err.contains("eot.bin") && err.contains("no bytes"), "{err}");
+}
+
+/// ids below 300 mean other bytes under GPT-2's tokenizer (256..=263 are merges: " t", " a", "he",
+/// "in", "re", "on", " the", "er") and under a trained 300-token one (256 is its <|endoftext|>, no text).
+const SMALL_IDS: [u16; 9] = [256, 257, 258, 259, 256, 260, 261, 262, 263];
+
+/// The bytes of the targets of SMALL_IDS (all but the first) under `tok`, special tokens counting none.
+fn small_ids_bytes(tok: &Tokenizer) -> usize {
+    let eot = tok.eot_token();
+    SMALL_IDS[1..].iter().filter(|&&id| id as u32 != eot).map(|&id| tok.token_bytes(id as u32).unwrap().len()).sum()
+}
+
+/// The "val loss L per token, N nats (B bits) per byte (T tokens, Y bytes of text" line in `stderr`: (L, N, B, T, Y).
+fn per_byte_line(stderr: &str) -> (f64, f64, f64, usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" per token, ") && l.contains("per byte"))
+        .unwrap_or_else(|| panic!("no per-byte line: {stderr}"));
+    let words: Vec<&str> = line.split([' ', '(', ')', ',']).filter(|w| !w.is_empty()).collect();
+    let after = |w: &str| words[words.iter().position(|x| *x == w).unwrap() - 1];
+    let num = |s: &str| s.parse::<f64>().unwrap();
+    let loss = num(words[words.iter().position(|x| *x == "loss").unwrap() + 1]);
+    (loss, num(after("nats")), num(after("bits")), num(after("tokens")) as usize, num(after("bytes")) as usize)
+}
+
+#[test]
+fn train_and_eval_report_the_val_loss_per_byte_of_the_run_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tok_dir, _, tok) = trained_tokenizer(dir.path());
+    let tok_s = tok_dir.to_str().unwrap();
+    let data = shard(dir.path(), "small.bin", &SMALL_IDS);
+    let gpt2_bytes = small_ids_bytes(&Tokenizer::gpt2());
+    let tok_bytes = small_ids_bytes(&tok);
+    assert_eq!(
+        gpt2_bytes, 18,
+        "the targets \" a\", \"he\", \"in\", \" t\", \"re\", \"on\", \" the\", \"er\" under GPT-2's"
+    );
+    assert_ne!(tok_bytes, gpt2_bytes, "the two tokenizers must count differently for this test to tell them apart");
+    let ckpt = dir.path().join("ckpt.bin");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--train-data", &data, "--val-data", &data, "--device", "cpu"];
+        args.extend(["--model", "L2H2C16", "--batch", "1", "--seq", "4", "--steps", "1", "--val-batches", "2"]);
+        args.extend(["--save", ckpt_s, "--overwrite"]);
+        args.extend(extra);
+        String::from_utf8_lossy(&ok(&args).stderr).into_owned()
+    };
+    for (extra, bytes) in [(&[][..], gpt2_bytes), (&["--tokenizer", tok_s][..], tok_bytes)] {
+        let stderr = train(extra);
+        let (loss, nats, bits, tokens, counted) = per_byte_line(&stderr);
+        assert_eq!((tokens, counted), (8, bytes), "{extra:?}: {stderr}");
+        let expected = loss * 8.0 / bytes as f64;
+        assert!((nats - expected).abs() < 2e-3, "{nats} vs {expected}: {stderr}");
+        assert!((bits - expected / std::f64::consts::LN_2).abs() < 3e-3, "{bits}: {stderr}");
+    }
+    // eval of the last (trained tokenizer's) model: the same bytes, in its JSON line and on stderr
+    let eval = ["eval", "--init", ckpt_s, "--val-data", &data, "--device", "cpu", "--batch", "1", "--seq", "4"];
+    let out = ok(&[&eval[..], &["--val-batches", "2", "--tokenizer", tok_s]].concat());
+    let json: serde_json::Value = serde_json::from_str(stdout_of(&out).trim()).unwrap();
+    assert_eq!(json["val_bytes"].as_u64(), Some(tok_bytes as u64));
+    let loss = json["val_loss"].as_f64().unwrap();
+    let nats = json["val_nats_per_byte"].as_f64().unwrap();
+    assert!((nats - loss * 8.0 / tok_bytes as f64).abs() < 1e-6, "{json}");
+    assert!((json["val_bits_per_byte"].as_f64().unwrap() - nats / std::f64::consts::LN_2).abs() < 1e-9);
+    assert_eq!(per_byte_line(&String::from_utf8_lossy(&out.stderr)).4, tok_bytes);
+    // --val-batches 1: half the tokens, the bytes of the first batch's targets only
+    let out = ok(&[&eval[..], &["--val-batches", "1", "--tokenizer", tok_s]].concat());
+    let json: serde_json::Value = serde_json::from_str(stdout_of(&out).trim()).unwrap();
+    let first: usize =
+        SMALL_IDS[1..5].iter().filter(|&&id| id != 256).map(|&id| tok.token_bytes(id as u32).unwrap().len()).sum();
+    assert_eq!((json["tokens"].as_u64(), json["val_bytes"].as_u64()), (Some(4), Some(first as u64)));
 }

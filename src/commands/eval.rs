@@ -1,4 +1,5 @@
-//! `eval`: a model's validation loss on token shards (batched exactly as `train` validates) and its
+//! `eval`: a model's validation loss on token shards (batched exactly as `train` validates), per token
+//! and per byte of the text (`gpt2::train::per_byte`, the bytes decoded with --tokenizer), and its
 //! HellaSwag accuracy (`src/hellaswag.rs`, llm.c's completion-style scoring). The last line is JSON.
 
 use anyhow::{bail, Result};
@@ -7,7 +8,7 @@ use gpt2::cuda::{CudaBackend, Matmul};
 use gpt2::data::{DataLoader, Position};
 use gpt2::device::{select_device, Device};
 use gpt2::hellaswag;
-use gpt2::train::Backend;
+use gpt2::train::{Backend, ValText};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -57,7 +58,7 @@ pub fn run(args: &Args) -> Result<()> {
     ckpt.check_tokenizer(&args.init, &tokenizer)?;
     let config = ckpt.config;
     // the same arguments, with the validation data resolved (--val-data, or train's default)
-    let args = &Args { val_data: val_data(args, &config)?, ..args.clone() };
+    let args = &Args { val_data: val_data(args, &config, &tokenizer)?, ..args.clone() };
     let device = select_device(args.device)?;
     let on_gpu = device == Device::Cuda;
     let seq = args.seq.unwrap_or(if on_gpu { config.max_seq_len.min(1024) } else { config.max_seq_len.min(64) });
@@ -94,6 +95,12 @@ pub fn run(args: &Args) -> Result<()> {
         let (loss, tokens) = val_loss(backend.as_mut(), pattern, args.batch, seq, args.val_batches, &config)?;
         result.insert("val_loss".into(), serde_json::json!(loss.to_string().parse::<f64>().unwrap_or(f64::NAN)));
         result.insert("tokens".into(), serde_json::json!(tokens));
+        // per byte of the validation text (the tokens decoded with the tokenizer): comparable across tokenizers
+        let text = ValText::measure(pattern, args.batch, seq, args.val_batches, &tokenizer)?;
+        eprintln!("{}", text.describe(loss));
+        result.insert("val_bytes".into(), serde_json::json!(text.bytes));
+        result.insert("val_nats_per_byte".into(), serde_json::json!(text.nats_per_byte(loss)));
+        result.insert("val_bits_per_byte".into(), serde_json::json!(text.bits_per_byte(loss)));
     }
     if !examples.is_empty() {
         let acc = score_hellaswag(backend.as_mut(), &examples, rows)?;
@@ -106,13 +113,19 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// The validation shards to score: --val-data, or with neither it nor --hellaswag the ones `train`
-/// uses by default (the shipped text's, for a model of GPT-2's vocabulary).
-fn val_data(args: &Args, config: &gpt2::config::ModelConfig) -> Result<Option<String>> {
+/// uses by default (the shipped text's, encoded with --tokenizer when given, else for a model of
+/// GPT-2's vocabulary).
+fn val_data(
+    args: &Args,
+    config: &gpt2::config::ModelConfig,
+    tokenizer: &gpt2::tokenizer::Tokenizer,
+) -> Result<Option<String>> {
+    let custom = args.tokenizer.as_ref().map(|_| tokenizer);
     Ok(match (&args.val_data, &args.hellaswag) {
         (Some(pattern), _) => Some(pattern.clone()),
         (None, Some(_)) => None,
-        (None, None) if config.vocab_size == gpt2::config::GPT2_VOCAB_SIZE => {
-            let (_, val) = gpt2::prepare::default_training_data()?;
+        (None, None) if custom.is_some() || config.vocab_size == gpt2::config::GPT2_VOCAB_SIZE => {
+            let (_, val) = gpt2::prepare::default_training_data_with(custom)?;
             eprintln!("validation data: the shipped text's val shard {val} (as train's default; --val-data to choose)");
             Some(val)
         }

@@ -14,7 +14,7 @@ use gpt2::optim::{AdamWConfig, Schedule};
 use gpt2::precision::Precision;
 use gpt2::rng::Rng;
 use gpt2::tokenizer::Tokenizer;
-use gpt2::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig, TrainSummary};
+use gpt2::train::{train_with_eval, Backend, EvalHook, SampleHook, TrainConfig, TrainSummary, ValText};
 use std::path::PathBuf;
 
 /// Arguments of `train`. Defaults not given here depend on the device (see `resolve`).
@@ -262,6 +262,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let summary = train_with_eval(backend.as_mut(), &cfg, state, hook, hellaswag.as_mut())?;
     let tokenizer_flag = args.tokenizer.as_ref().map_or(String::new(), |d| format!(" --tokenizer {}", d.display()));
+    print_val_per_byte(&summary, &cfg, &tokenizer);
     print_summary(&summary, &cfg, can_sample, &tokenizer_flag);
     if summary.interrupted {
         // stopped by Ctrl-C: saved, but not finished, which a script running `train && ...` must see
@@ -297,6 +298,16 @@ fn load_or_init(
         config.vocab_size = tokenizer.vocab_size();
         config.padded_vocab_size = tokenizer.vocab_size().div_ceil(128) * 128;
         Ok((config, gpt2_init(&config, args.seed.unwrap_or(DEFAULT_SEED)), None))
+    }
+}
+
+/// The last validation as a loss per byte of the validation text (`gpt2::train::per_byte`), which
+/// compares runs with different tokenizers: the bytes are the validation tokens decoded with `tokenizer`.
+fn print_val_per_byte(summary: &TrainSummary, cfg: &TrainConfig, tokenizer: &Tokenizer) {
+    let (Some(&(step, loss)), Some(pattern)) = (summary.val_losses.last(), &cfg.val_data) else { return };
+    match ValText::measure(pattern, cfg.batch, cfg.seq, cfg.val_batches, tokenizer) {
+        Ok(text) => eprintln!("step {step}: {}", text.describe(loss)),
+        Err(e) => eprintln!("no val loss per byte: {e:#}"),
     }
 }
 

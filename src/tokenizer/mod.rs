@@ -243,6 +243,12 @@ impl Tokenizer {
         self.tokens.get(id as usize).map(Vec::as_slice)
     }
 
+    /// A special token (`<|endoftext|>`, or one given to `tokenizer train --special`): neither a byte
+    /// nor made by a merge, so never produced by `encode`, and no text of the documents.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.token_bytes(id).is_some_and(|bytes| self.encoder.get(bytes) != Some(&id))
+    }
+
     /// Encodes text to token ids. `<|endoftext|>` in the text is ordinary text, never id 50256.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 4 + 1);

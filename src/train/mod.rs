@@ -4,10 +4,12 @@
 //! `report.rs` (the console and the JSONL log) and `checkpointing.rs` (save and resume).
 
 mod checkpointing;
+pub mod per_byte;
 mod report;
 mod step;
 
 pub use crate::backend::{Backend, StateVisitor};
+pub use per_byte::ValText;
 pub use step::{train_step, Batch, StepStats};
 
 use crate::config::ModelConfig;
